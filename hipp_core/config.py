@@ -1,0 +1,37 @@
+"""Where things live on disk and how many CPU threads torch may use."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Trained embedded checkpoints ship inside the package so a fresh clone needs no training.
+SHIPPED_ZOO_DIR = PACKAGE_DIR / "models" / "embedded"
+
+
+def cache_dir() -> Path:
+    """Derived, re-creatable files (datasets, retrained models); `$HIPP_CACHE`, default ~/.cache/hipp."""
+    return Path(os.environ.get("HIPP_CACHE", Path.home() / ".cache" / "hipp")).expanduser()
+
+
+def home_dir() -> Path:
+    """User state that is not re-creatable (plan store); `$HIPP_HOME`, default ~/.hipp."""
+    return Path(os.environ.get("HIPP_HOME", Path.home() / ".hipp")).expanduser()
+
+
+def default_threads() -> int:
+    # One core is left free: with another busy process on a 2-core box, 2 torch threads ran 18x slower
+    # than 1 (DESIGN §5). `$HIPP_THREADS` overrides.
+    env = os.environ.get("HIPP_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def set_threads(n: int | None = None) -> int:
+    n = n or default_threads()
+    torch.set_num_threads(n)
+    return n

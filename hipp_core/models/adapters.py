@@ -1,0 +1,167 @@
+"""One adapter per VLM family: the only place that knows where a family keeps its parts.
+
+Algorithms (training, evaluation, later calibration and pruning) talk to `ModelAdapter`; they never reach into
+`model.model.language_model.layers` themselves (STYLE: SliceGPT's ModelAdapter idea).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from PIL import Image
+from torch import nn
+
+from hipp_core.errors import HippError
+
+_REGISTRY: dict[str, type[ModelAdapter]] = {}
+
+
+def register(model_type: str) -> Callable[[type[ModelAdapter]], type[ModelAdapter]]:
+    def wrap(cls: type[ModelAdapter]) -> type[ModelAdapter]:
+        cls.model_type = model_type
+        _REGISTRY[model_type] = cls
+        return cls
+
+    return wrap
+
+
+def supported_families() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def adapter_class(model_type: str) -> type[ModelAdapter]:
+    try:
+        return _REGISTRY[model_type]
+    except KeyError:
+        raise HippError(
+            f"model type {model_type!r} is not a supported vision-language family; "
+            f"supported: {', '.join(supported_families())}"
+        ) from None
+
+
+@dataclass
+class Encoded:
+    """A tokenized batch plus, for training, which positions carry a loss."""
+
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor | None = None
+
+
+class ModelAdapter(ABC):
+    model_type: str = ""
+
+    def __init__(self, model: nn.Module, processor) -> None:
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+
+    # -- where things are -------------------------------------------------------------------------------------
+    @property
+    def language_model(self) -> nn.Module:
+        return self.model.model.language_model
+
+    @property
+    def decoder_layers(self) -> nn.ModuleList:
+        return self.language_model.layers
+
+    @property
+    def image_token_id(self) -> int:
+        return self.model.config.image_token_id
+
+    @abstractmethod
+    def vision_encoder(self) -> nn.Module:
+        """The part trained by the per-cell probe (stage 1) and frozen afterwards."""
+
+    @abstractmethod
+    def projector(self) -> nn.Module:
+        """The vision-to-language bridge (trained with a higher learning rate in stage 2)."""
+
+    @abstractmethod
+    def image_token_states(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Vision features before the projector, one row per image token: [images, tokens, dim]."""
+
+    # -- inputs -----------------------------------------------------------------------------------------------
+    def chat_prompt(self, text: str, with_image: bool) -> str:
+        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
+        return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+
+    def encode(
+        self,
+        texts: list[str],
+        images: list[Image.Image | None],
+        answers: list[str] | None = None,
+        padding_side: str = "right",
+    ) -> Encoded:
+        """Tokenize prompts (and, for training, answers ending in EOS) through the family's own processor.
+
+        Right padding by default: scoring reads the logits at each row's last real token, and with right
+        padding no real token ever attends to a pad or sees shifted positions.
+        """
+        prompts = [self.chat_prompt(t, img is not None) for t, img in zip(texts, images)]
+        eos = self.tokenizer.eos_token or ""
+        full = prompts if answers is None else [p + a + eos for p, a in zip(prompts, answers)]
+        present = [img for img in images if img is not None]
+        self.tokenizer.padding_side = padding_side
+        inputs = self.processor(
+            text=full, images=present or None, return_tensors="pt", padding=True, padding_side=padding_side
+        )
+        inputs = dict(inputs)
+        if answers is None:
+            return Encoded(inputs)
+        labels = torch.full_like(inputs["input_ids"], -100)
+        lengths = inputs["attention_mask"].sum(1)
+        for i, answer in enumerate(answers):
+            n = len(self.tokenizer(answer + eos, add_special_tokens=False).input_ids)
+            end = int(lengths[i])
+            labels[i, end - n : end] = inputs["input_ids"][i, end - n : end]
+        return Encoded(inputs, labels)
+
+    def first_token_ids(self, words: list[str]) -> list[list[int]]:
+        """For each answer word, the ids its first token may take (casing and leading-space variants)."""
+        out = []
+        for word in words:
+            ids = set()
+            for variant in {word, word.lower(), word.capitalize(), " " + word, " " + word.capitalize()}:
+                tokens = self.tokenizer(variant, add_special_tokens=False).input_ids
+                if tokens and tokens[0] != self.tokenizer.unk_token_id:
+                    ids.add(tokens[0])
+            if not ids:
+                raise HippError(f"the tokenizer cannot write the answer {word!r}; is this a chat VLM?")
+            out.append(sorted(ids))
+        return out
+
+
+@register("llava")
+class LlavaAdapter(ModelAdapter):
+    def vision_encoder(self) -> nn.Module:
+        return self.model.model.vision_tower
+
+    def projector(self) -> nn.Module:
+        return self.model.model.multi_modal_projector
+
+    def image_token_states(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.vision_encoder()(inputs["pixel_values"], output_hidden_states=True)
+        states = out.hidden_states[self.model.config.vision_feature_layer]
+        if self.model.config.vision_feature_select_strategy == "default":
+            states = states[:, 1:]  # the CLS token is not an image token
+        return states
+
+
+@register("qwen2_5_vl")
+class Qwen25VLAdapter(ModelAdapter):
+    def vision_encoder(self) -> nn.Module:
+        return self.model.model.visual
+
+    def projector(self) -> nn.Module:
+        return self.model.model.visual.merger
+
+    def image_token_states(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        # Qwen's merger is part of `visual` and is what maps patches to image tokens, so the per-token states
+        # are the merger's output; the probe trains it together with the tower.
+        grid = inputs["image_grid_thw"]
+        out = self.vision_encoder()(inputs["pixel_values"], grid_thw=grid)
+        per_image = int(grid[0].prod()) // self.vision_encoder().spatial_merge_size**2
+        return out.pooler_output.reshape(len(grid), per_image, -1)

@@ -1,0 +1,201 @@
+"""The embedded model zoo: tiny LLaVA and Qwen2.5-VL built from configs, trained by the project, shipped.
+
+Sizes follow DESIGN §5: a Llama-style decoder of 8 layers (hidden 128, 4 query / 2 KV heads, so GQA is
+real) over a 2-layer vision tower whose 16 output tokens are the 16 cells of a ShapesWorld image.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLImageProcessor,
+)
+
+from hipp_core.config import SHIPPED_ZOO_DIR, cache_dir
+from hipp_core.data.world import CELL, IMAGE_SIZE
+from hipp_core.models.qwen_processor import Qwen2_5_VLImageProcessorOnly
+from hipp_core.models.tokenizer import SPECIALS, build_tokenizer
+
+ARCHS = ("llava", "qwen2_5_vl")
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+@dataclass(frozen=True)
+class DecoderSize:
+    hidden: int = 128
+    layers: int = 8  # >= 8 so per-layer allocation has room to matter
+    heads: int = 4
+    kv_heads: int = 2  # fewer KV than query heads: pruning must respect GQA groups
+    intermediate: int = 344  # a multiple of 8, the embedded models' channel rounding
+
+
+def shipped_dir(arch: str) -> Path:
+    return SHIPPED_ZOO_DIR / arch
+
+
+def retrained_dir(arch: str) -> Path:
+    return cache_dir() / "zoo" / arch
+
+
+def build_processor(arch: str):
+    tokenizer: PreTrainedTokenizerFast = build_tokenizer(arch)
+    if arch == "llava":
+        image_processor = CLIPImageProcessor(
+            size={"shortest_edge": IMAGE_SIZE},
+            crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+            image_mean=CLIP_MEAN,
+            image_std=CLIP_STD,
+        )
+        return LlavaProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            patch_size=CELL,
+            vision_feature_select_strategy="default",
+            num_additional_image_tokens=1,  # the CLS token, dropped by the "default" strategy
+            chat_template=tokenizer.chat_template,
+        )
+    if arch == "qwen2_5_vl":
+        pixels = IMAGE_SIZE * IMAGE_SIZE  # keep 64x64 as is: 8x8 patches of 8 px, merged 2x2 into 16 cells
+        image_processor = Qwen2VLImageProcessor(
+            patch_size=CELL // 2,
+            merge_size=2,
+            temporal_patch_size=2,
+            size={"shortest_edge": pixels, "longest_edge": pixels},
+            image_mean=CLIP_MEAN,
+            image_std=CLIP_STD,
+        )
+        return Qwen2_5_VLImageProcessorOnly(
+            image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template
+        )
+    raise ValueError(f"unknown embedded architecture {arch!r}; expected one of {', '.join(ARCHS)}")
+
+
+def build_model(arch: str, processor, seed: int = 0, size: DecoderSize = DecoderSize()):
+    """A freshly initialised embedded model whose token ids agree with `processor`'s tokenizer."""
+    tok = processor.tokenizer
+    ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIALS[arch]}
+    torch.manual_seed(seed)
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=size.hidden,
+        intermediate_size=size.intermediate,
+        num_hidden_layers=size.layers,
+        num_attention_heads=size.heads,
+        num_key_value_heads=size.kv_heads,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    if arch == "llava":
+        vision = CLIPVisionConfig(
+            hidden_size=64,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=IMAGE_SIZE,
+            patch_size=CELL,
+            projection_dim=64,
+        )
+        config = LlavaConfig(
+            vision_config=vision,
+            text_config=LlamaConfig(**text),
+            image_token_id=ids["<image>"],
+            image_seq_length=(IMAGE_SIZE // CELL) ** 2,
+            vision_feature_select_strategy="default",
+            vision_feature_layer=-1,
+            projector_hidden_act="gelu",
+        )
+        model = LlavaForConditionalGeneration(config)
+    elif arch == "qwen2_5_vl":
+        head_dim = size.hidden // size.heads
+        half = head_dim // 2
+        section = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]  # temporal, height, width
+        vision = dict(
+            depth=2,
+            hidden_size=64,
+            intermediate_size=256,
+            num_heads=4,
+            out_hidden_size=size.hidden,
+            patch_size=CELL // 2,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=IMAGE_SIZE,  # one window covers the image: every block sees all cells
+            fullatt_block_indexes=[1],
+        )
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}
+        config = Qwen2_5_VLConfig(
+            text_config=text,
+            vision_config=vision,
+            image_token_id=ids["<|image_pad|>"],
+            video_token_id=ids["<|video_pad|>"],
+            vision_start_token_id=ids["<|vision_start|>"],
+            vision_end_token_id=ids["<|vision_end|>"],
+            tie_word_embeddings=False,
+        )
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    else:
+        raise ValueError(f"unknown embedded architecture {arch!r}; expected one of {', '.join(ARCHS)}")
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    return model
+
+
+def train_embedded(arch: str, out_dir: Path, cfg=None, progress=None, threads: int | None = None) -> dict:
+    """Build, train and save one embedded model; resumable (a checkpoint lives beside `out_dir`)."""
+    import json
+    import shutil
+    import time
+
+    from hipp_core.config import set_threads
+    from hipp_core.models.adapters import adapter_class
+    from hipp_core.models.train import TrainConfig, train_decoder, train_probe
+
+    cfg = cfg or TrainConfig()
+    n_threads = set_threads(threads)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir.parent / f".{out_dir.name}.train.pt"
+    processor = build_processor(arch)
+    model = build_model(arch, processor, seed=cfg.seed)
+    adapter = adapter_class(arch)(model, processor)
+    t0 = time.time()
+    probe_acc = None
+    if not checkpoint.exists():
+        probe_acc = train_probe(adapter, cfg, progress)
+    train_decoder(adapter, cfg, checkpoint, progress)
+    info = {
+        "arch": arch,
+        "train_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "probe_cell_accuracy": probe_acc,
+        "seconds_this_run": round(time.time() - t0, 1),
+        "torch_threads": n_threads,
+        "torch_version": torch.__version__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    tmp = out_dir.parent / f".{out_dir.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    (tmp / "hipp_train.json").write_text(json.dumps(info, indent=2))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    checkpoint.unlink(missing_ok=True)
+    return info
