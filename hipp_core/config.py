@@ -35,3 +35,14 @@ def set_threads(n: int | None = None) -> int:
     n = n or default_threads()
     torch.set_num_threads(n)
     return n
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for our own output: transformers' load reports and bars would bury a one-line error,
+    and with no hub reachable every lookup must stay offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

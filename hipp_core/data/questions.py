@@ -47,7 +47,11 @@ def multiple_choice(scene: Scene | None, kind: str, rng: random.Random) -> Multi
     """One question of `kind` about `scene`, or None when the scene does not support that kind."""
     hint = ""
     if kind == "count":
-        question, correct, pool = "How many objects are in the image?", str(len(scene.objects)), ["1", "2", "3", "4", "5"]
+        question, correct, pool = (
+            "How many objects are in the image?",
+            str(len(scene.objects)),
+            ["1", "2", "3", "4", "5"],
+        )
     elif kind == "colour_of_shape":
         unique = _unique(scene.objects, key=lambda o: o.shape)
         if not unique:
@@ -100,7 +104,8 @@ def balanced_presence(scene: Scene, rng: random.Random) -> tuple[Scene, str, str
 
     The object and the answer are drawn first and the scene is edited to agree, so the object named in the
     question never predicts the answer. Half the negatives keep an object of the same colour or shape in the
-    scene, which teaches colour-shape binding instead of matching on colour alone.
+    scene, which teaches colour-shape binding instead of matching on colour alone. A "yes" edit of a full
+    scene may add a fifth object: training scenes hold 1 to 5 objects, evaluation scenes 1 to 4.
     """
     obj = rng.choice(OBJECTS)
     colour, shape = obj.split(" ")
@@ -114,7 +119,11 @@ def balanced_presence(scene: Scene, rng: random.Random) -> tuple[Scene, str, str
         objects.append(Placed(rng.choice(free), colour, shape))
     elif rng.random() < 0.5:
         present = {o.name for o in objects}
-        lures = [o for o in OBJECTS if o != obj and o not in present and (o.startswith(colour + " ") or o.endswith(" " + shape))]
+        lures = [
+            o
+            for o in OBJECTS
+            if o != obj and o not in present and (o.startswith(colour + " ") or o.endswith(" " + shape))
+        ]
         lure = rng.choice(lures).split(" ")
         if len(objects) >= 4 or (objects and rng.random() < 0.5):
             objects.pop(rng.randrange(len(objects)))

@@ -44,7 +44,7 @@ BACKGROUND = (236, 234, 228)
 
 SPLITS = ("train", "calib", "dev", "test")
 # Hash buckets out of 100 per split: disjoint scenes across splits by construction.
-_SPLIT_BUCKETS = {"train": range(0, 70), "calib": range(70, 77), "dev": range(77, 87), "test": range(87, 100)}
+_SPLIT_BUCKETS = {"train": range(70), "calib": range(70, 77), "dev": range(77, 87), "test": range(87, 100)}
 SPLIT_SEEDS = {"train": 101, "calib": 202, "dev": 303, "test": 404}
 
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")

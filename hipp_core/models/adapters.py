@@ -7,8 +7,8 @@ Algorithms (training, evaluation, later calibration and pruning) talk to `ModelA
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from PIL import Image
@@ -163,5 +163,5 @@ class Qwen25VLAdapter(ModelAdapter):
         # are the merger's output; the probe trains it together with the tower.
         grid = inputs["image_grid_thw"]
         out = self.vision_encoder()(inputs["pixel_values"], grid_thw=grid)
-        per_image = int(grid[0].prod()) // self.vision_encoder().spatial_merge_size**2
+        per_image = int(grid[0].prod()) // self.vision_encoder().spatial_merge_size ** 2
         return out.pooler_output.reshape(len(grid), per_image, -1)

@@ -82,10 +82,10 @@ def build_tokenizer(family: str) -> PreTrainedTokenizerFast:
     # Registered on the backend so they are never split by the pre-tokenizer.
     backend.add_special_tokens(specials)
     if family == "llava":
-        names = dict(pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+        names = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
         extra = {"image_token": "<image>"}
     else:
-        names = dict(pad_token="<|endoftext|>", eos_token="<|im_end|>", unk_token="<unk>")
+        names = {"pad_token": "<|endoftext|>", "eos_token": "<|im_end|>", "unk_token": "<unk>"}
         extra = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"}
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,

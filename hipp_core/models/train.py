@@ -119,9 +119,7 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def train_decoder(
-    adapter: ModelAdapter, cfg: TrainConfig, checkpoint: Path, progress: Progress | None = None
-) -> None:
+def train_decoder(adapter: ModelAdapter, cfg: TrainConfig, checkpoint: Path, progress: Progress | None = None) -> None:
     """Stage 2, resumable from `checkpoint`."""
     model = adapter.model
     for p in adapter.vision_encoder().parameters():

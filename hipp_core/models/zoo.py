@@ -6,8 +6,11 @@ real) over a 2-layer vision tower whose 16 output tokens are the 16 cells of a S
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+import shutil
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -24,10 +27,12 @@ from transformers import (
     Qwen2VLImageProcessor,
 )
 
-from hipp_core.config import SHIPPED_ZOO_DIR, cache_dir
+from hipp_core.config import SHIPPED_ZOO_DIR, cache_dir, set_threads
 from hipp_core.data.world import CELL, IMAGE_SIZE
+from hipp_core.models.adapters import adapter_class
 from hipp_core.models.qwen_processor import Qwen2_5_VLImageProcessorOnly
 from hipp_core.models.tokenizer import SPECIALS, build_tokenizer
+from hipp_core.models.train import Progress, TrainConfig, train_decoder, train_probe
 
 ARCHS = ("llava", "qwen2_5_vl")
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -41,6 +46,12 @@ class DecoderSize:
     heads: int = 4
     kv_heads: int = 2  # fewer KV than query heads: pruning must respect GQA groups
     intermediate: int = 344  # a multiple of 8, the embedded models' channel rounding
+
+
+def train_info(path: Path) -> dict | None:
+    """What `train_embedded` recorded about a trained checkpoint (recipe, seeds, time), if anything."""
+    info = path / "hipp_train.json"
+    return json.loads(info.read_text()) if info.exists() else None
 
 
 def shipped_dir(arch: str) -> Path:
@@ -89,20 +100,20 @@ def build_model(arch: str, processor, seed: int = 0, size: DecoderSize = Decoder
     tok = processor.tokenizer
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIALS[arch]}
     torch.manual_seed(seed)
-    text = dict(
-        vocab_size=len(tok),
-        hidden_size=size.hidden,
-        intermediate_size=size.intermediate,
-        num_hidden_layers=size.layers,
-        num_attention_heads=size.heads,
-        num_key_value_heads=size.kv_heads,
-        max_position_embeddings=256,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
+    text = {
+        "vocab_size": len(tok),
+        "hidden_size": size.hidden,
+        "intermediate_size": size.intermediate,
+        "num_hidden_layers": size.layers,
+        "num_attention_heads": size.heads,
+        "num_key_value_heads": size.kv_heads,
+        "max_position_embeddings": 256,
+        "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": False,
+        "pad_token_id": tok.pad_token_id,
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+    }
     if arch == "llava":
         vision = CLIPVisionConfig(
             hidden_size=64,
@@ -127,18 +138,18 @@ def build_model(arch: str, processor, seed: int = 0, size: DecoderSize = Decoder
         head_dim = size.hidden // size.heads
         half = head_dim // 2
         section = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]  # temporal, height, width
-        vision = dict(
-            depth=2,
-            hidden_size=64,
-            intermediate_size=256,
-            num_heads=4,
-            out_hidden_size=size.hidden,
-            patch_size=CELL // 2,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=IMAGE_SIZE,  # one window covers the image: every block sees all cells
-            fullatt_block_indexes=[1],
-        )
+        vision = {
+            "depth": 2,
+            "hidden_size": 64,
+            "intermediate_size": 256,
+            "num_heads": 4,
+            "out_hidden_size": size.hidden,
+            "patch_size": CELL // 2,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": IMAGE_SIZE,  # one window covers the image: every block sees all cells
+            "fullatt_block_indexes": [1],
+        }
         text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}
         config = Qwen2_5_VLConfig(
             text_config=text,
@@ -157,16 +168,14 @@ def build_model(arch: str, processor, seed: int = 0, size: DecoderSize = Decoder
     return model
 
 
-def train_embedded(arch: str, out_dir: Path, cfg=None, progress=None, threads: int | None = None) -> dict:
+def train_embedded(
+    arch: str,
+    out_dir: Path,
+    cfg: TrainConfig | None = None,
+    progress: Progress | None = None,
+    threads: int | None = None,
+) -> dict:
     """Build, train and save one embedded model; resumable (a checkpoint lives beside `out_dir`)."""
-    import json
-    import shutil
-    import time
-
-    from hipp_core.config import set_threads
-    from hipp_core.models.adapters import adapter_class
-    from hipp_core.models.train import TrainConfig, train_decoder, train_probe
-
     cfg = cfg or TrainConfig()
     n_threads = set_threads(threads)
     out_dir = Path(out_dir)
@@ -182,7 +191,7 @@ def train_embedded(arch: str, out_dir: Path, cfg=None, progress=None, threads: i
     train_decoder(adapter, cfg, checkpoint, progress)
     info = {
         "arch": arch,
-        "train_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "train_config": asdict(cfg),
         "probe_cell_accuracy": probe_acc,
         "seconds_this_run": round(time.time() - t0, 1),
         "torch_threads": n_threads,

@@ -1,0 +1,257 @@
+"""`hipp`: the command line, a thin wrapper over `hipp_core.api`.
+
+User errors (`HippError`) print as one line on stderr and exit 2; progress bars go to stderr so that
+`--json` output on stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hipp_core.config import quiet_libraries, set_threads
+from hipp_core.errors import HippError
+
+app = typer.Typer(
+    help="HiPP-Prune: preference-conditioned structured pruning for vision-language models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="The embedded ShapesWorld benchmark.", no_args_is_help=True)
+zoo_app = typer.Typer(
+    help="The embedded models (tiny LLaVA and Qwen2.5-VL trained on ShapesWorld).", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+app.add_typer(zoo_app, name="zoo")
+
+out = Console()
+err = Console(stderr=True)
+
+ModelArg = Annotated[
+    str, typer.Argument(help="`embedded` (= embedded:llava), `embedded:qwen2_5_vl`, or a local checkpoint directory.")
+]
+
+
+@contextmanager
+def progress_bar() -> Callable:
+    """A rich progress bar on stderr, one task per stage name; yields the callback the core expects."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int, metrics: dict | None = None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total, info="")
+            info = "  ".join(f"{k}={v:.3f}" for k, v in (metrics or {}).items())
+            bar.update(tasks[stage], completed=done, total=total, info=info)
+
+        yield update
+
+
+def run(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except HippError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@data_app.command("build")
+def data_build(
+    force: Annotated[bool, typer.Option(help="Rebuild even if a complete build exists.")] = False,
+    root: Annotated[Path | None, typer.Option(help="Where to write (default $HIPP_CACHE/data/shapesworld-v1).")] = None,
+) -> None:
+    """Write ShapesPOPE and ShapesSQA (real POPE / ScienceQA formats) for train, calib, dev and test."""
+    from hipp_core.data.build import build
+
+    def body() -> None:
+        with progress_bar() as cb:
+            path = build(root, force=force, progress=cb)
+        manifest = json.loads((path / "manifest.json").read_text())
+        table = Table("part", "images / problems", "questions per category")
+        for name, stats in manifest["stats"].items():
+            table.add_row(
+                name, str(stats.get("images", stats.get("problems"))), str(stats.get("questions_per_category", ""))
+            )
+        out.print(table)
+        out.print(f"dataset at {path}")
+
+    run(body)
+
+
+@zoo_app.command("build")
+def zoo_build(
+    arch: Annotated[str, typer.Option(help="llava, qwen2_5_vl or all.")] = "all",
+    retrain: Annotated[
+        bool, typer.Option(help="Train again from scratch into $HIPP_CACHE/zoo (resumes if killed).")
+    ] = False,
+    steps: Annotated[int | None, typer.Option(help="Decoder training steps (default: the shipped recipe's).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default $HIPP_THREADS or cores - 1).")] = None,
+) -> None:
+    """Make sure the embedded models exist: the shipped checkpoints, or a reproducible retrain."""
+    from dataclasses import replace
+
+    from hipp_core.models.train import TrainConfig
+    from hipp_core.models.zoo import ARCHS, retrained_dir, shipped_dir, train_embedded, train_info
+
+    def body() -> None:
+        archs = ARCHS if arch == "all" else (arch,)
+        if any(a not in ARCHS for a in archs):
+            raise HippError(f"unknown --arch {arch!r}; use llava, qwen2_5_vl or all")
+        if steps is not None and steps < 1:
+            raise HippError(f"--steps must be at least 1, got {steps}")
+        for a in archs:
+            target = retrained_dir(a) if retrain else shipped_dir(a)
+            if not retrain and (target / "config.json").exists():
+                info = train_info(target) or {}
+                out.print(f"{a}: shipped checkpoint at {target} ({info.get('parameters', '?')} parameters)")
+                continue
+            cfg = TrainConfig() if steps is None else replace(TrainConfig(), steps=steps)
+            with progress_bar() as cb:
+                info = train_embedded(a, target, cfg, cb, threads)
+            out.print(f"{a}: trained in {info['seconds_this_run']:.0f} s → {target}")
+
+    run(body)
+
+
+@zoo_app.command("status")
+def zoo_status() -> None:
+    """Where each embedded model is loaded from and how it was trained."""
+    from hipp_core.models.zoo import ARCHS, retrained_dir, shipped_dir, train_info
+
+    table = Table("arch", "in use", "parameters", "decoder steps", "trained seconds")
+    for a in ARCHS:
+        used = next((d for d in (retrained_dir(a), shipped_dir(a)) if (d / "config.json").exists()), None)
+        info = (train_info(used) if used else None) or {}
+        cfg = info.get("train_config", {})
+        table.add_row(
+            a,
+            str(used or "missing"),
+            str(info.get("parameters", "")),
+            str(cfg.get("steps", "")),
+            str(info.get("seconds_this_run", "")),
+        )
+    out.print(table)
+
+
+def _pope_table(title: str, metrics: dict, baseline: dict) -> Table:
+    table = Table(
+        "category",
+        "n",
+        "balanced acc",
+        "accuracy",
+        "precision",
+        "recall",
+        "F1",
+        "yes-ratio",
+        "image-free bal. acc",
+        title=title,
+    )
+    for cat, m in metrics.items():
+        free = baseline.get(cat)
+        table.add_row(
+            cat,
+            str(m.n),
+            f"{m.balanced_accuracy:.3f}",
+            f"{m.accuracy:.3f}",
+            f"{m.precision:.3f}",
+            f"{m.recall:.3f}",
+            f"{m.f1:.3f}",
+            f"{m.yes_ratio:.3f}",
+            f"{free.balanced_accuracy:.3f}" if free else "-",
+        )
+    return table
+
+
+@app.command("eval")
+def eval_cmd(
+    model: ModelArg,
+    bench: Annotated[str, typer.Option(help="pope, sqa or all.")] = "all",
+    split: Annotated[
+        str, typer.Option(help="ShapesWorld split (train, calib, dev, test) or ScienceQA split.")
+    ] = "test",
+    limit: Annotated[int | None, typer.Option(help="First N questions per POPE category and of ScienceQA.")] = None,
+    generate: Annotated[
+        bool, typer.Option("--generate", help="Decode and parse answers instead of comparing logits.")
+    ] = False,
+    image_free: Annotated[
+        bool, typer.Option(help="Also score every question over a blank image (prior baseline).")
+    ] = True,
+    pope_dir: Annotated[
+        Path | None, typer.Option(help="Directory of real POPE files (*_pope_<category>.json + images/).")
+    ] = None,
+    sqa_dir: Annotated[
+        Path | None, typer.Option(help="Real ScienceQA root (problems.json, pid_splits.json, images/).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Questions per forward pass.")] = 32,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
+) -> None:
+    """Evaluate a dense model on POPE (per category) and ScienceQA, with the image-free baseline."""
+    from hipp_core.api import evaluate_model
+
+    def body() -> None:
+        if batch_size < 1:
+            raise HippError(f"--batch-size must be at least 1, got {batch_size}")
+        with progress_bar() as cb:
+            result = evaluate_model(
+                model,
+                bench,
+                split,
+                limit,
+                "generate" if generate else "logits",
+                image_free,
+                pope_dir,
+                sqa_dir,
+                batch_size,
+                cb,
+            )
+        if as_json:
+            sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+            return
+        if result.pope:
+            out.print(_pope_table(f"POPE ({split}, {result.scoring})", result.pope, result.pope_image_free))
+        if result.sqa:
+            table = Table(
+                "", "n", "accuracy", "with image", "text only", "image-free (with image)", title=f"ScienceQA ({split})"
+            )
+            free = result.sqa_image_free
+            table.add_row(
+                "all",
+                str(result.sqa.n),
+                f"{result.sqa.accuracy:.3f}",
+                f"{result.sqa.accuracy_image:.3f}",
+                f"{result.sqa.accuracy_text:.3f}",
+                f"{free.accuracy_image:.3f}" if free else "-",
+            )
+            out.print(table)
+        out.print(f"{result.questions} questions in {result.seconds:.1f} s (model {result.model_id})")
+
+    run(body)
+
+
+def main() -> None:
+    quiet_libraries()
+    set_threads()
+    app()
+
+
+if __name__ == "__main__":
+    main()

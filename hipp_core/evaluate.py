@@ -1,0 +1,247 @@
+"""The one evaluation path: POPE and ScienceQA metrics for any model adapter (dense, masked, pruned, recovered).
+
+Default scoring reads the logits at the answer position in one batched forward (yes vs no; option letters),
+which is exact for a model trained to answer in one word and ~10x faster than decoding. `scoring="generate"`
+decodes and parses answers the way POPE's and LLaVA's evaluation scripts do, for real chat models.
+
+Every POPE score comes with an image-free baseline (the same questions over a blank image), so a report
+shows how much of the score comes from looking rather than from language priors.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from hipp_core.data.prompts import LETTERS, pope_prompt, sqa_prompt
+from hipp_core.data.records import PopeItem, SQAItem
+from hipp_core.data.world import BACKGROUND
+from hipp_core.errors import HippError
+from hipp_core.models.adapters import ModelAdapter
+
+Progress = Callable[[str, int, int], None]
+SCORINGS = ("logits", "generate")
+BENCHES = ("pope", "sqa", "all")
+
+
+@dataclass(frozen=True)
+class PopeMetrics:
+    n: int
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    yes_ratio: float  # pruned VLMs drift towards "yes"; this shows it
+    balanced_accuracy: float  # (TPR + TNR) / 2: the robustness objective
+
+
+@dataclass(frozen=True)
+class SQAMetrics:
+    n: int
+    accuracy: float
+    n_image: int
+    accuracy_image: float
+    n_text: int
+    accuracy_text: float
+
+
+@dataclass
+class EvalResult:
+    model_id: str
+    split: str
+    scoring: str
+    pope: dict[str, PopeMetrics] = field(default_factory=dict)
+    pope_image_free: dict[str, PopeMetrics] = field(default_factory=dict)
+    sqa: SQAMetrics | None = None
+    sqa_image_free: SQAMetrics | None = None
+    seconds: float = 0.0
+    questions: int = 0
+
+    @property
+    def pope_balanced_accuracy(self) -> float | None:
+        """Mean over POPE categories: the hallucination-robustness score used in rewards."""
+        if not self.pope:
+            return None
+        return sum(m.balanced_accuracy for m in self.pope.values()) / len(self.pope)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> EvalResult:
+        data = dict(data)
+        for key in ("pope", "pope_image_free"):
+            data[key] = {k: PopeMetrics(**v) for k, v in data.get(key, {}).items()}
+        for key in ("sqa", "sqa_image_free"):
+            data[key] = SQAMetrics(**data[key]) if data.get(key) else None
+        return cls(**data)
+
+
+def pope_metrics(predictions: Sequence[str], labels: Sequence[str]) -> PopeMetrics:
+    tp = sum(p == "yes" and y == "yes" for p, y in zip(predictions, labels))
+    tn = sum(p == "no" and y == "no" for p, y in zip(predictions, labels))
+    fp = sum(p == "yes" and y == "no" for p, y in zip(predictions, labels))
+    fn = sum(p != "yes" and y == "yes" for p, y in zip(predictions, labels))
+    n = len(labels)
+    pos, neg = tp + fn, tn + fp
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / pos if pos else 0.0
+    tnr = tn / neg if neg else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return PopeMetrics(
+        n=n,
+        accuracy=(tp + tn) / n if n else 0.0,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        yes_ratio=sum(p == "yes" for p in predictions) / n if n else 0.0,
+        balanced_accuracy=(recall + tnr) / 2,
+    )
+
+
+def sqa_metrics(predictions: Sequence[int], items: Sequence[SQAItem]) -> SQAMetrics:
+    correct = [p == it.answer for p, it in zip(predictions, items)]
+    img = [c for c, it in zip(correct, items) if it.image is not None]
+    txt = [c for c, it in zip(correct, items) if it.image is None]
+    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0
+    return SQAMetrics(len(items), mean(correct), len(img), mean(img), len(txt), mean(txt))
+
+
+def parse_pope_answer(text: str) -> str:
+    """POPE's rule (LLaVA's eval_pope.py): first sentence, commas dropped; 'no'/'not' anywhere means no."""
+    text = text.split(".")[0].replace(",", "")
+    words = text.split()
+    return "no" if any(w in ("No", "no", "not", "NO", "Not") for w in words) else "yes"
+
+
+def parse_choice(text: str, choices: Sequence[str]) -> int:
+    """Letter first ("B", "B.", "The answer is B"), then the option text; -1 when nothing matches."""
+    text = text.strip()
+    match = re.match(r"^\(?([A-E])\b", text) or re.search(r"answer is \(?([A-E])\b", text)
+    if match and LETTERS.index(match.group(1)) < len(choices):
+        return LETTERS.index(match.group(1))
+    lowered = text.lower()
+    hits = [i for i, c in enumerate(choices) if c.lower() in lowered]
+    return hits[0] if len(hits) == 1 else -1
+
+
+def _open_image(path: Path, blank: bool) -> Image.Image:
+    with Image.open(path) as im:
+        image = im.convert("RGB")
+    return Image.new("RGB", image.size, BACKGROUND) if blank else image
+
+
+def _batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield range(start, min(n, start + size))
+
+
+@torch.no_grad()
+def _answer(
+    adapter: ModelAdapter,
+    texts: list[str],
+    images: list[Image.Image | None],
+    candidates: list[list[list[int]]] | None,
+    generate: bool,
+) -> list:
+    """Per row: index of the best candidate (logit scoring), or the decoded text (generation)."""
+    model = adapter.model
+    device = next(model.parameters()).device
+    if generate:
+        enc = adapter.encode(texts, images, padding_side="left")
+        inputs = {k: v.to(device) for k, v in enc.inputs.items()}
+        out = model.generate(**inputs, max_new_tokens=16, do_sample=False)
+        new = out[:, inputs["input_ids"].shape[1] :]
+        return adapter.tokenizer.batch_decode(new, skip_special_tokens=True)
+    enc = adapter.encode(texts, images)
+    inputs = {k: v.to(device) for k, v in enc.inputs.items()}
+    logits = model(**inputs).logits
+    last = inputs["attention_mask"].sum(1) - 1
+    final = logits[torch.arange(len(texts), device=device), last].float()
+    picks = []
+    for row, options in zip(final, candidates):
+        scores = [row[ids].max().item() for ids in options]
+        picks.append(max(range(len(scores)), key=scores.__getitem__))
+    return picks
+
+
+def score_pope(
+    adapter: ModelAdapter,
+    items: Sequence[PopeItem],
+    scoring: str = "logits",
+    blank: bool = False,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+) -> list[str]:
+    yes_no = adapter.first_token_ids(["yes", "no"])
+    preds: list[str] = []
+    for idx in _batches(len(items), batch_size):
+        batch = [items[i] for i in idx]
+        texts = [pope_prompt(it.text) for it in batch]
+        images = [_open_image(it.image, blank) for it in batch]
+        out = _answer(adapter, texts, images, [yes_no] * len(batch), scoring == "generate")
+        preds += [parse_pope_answer(o) for o in out] if scoring == "generate" else [("yes", "no")[o] for o in out]
+        if progress:
+            progress("pope", len(preds), len(items))
+    return preds
+
+
+def score_sqa(
+    adapter: ModelAdapter,
+    items: Sequence[SQAItem],
+    scoring: str = "logits",
+    blank: bool = False,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+) -> list[int]:
+    letters = adapter.first_token_ids(list(LETTERS))
+    preds: list[int] = []
+    for idx in _batches(len(items), batch_size):
+        batch = [items[i] for i in idx]
+        texts = [sqa_prompt(it.question, it.choices, it.hint) for it in batch]
+        images = [_open_image(it.image, blank) if it.image is not None else None for it in batch]
+        options = [letters[: len(it.choices)] for it in batch]
+        out = _answer(adapter, texts, images, options, scoring == "generate")
+        preds += [parse_choice(o, it.choices) for o, it in zip(out, batch)] if scoring == "generate" else out
+        if progress:
+            progress("sqa", len(preds), len(items))
+    return preds
+
+
+def evaluate(
+    adapter: ModelAdapter,
+    model_id: str,
+    pope: dict[str, list[PopeItem]] | None,
+    sqa: list[SQAItem] | None,
+    split: str,
+    scoring: str = "logits",
+    image_free: bool = True,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+) -> EvalResult:
+    if scoring not in SCORINGS:
+        raise HippError(f"unknown scoring {scoring!r}; use one of {', '.join(SCORINGS)}")
+    if not pope and not sqa:
+        raise HippError("nothing to evaluate: no POPE questions and no ScienceQA problems were loaded")
+    t0 = time.perf_counter()
+    result = EvalResult(model_id=model_id, split=split, scoring=scoring)
+    for category, items in (pope or {}).items():
+        labels = [it.label for it in items]
+        result.pope[category] = pope_metrics(score_pope(adapter, items, scoring, False, batch_size, progress), labels)
+        if image_free:
+            preds = score_pope(adapter, items, scoring, True, batch_size, progress)
+            result.pope_image_free[category] = pope_metrics(preds, labels)
+        result.questions += len(items)
+    if sqa:
+        result.sqa = sqa_metrics(score_sqa(adapter, sqa, scoring, False, batch_size, progress), sqa)
+        if image_free:
+            result.sqa_image_free = sqa_metrics(score_sqa(adapter, sqa, scoring, True, batch_size, progress), sqa)
+        result.questions += len(sqa)
+    result.seconds = round(time.perf_counter() - t0, 3)
+    return result

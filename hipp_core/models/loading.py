@@ -1,0 +1,146 @@
+"""Model specs → loaded models: `embedded`, `embedded:<arch>`, or a local Hugging Face checkpoint directory.
+
+A user's checkpoint never runs code of its own here: no `trust_remote_code`, weights from safetensors only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers.utils import is_torchvision_available
+
+from hipp_core.errors import HippError
+from hipp_core.models.adapters import ModelAdapter, adapter_class, supported_families
+from hipp_core.models.qwen_processor import Qwen2_5_VLImageProcessorOnly
+from hipp_core.models.zoo import ARCHS, retrained_dir, shipped_dir
+
+EMBEDDED_ALIASES = {"embedded": "llava", **{f"embedded:{a}": a for a in ARCHS}}
+
+
+@dataclass
+class LoadedModel:
+    spec: str
+    path: Path
+    family: str
+    model_id: str  # hash of config and weights: the key every cached result is stored under
+    adapter: ModelAdapter
+
+    @property
+    def model(self):
+        return self.adapter.model
+
+    @property
+    def processor(self):
+        return self.adapter.processor
+
+
+def resolve_spec(spec: str) -> Path:
+    """The directory a model spec names. A retrained embedded model in the cache wins over the shipped one."""
+    if spec in EMBEDDED_ALIASES:
+        arch = EMBEDDED_ALIASES[spec]
+        for candidate in (retrained_dir(arch), shipped_dir(arch)):
+            if (candidate / "config.json").exists():
+                return candidate
+        raise HippError(f"embedded model {arch!r} is not built; run `hipp zoo build --arch {arch}`")
+    if spec.startswith("embedded"):
+        raise HippError(f"unknown embedded model {spec!r}; use one of {', '.join(EMBEDDED_ALIASES)}")
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise HippError(
+            f"model directory {path} does not exist; pass `embedded`, `embedded:qwen2_5_vl` or a local checkpoint"
+        )
+    if not path.is_dir():
+        raise HippError(f"{path} is a file; pass a Hugging Face checkpoint directory (config.json + *.safetensors)")
+    return path.resolve()
+
+
+def inspect_checkpoint(path: Path) -> str:
+    """Validate a checkpoint directory without loading weights; return its family."""
+    config_file = path / "config.json"
+    if not config_file.exists():
+        found = ", ".join(sorted(p.name for p in path.iterdir())[:6]) or "nothing"
+        raise HippError(f"{path} has no config.json (found: {found}); not a Hugging Face checkpoint directory")
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise HippError(f"{config_file} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    model_type = config.get("model_type", "<missing>")
+    if "vision_config" not in config:
+        raise HippError(
+            f"{path} holds a text-only model (model_type {model_type!r}); "
+            f"supported vision-language families: {', '.join(supported_families())}"
+        )
+    if model_type not in supported_families():
+        raise HippError(
+            f"{path} holds a {model_type!r} model, which is not supported; "
+            f"supported families: {', '.join(supported_families())}"
+        )
+    if not list(path.glob("*.safetensors")):
+        others = [p.name for p in path.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".ckpt"}]
+        hint = f" (found {', '.join(others[:3])}; convert them to safetensors)" if others else ""
+        raise HippError(f"{path} has no *.safetensors weights{hint}; this tool only reads safetensors")
+    return model_type
+
+
+def checkpoint_id(path: Path) -> str:
+    """Content hash of config and weights, fast at 7B scale: safetensors headers (names, shapes, offsets) plus
+    the first and last MiB of every shard, instead of reading tens of GB."""
+    h = hashlib.sha256((path / "config.json").read_bytes())
+    for shard in sorted(path.glob("*.safetensors")):
+        size = shard.stat().st_size
+        with shard.open("rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            h.update(f.read(min(header_len, 100_000_000)))
+            h.update(f.read(1 << 20))
+            f.seek(max(0, size - (1 << 20)))
+            h.update(f.read())
+        h.update(f"{shard.name}:{size}".encode())
+    return h.hexdigest()[:16]
+
+
+def load_processor(path: Path, family: str):
+    if family == "qwen2_5_vl" and not is_torchvision_available():
+        # Stock Qwen2.5-VL processor needs torchvision for its video half; see qwen_processor.py.
+        return Qwen2_5_VLImageProcessorOnly.from_pretrained(path)
+    return AutoProcessor.from_pretrained(path)
+
+
+def load_model(
+    spec: str, device: str = "cpu", dtype: torch.dtype | None = None, attn_implementation: str = "sdpa"
+) -> LoadedModel:
+    """Load (once per process) a model spec for inference. Callers must not modify the returned model in place."""
+    path = resolve_spec(spec)
+    return _load_cached(str(path), spec, device, dtype, attn_implementation)
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path_str: str, spec: str, device: str, dtype, attn_implementation: str) -> LoadedModel:
+    path = Path(path_str)
+    family = inspect_checkpoint(path)
+    try:
+        model, info = AutoModelForImageTextToText.from_pretrained(
+            path,
+            dtype=dtype or torch.float32,
+            attn_implementation=attn_implementation,
+            use_safetensors=True,
+            output_loading_info=True,
+        )
+        processor = load_processor(path, family)
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HippError(f"could not load {path}: {first}") from None
+    # transformers fills missing weights with random values and only warns; a pruning tool must refuse.
+    missing = sorted(info.get("missing_keys", [])) + sorted(info.get("mismatched_keys", []))
+    if missing:
+        raise HippError(
+            f"{path} is incomplete: {len(missing)} weights are missing or mis-shaped (e.g. {missing[0]}); "
+            "re-download or re-export the checkpoint"
+        )
+    model.to(device).eval()
+    return LoadedModel(spec, path, family, checkpoint_id(path), adapter_class(family)(model, processor))

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny random checkpoints in real Hugging Face layouts, built once per session."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hipp_core.models.zoo import DecoderSize, build_model, build_processor
+
+TINY = DecoderSize(hidden=32, layers=2, heads=4, kv_heads=2, intermediate=48)
+
+
+def save_tiny(arch: str, path: Path, legacy_processor: bool = False) -> Path:
+    """A random model of `arch` saved the way hub checkpoints are laid out (sharded safetensors)."""
+    processor = build_processor(arch)
+    model = build_model(arch, processor, seed=3, size=TINY)
+    model.save_pretrained(path, max_shard_size="100KB")
+    if legacy_processor:  # llava-hf layout: preprocessor_config.json + tokenizer files + a thin processor_config
+        processor.tokenizer.save_pretrained(path)
+        processor.image_processor.save_pretrained(path)
+        (path / "processor_config.json").write_text(
+            json.dumps(
+                {
+                    "processor_class": "LlavaProcessor",
+                    "patch_size": 16,
+                    "num_additional_image_tokens": 1,
+                    "vision_feature_select_strategy": "default",
+                }
+            )
+        )
+        (path / "chat_template.jinja").write_text(processor.chat_template)
+    else:
+        processor.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tmp_path_factory) -> Path:
+    return save_tiny("llava", tmp_path_factory.mktemp("ckpt") / "llava-tiny-hf", legacy_processor=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen(tmp_path_factory) -> Path:
+    return save_tiny("qwen2_5_vl", tmp_path_factory.mktemp("ckpt") / "qwen2.5-vl-tiny")
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hipp_core.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
