@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+from plan_store import DENSE_PLAN_ID, EvalKey, PlanStore
+
 from hipp_core.data import build as data_build
-from hipp_core.data.pope import load_pope_dir
+from hipp_core.data.pope import load_pope, load_pope_dir
 from hipp_core.data.records import PopeItem, SQAItem
 from hipp_core.data.sqa import load_sqa
 from hipp_core.data.world import SPLITS
@@ -25,9 +28,14 @@ def load_benchmark(
     limit: int | None = None,
     pope_dir: Path | None = None,
     sqa_dir: Path | None = None,
+    pope_images: Path | None = None,
+    pope_labels: Path | None = None,
 ) -> tuple[dict[str, list[PopeItem]], list[SQAItem]]:
     """POPE questions per category and ScienceQA problems; ShapesWorld unless a real directory is given.
 
+    `pope_dir` is a folder of official `*_pope_<category>.json` files, or one question file: an official one,
+    or LLaVA's `llava_pope_test.jsonl` together with `pope_labels` (the folder of official files that hold
+    its labels). `pope_images` defaults to `images/` beside the questions.
     `limit` keeps the first N questions per POPE category and the first N problems: POPE files interleave
     yes and no per image, so a prefix stays balanced.
     """
@@ -43,11 +51,32 @@ def load_benchmark(
     pope: dict[str, list[PopeItem]] = {}
     sqa: list[SQAItem] = []
     if need_pope:
-        pope = load_pope_dir(Path(pope_dir) if pope_dir else root / "pope" / split)
+        pope = _load_pope(Path(pope_dir) if pope_dir else root / "pope" / split, pope_images, pope_labels)
         pope = {c: items[:limit] for c, items in pope.items()}
     if need_sqa:
         sqa = load_sqa(Path(sqa_dir) if sqa_dir else root / "sqa", split)[:limit]
     return pope, sqa
+
+
+def _load_pope(path: Path, images: Path | None, labels: Path | None) -> dict[str, list[PopeItem]]:
+    if path.is_dir():
+        return load_pope_dir(path, images)
+    items = load_pope(path, images or path.parent / "images", label_file=labels)
+    grouped: dict[str, list[PopeItem]] = {}
+    for item in items:
+        grouped.setdefault(item.category, []).append(item)
+    return grouped
+
+
+def _bench_key(bench: str, image_free: bool, paths: list[Path | None]) -> str:
+    """What the questions were: ShapesWorld by version, or real files by path and modification time."""
+    given = [Path(p).expanduser().absolute() for p in paths if p is not None]
+    if given:
+        stamp = "|".join(f"{p}:{p.stat().st_mtime_ns if p.exists() else 0}" for p in given)
+        source = "files-" + hashlib.sha256(stamp.encode()).hexdigest()[:12]
+    else:
+        source = f"shapesworld-v{data_build.VERSION}"
+    return f"{bench}:{source}:{'with-image-free' if image_free else 'no-image-free'}"
 
 
 def evaluate_model(
@@ -59,10 +88,36 @@ def evaluate_model(
     image_free: bool = True,
     pope_dir: Path | None = None,
     sqa_dir: Path | None = None,
+    pope_images: Path | None = None,
+    pope_labels: Path | None = None,
     batch_size: int = 32,
     progress: Progress | None = None,
+    store: PlanStore | None = None,
 ) -> EvalResult:
-    """Evaluate a dense model spec (`embedded`, `embedded:qwen2_5_vl`, or a local checkpoint directory)."""
+    """Evaluate a dense model spec (`embedded`, `embedded:qwen2_5_vl`, or a local checkpoint directory).
+
+    Results are kept in the plan store under (model hash, benchmark, split, scoring, limit); asking again
+    returns the stored result (`result.cached`) without touching the model.
+    """
+    if batch_size < 1:
+        raise HippError(f"batch size must be at least 1, got {batch_size}")
     loaded = load_model(spec)
-    pope, sqa = load_benchmark(bench, split, limit, pope_dir, sqa_dir)
-    return evaluate(loaded.adapter, loaded.model_id, pope, sqa, split, scoring, image_free, batch_size, progress)
+    pope, sqa = load_benchmark(bench, split, limit, pope_dir, sqa_dir, pope_images, pope_labels)
+    store = store or PlanStore()
+    store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
+    key = EvalKey(
+        model_id=loaded.model_id,
+        plan_id=DENSE_PLAN_ID,
+        bench=_bench_key(bench, image_free, [pope_dir, sqa_dir, pope_images, pope_labels]),
+        split=split,
+        mode="dense",
+        scoring=scoring,
+        limit=limit,
+    )
+
+    def compute() -> tuple[dict[str, float], int]:
+        result = evaluate(loaded.adapter, loaded.model_id, pope, sqa, split, scoring, image_free, batch_size, progress)
+        return result.to_metrics(), result.questions
+
+    record, cached = store.get_or_compute_evaluation(key, compute)
+    return EvalResult.from_metrics(loaded.model_id, split, scoring, record.metrics, record.seconds, cached)

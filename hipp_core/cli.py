@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from hipp_core.config import quiet_libraries, set_threads
 from hipp_core.errors import HippError
@@ -30,8 +30,10 @@ data_app = typer.Typer(help="The embedded ShapesWorld benchmark.", no_args_is_he
 zoo_app = typer.Typer(
     help="The embedded models (tiny LLaVA and Qwen2.5-VL trained on ShapesWorld).", no_args_is_help=True
 )
+store_app = typer.Typer(help="The DuckDB plan store ($HIPP_HOME/plans.duckdb).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(zoo_app, name="zoo")
+app.add_typer(store_app, name="store")
 
 out = Console()
 err = Console(stderr=True)
@@ -154,7 +156,7 @@ def zoo_status() -> None:
 
 def _pope_table(title: str, metrics: dict, baseline: dict) -> Table:
     table = Table(
-        "category",
+        Column("category", no_wrap=True, min_width=11),
         "n",
         "balanced acc",
         "accuracy",
@@ -196,7 +198,18 @@ def eval_cmd(
         bool, typer.Option(help="Also score every question over a blank image (prior baseline).")
     ] = True,
     pope_dir: Annotated[
-        Path | None, typer.Option(help="Directory of real POPE files (*_pope_<category>.json + images/).")
+        Path | None,
+        typer.Option(
+            help="Real POPE: a folder of *_pope_<category>.json files, or one question file "
+            "(official, or LLaVA's llava_pope_test.jsonl with --pope-labels)."
+        ),
+    ] = None,
+    pope_images: Annotated[
+        Path | None, typer.Option(help="Image folder for --pope-dir (default: images/ beside it).")
+    ] = None,
+    pope_labels: Annotated[
+        Path | None,
+        typer.Option(help="Folder of official coco_pope_<category>.json files labelling LLaVA's question file."),
     ] = None,
     sqa_dir: Annotated[
         Path | None, typer.Option(help="Real ScienceQA root (problems.json, pid_splits.json, images/).")
@@ -220,6 +233,8 @@ def eval_cmd(
                 image_free,
                 pope_dir,
                 sqa_dir,
+                pope_images,
+                pope_labels,
                 batch_size,
                 cb,
             )
@@ -242,7 +257,39 @@ def eval_cmd(
                 f"{free.accuracy_image:.3f}" if free else "-",
             )
             out.print(table)
-        out.print(f"{result.questions} questions in {result.seconds:.1f} s (model {result.model_id})")
+        origin = "from the plan store cache, first computed" if result.cached else "computed"
+        out.print(f"{result.questions} questions, {origin} in {result.seconds:.1f} s (model {result.model_id})")
+
+    run(body)
+
+
+@store_app.command("export")
+def store_export(directory: Annotated[Path, typer.Argument(help="New or empty folder for the Parquet files.")]) -> None:
+    """Write models, plans and evaluations as Parquet files, for sharing and backup."""
+    from plan_store import PlanStore
+
+    def body() -> None:
+        if directory.exists() and any(directory.iterdir()):
+            raise HippError(f"{directory} is not empty; export into a new or empty folder")
+        for path in PlanStore().export_parquet(directory):
+            out.print(f"wrote {path}")
+
+    run(body)
+
+
+@store_app.command("import")
+def store_import(directory: Annotated[Path, typer.Argument(help="A folder written by `hipp store export`.")]) -> None:
+    """Add the plans and evaluations of an export that this store lacks; existing rows are never replaced."""
+    from plan_store import PlanStore
+
+    def body() -> None:
+        if not directory.is_dir():
+            raise HippError(f"{directory} is not a folder; pass one written by `hipp store export`")
+        summary = PlanStore().import_parquet(directory)
+        out.print(
+            f"added {summary.models_added} models, {summary.plans_added} plans, "
+            f"{summary.evaluations_added} evaluations; skipped {summary.skipped} already present"
+        )
 
     run(body)
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from hipp_core.data.prompts import LETTERS, pope_prompt, sqa_prompt
-from hipp_core.data.records import PopeItem, SQAItem
+from hipp_core.data.records import POPE_CATEGORIES, PopeItem, SQAItem
 from hipp_core.data.world import BACKGROUND
 from hipp_core.errors import HippError
 from hipp_core.models.adapters import ModelAdapter
@@ -62,6 +62,7 @@ class EvalResult:
     sqa_image_free: SQAMetrics | None = None
     seconds: float = 0.0
     questions: int = 0
+    cached: bool = False  # True when the plan store answered instead of the model
 
     @property
     def pope_balanced_accuracy(self) -> float | None:
@@ -73,6 +74,42 @@ class EvalResult:
     def to_json(self) -> dict:
         return asdict(self)
 
+    def to_metrics(self) -> dict[str, float]:
+        """Flat `part.category.field` numbers: what the plan store keeps and Pareto queries read."""
+        flat: dict[str, float] = {"questions": self.questions}
+        for part, per_cat in (("pope", self.pope), ("pope_free", self.pope_image_free)):
+            for cat, m in per_cat.items():
+                flat.update({f"{part}.{cat}.{k}": v for k, v in asdict(m).items()})
+        for part, m in (("sqa", self.sqa), ("sqa_free", self.sqa_image_free)):
+            if m is not None:
+                flat.update({f"{part}.{k}": v for k, v in asdict(m).items()})
+        if self.pope:
+            flat["pope_balanced_accuracy"] = self.pope_balanced_accuracy
+        return flat
+
+    @classmethod
+    def from_metrics(
+        cls, model_id: str, split: str, scoring: str, metrics: dict[str, float], seconds: float, cached: bool
+    ) -> EvalResult:
+        result = cls(model_id, split, scoring, seconds=seconds, questions=int(metrics["questions"]), cached=cached)
+        nested: dict[str, dict] = {}
+        for key, value in metrics.items():
+            part, _, rest = key.partition(".")
+            if rest:
+                nested.setdefault(part, {})[rest] = value
+        for part, target in (("pope", result.pope), ("pope_free", result.pope_image_free)):
+            cats: dict[str, dict] = {}
+            for rest, value in nested.get(part, {}).items():
+                cat, _, name = rest.partition(".")
+                cats.setdefault(cat, {})[name] = value
+            order = sorted(cats, key=lambda c: (POPE_CATEGORIES.index(c) if c in POPE_CATEGORIES else 99, c))
+            target.update({c: PopeMetrics(**_ints(cats[c], "n")) for c in order})
+        if "sqa" in nested:
+            result.sqa = SQAMetrics(**_ints(nested["sqa"], "n", "n_image", "n_text"))
+        if "sqa_free" in nested:
+            result.sqa_image_free = SQAMetrics(**_ints(nested["sqa_free"], "n", "n_image", "n_text"))
+        return result
+
     @classmethod
     def from_json(cls, data: dict) -> EvalResult:
         data = dict(data)
@@ -81,6 +118,10 @@ class EvalResult:
         for key in ("sqa", "sqa_image_free"):
             data[key] = SQAMetrics(**data[key]) if data.get(key) else None
         return cls(**data)
+
+
+def _ints(values: dict, *names: str) -> dict:
+    return {k: int(v) if k in names else v for k, v in values.items()}
 
 
 def pope_metrics(predictions: Sequence[str], labels: Sequence[str]) -> PopeMetrics:
@@ -179,7 +220,7 @@ def score_pope(
     batch_size: int = 32,
     progress: Progress | None = None,
 ) -> list[str]:
-    yes_no = adapter.first_token_ids(["yes", "no"])
+    yes_no = adapter.first_token_ids(["yes", "no"], any_case=True)
     preds: list[str] = []
     for idx in _batches(len(items), batch_size):
         batch = [items[i] for i in idx]

@@ -55,3 +55,12 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         timeout=300,
         check=False,
     )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_store(tmp_path_factory):
+    """Every test writes to its own plan store, never to the user's ~/.hipp."""
+    import os
+
+    os.environ["HIPP_HOME"] = str(tmp_path_factory.mktemp("hipp_home"))
+    yield

@@ -119,12 +119,14 @@ class ModelAdapter(ABC):
             labels[i, end - n : end] = inputs["input_ids"][i, end - n : end]
         return Encoded(inputs, labels)
 
-    def first_token_ids(self, words: list[str]) -> list[list[int]]:
-        """For each answer word, the ids its first token may take (casing and leading-space variants)."""
+    def first_token_ids(self, words: list[str], any_case: bool = False) -> list[list[int]]:
+        """For each answer word, the ids its first token may take: with and without a leading space, and with
+        `any_case` also lower / capitalised ("Yes" and "yes" both mean yes; "A" and "a" are not the same option)."""
         out = []
         for word in words:
+            variants = {word, word.lower(), word.capitalize()} if any_case else {word}
             ids = set()
-            for variant in {word, word.lower(), word.capitalize(), " " + word, " " + word.capitalize()}:
+            for variant in variants | {" " + v for v in variants}:
                 tokens = self.tokenizer(variant, add_special_tokens=False).input_ids
                 if tokens and tokens[0] != self.tokenizer.unk_token_id:
                     ids.add(tokens[0])

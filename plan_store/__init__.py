@@ -1,0 +1,52 @@
+"""Durable, multi-process store of pruning plans and their evaluations (a DuckDB file under `home_dir()`)."""
+
+from .jobs import LOG_TAIL_LINES
+from .pareto import non_dominated
+from .records import (
+    DENSE_PLAN_ID,
+    ArtifactKind,
+    ArtifactRecord,
+    CalibrationRecord,
+    EvalKey,
+    EvalMode,
+    EvaluationDraft,
+    EvaluationRecord,
+    ImportSummary,
+    JobRecord,
+    JobStatus,
+    ModelRecord,
+    ParetoPoint,
+    PlanDraft,
+    PlanRecord,
+    PlanSource,
+    PolicyRecord,
+    Preference,
+    Scoring,
+)
+from .store import PlanStore, default_store_path
+
+__all__ = [
+    "DENSE_PLAN_ID",
+    "LOG_TAIL_LINES",
+    "ArtifactKind",
+    "ArtifactRecord",
+    "CalibrationRecord",
+    "EvalKey",
+    "EvalMode",
+    "EvaluationDraft",
+    "EvaluationRecord",
+    "ImportSummary",
+    "JobRecord",
+    "JobStatus",
+    "ModelRecord",
+    "ParetoPoint",
+    "PlanDraft",
+    "PlanRecord",
+    "PlanSource",
+    "PlanStore",
+    "PolicyRecord",
+    "Preference",
+    "Scoring",
+    "default_store_path",
+    "non_dominated",
+]

@@ -1,0 +1,59 @@
+"""The `hipp` command end to end: JSON output, cached re-runs, store export / import, one-line errors."""
+
+import json
+import os
+
+from tests.conftest import run_cli
+
+
+def _env(tmp_path):
+    return {**os.environ, "HIPP_HOME": str(tmp_path / "home")}
+
+
+def test_eval_json_then_cached(tmp_path, tiny_qwen):
+    env = _env(tmp_path)
+    args = ["eval", str(tiny_qwen), "--split", "dev", "--limit", "6", "--json"]
+    first = run_cli(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)  # stdout is JSON only
+    assert set(data["pope"]) == {"random", "popular", "adversarial"} and data["sqa"]["n"] == 6
+    assert data["cached"] is False and set(data["pope_image_free"]) == set(data["pope"])
+    second = json.loads(run_cli(*args, env=env).stdout)
+    assert second["cached"] is True and second["pope"] == data["pope"]
+    table = run_cli("eval", str(tiny_qwen), "--split", "dev", "--limit", "6", env=env)
+    assert "from the plan store cache" in table.stdout and "adversarial" in table.stdout
+
+
+def test_store_export_import_round_trip(tmp_path, tiny_llava):
+    env = _env(tmp_path)
+    assert (
+        run_cli("eval", str(tiny_llava), "--split", "dev", "--limit", "4", "--bench", "pope", env=env).returncode == 0
+    )
+    export = tmp_path / "export"
+    result = run_cli("store", "export", str(export), env=env)
+    assert result.returncode == 0 and (export / "evaluations.parquet").exists()
+    other = {**env, "HIPP_HOME": str(tmp_path / "other")}
+    imported = run_cli("store", "import", str(export), env=other)
+    assert "added 1 models, 0 plans, 1 evaluations" in imported.stdout
+    again = run_cli("store", "import", str(export), env=other)
+    assert "added 0 models, 0 plans, 0 evaluations" in again.stdout
+    cached = run_cli("eval", str(tiny_llava), "--split", "dev", "--limit", "4", "--bench", "pope", "--json", env=other)
+    assert json.loads(cached.stdout)["cached"] is True
+    refused = run_cli("store", "export", str(export), env=env)
+    assert refused.returncode == 2 and "not empty" in refused.stderr
+
+
+def test_bad_inputs_are_one_line_exit_2(tmp_path, tiny_llava):
+    env = _env(tmp_path)
+    cases = [
+        (["eval", str(tiny_llava), "--bench", "mmlu"], "unknown benchmark"),
+        (["eval", str(tiny_llava), "--split", "val"], "no split 'val'"),
+        (["eval", str(tiny_llava), "--limit", "0"], "positive"),
+        (["eval", str(tiny_llava), "--sqa-dir", str(tmp_path), "--bench", "sqa"], "problems.json"),
+        (["zoo", "build", "--arch", "gpt"], "unknown --arch"),
+    ]
+    for args, fragment in cases:
+        result = run_cli(*args, env=env)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
+        assert fragment in result.stderr, (fragment, result.stderr)
