@@ -37,10 +37,10 @@ def main() -> None:
         times: dict[str, list[float]] = {"logits": [], "generate": []}
         agree = None
         for _ in range(args.repeats):
-            for scoring in times:
+            for scoring, spent in times.items():
                 t0 = time.perf_counter()
                 preds = score_pope(adapter, items, scoring, batch_size=args.batch_size)
-                times[scoring].append(time.perf_counter() - t0)
+                spent.append(time.perf_counter() - t0)
                 if scoring == "logits":
                     logit_preds = preds
                 else:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from plan_store import DENSE_PLAN_ID, EvalKey, PlanStore
-
 from hipp_core.data import build as data_build
 from hipp_core.data.pope import load_pope, load_pope_dir
 from hipp_core.data.records import PopeItem, SQAItem
@@ -15,6 +13,7 @@ from hipp_core.data.world import SPLITS
 from hipp_core.errors import HippError
 from hipp_core.evaluate import BENCHES, EvalResult, Progress, evaluate
 from hipp_core.models.loading import load_model
+from plan_store import DENSE_PLAN_ID, EvalKey, PlanStore
 
 
 def ensure_data(progress: Progress | None = None) -> Path:

@@ -80,9 +80,8 @@ def test_batching_does_not_change_predictions(tiny_llava):
 
 
 def test_eval_result_survives_the_store_round_trip(tiny_llava):
-    from plan_store import PlanStore
-
     from hipp_core.api import evaluate_model
+    from plan_store import PlanStore
 
     store = PlanStore()
     first = evaluate_model(str(tiny_llava), "all", "dev", limit=4, store=store)
