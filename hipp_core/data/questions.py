@@ -99,12 +99,12 @@ def _unique(objects: tuple[Placed, ...], key) -> list[Placed]:
     return [o for o in objects if values.count(key(o)) == 1]
 
 
-def balanced_presence(scene: Scene, rng: random.Random) -> tuple[Scene, str, str]:
+def balanced_presence(scene: Scene, rng: random.Random, lure_prob: float = 0.5) -> tuple[Scene, str, str]:
     """A training yes/no question with P(yes | object) = 0.5 for every object (DESIGN §5).
 
     The object and the answer are drawn first and the scene is edited to agree, so the object named in the
-    question never predicts the answer. Half the negatives keep an object of the same colour or shape in the
-    scene, which teaches colour-shape binding instead of matching on colour alone. A "yes" edit of a full
+    question never predicts the answer. With probability `lure_prob` a negative keeps an object of the same colour
+    or shape in the scene, which teaches colour-shape binding instead of matching on colour alone. A "yes" edit of a full
     scene may add a fifth object: training scenes hold 1 to 5 objects, evaluation scenes 1 to 4.
     """
     obj = rng.choice(OBJECTS)
@@ -117,7 +117,7 @@ def balanced_presence(scene: Scene, rng: random.Random) -> tuple[Scene, str, str
             objects.pop(rng.randrange(len(objects)))
             free = [c for c in range(16) if c not in {o.cell for o in objects}]
         objects.append(Placed(rng.choice(free), colour, shape))
-    elif rng.random() < 0.5:
+    elif rng.random() < lure_prob:
         present = {o.name for o in objects}
         lures = [
             o

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from hipp_core.blueprint import LayerShape
 from hipp_core.errors import HippError
 
 _REGISTRY: dict[str, type[ModelAdapter]] = {}
@@ -40,6 +41,19 @@ def adapter_class(model_type: str) -> type[ModelAdapter]:
             f"model type {model_type!r} is not a supported vision-language family; "
             f"supported: {', '.join(supported_families())}"
         ) from None
+
+
+@dataclass(frozen=True)
+class LayerParts:
+    """The seven projections of one decoder layer: every prunable weight lives in one of them."""
+
+    q: nn.Linear
+    k: nn.Linear
+    v: nn.Linear
+    o: nn.Linear
+    gate: nn.Linear
+    up: nn.Linear
+    down: nn.Linear
 
 
 @dataclass
@@ -70,6 +84,55 @@ class ModelAdapter(ABC):
     @property
     def image_token_id(self) -> int:
         return self.model.config.image_token_id
+
+    def layer_shapes(self) -> list[LayerShape]:
+        """Each decoder layer's prunable layout, read from the projection modules themselves (not the config), so
+        it is right for physically pruned layers and works on the meta device (no weights needed)."""
+        shapes = []
+        for i, layer in enumerate(self.decoder_layers):
+            parts = self.layer_parts(i)
+            q, k, v, o, gate, up, down = (parts.q, parts.k, parts.v, parts.o, parts.gate, parts.up, parts.down)
+            biased = [{lin.bias is not None for lin in group} for group in ((q, k, v), (gate, up, down))]
+            if any(len(flags) > 1 for flags in biased):
+                raise HippError(f"decoder layer {i} mixes biased and unbiased q/k/v or MLP projections; unsupported")
+            projections = (q, k, v, o, gate, up, down)
+            owned = sum(p.numel() for module in projections for p in module.parameters())
+            shapes.append(
+                LayerShape(
+                    hidden=q.in_features,
+                    head_dim=layer.self_attn.head_dim,
+                    n_heads=q.out_features // layer.self_attn.head_dim,
+                    n_kv_heads=k.out_features // layer.self_attn.head_dim,
+                    intermediate=gate.out_features,
+                    qkv_bias=q.bias is not None,
+                    o_bias=o.bias is not None,
+                    mlp_bias=down.bias is not None,
+                    fixed_params=sum(p.numel() for p in layer.parameters()) - owned,
+                )
+            )
+        return shapes
+
+    def layer_parts(self, i: int) -> LayerParts:
+        attn, mlp = self.decoder_layers[i].self_attn, self.decoder_layers[i].mlp
+        return LayerParts(attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+
+    def replace_layer_parts(self, i: int, parts: LayerParts, kv_groups: int) -> None:
+        """Swap in sliced projections. Attention infers its head count from tensor shapes; only the number of
+        query heads per KV head (`num_key_value_groups`, read by repeat_kv) must be told (DESIGN §5)."""
+        attn, mlp = self.decoder_layers[i].self_attn, self.decoder_layers[i].mlp
+        attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj = parts.q, parts.k, parts.v, parts.o
+        mlp.gate_proj, mlp.up_proj, mlp.down_proj = parts.gate, parts.up, parts.down
+        attn.num_key_value_groups = kv_groups
+
+    def rope_positions(self, seq: int, device: torch.device) -> torch.Tensor:
+        """Position ids for running one decoder layer on its own (1-D rotary positions)."""
+        return torch.arange(seq, device=device)[None]
+
+    def run_layer(self, i: int, hidden: torch.Tensor) -> torch.Tensor:
+        """One decoder layer on `hidden` [batch, seq, hidden] with full attention: for data-free saliency."""
+        positions = self.rope_positions(hidden.shape[1], hidden.device)
+        cos_sin = self.language_model.rotary_emb(hidden, positions)
+        return self.decoder_layers[i](hidden, position_embeddings=cos_sin)
 
     @abstractmethod
     def vision_encoder(self) -> nn.Module:
@@ -154,6 +217,10 @@ class LlavaAdapter(ModelAdapter):
 
 @register("qwen2_5_vl")
 class Qwen25VLAdapter(ModelAdapter):
+    def rope_positions(self, seq: int, device: torch.device) -> torch.Tensor:
+        # Multimodal RoPE takes (temporal, height, width) positions; for text all three are the token index.
+        return torch.arange(seq, device=device)[None, None].expand(3, 1, seq)
+
     def vision_encoder(self) -> nn.Module:
         return self.model.model.visual
 

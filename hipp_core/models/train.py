@@ -36,27 +36,25 @@ Progress = Callable[[str, int, int, dict], None]
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    # Smaller batches, more updates: at equal compute, 64-sample batches left yes/no near chance for 1000 steps.
-    batch_size: int = 32
-    probe_batch_size: int = 64
+    batch_size: int = 64
     probe_steps: int = 400  # joint colour-shape classes reach 100% per-cell accuracy after ~300 steps
     probe_lr: float = 3e-3
-    steps: int = 6000  # stage 2
-    lr: float = 1e-3
+    steps: int = 3600  # stage 2
+    lr: float = 1.5e-3
     projector_lr_mult: float = 3.0  # the bridge starts from nothing and must move fastest
     warmup: int = 100
-    decay_fraction: float = 0.3  # constant learning rate, then cosine to 0.1x over the last 30%: QA grounding
-    # emerges late, and a rate already decaying by then slowed it down
     weight_decay: float = 0.01
-    caption_phase: float = 0.15  # captions are learned first and fast; afterwards batches are mostly questions
-    share_caption_early: float = 0.25
-    share_caption_late: float = 0.05
-    share_choice: float = 0.45  # of the non-caption samples; the rest are yes/no presence questions
+    share_caption: float = 0.2
+    share_choice: float = 0.44  # of the non-caption samples; the rest are yes/no presence questions
+    # Same-colour / same-shape lures only after the first 30%: partial matching on colour or shape is the
+    # stepping stone to grounding, and lures from the start took that gradient away (yes/no stayed at chance).
+    lure_start: float = 0.3
+    lure_prob: float = 0.5
     caption_weight: float = 0.5
     checkpoint_every: int = 200
 
-    def caption_share(self, step: int) -> float:
-        return self.share_caption_early if step < self.caption_phase * self.steps else self.share_caption_late
+    def lures_at(self, step: int) -> float:
+        return self.lure_prob if step >= self.lure_start * self.steps else 0.0
 
 
 @dataclass
@@ -69,7 +67,7 @@ class Sample:
 
 def draw_sample(stream, rng: random.Random, cfg: TrainConfig, step: int = 0) -> Sample:
     scene = next(stream)
-    if rng.random() < cfg.caption_share(step):
+    if rng.random() < cfg.share_caption:
         return Sample(CAPTION_PROMPT, scene, scene.caption(), is_caption=True)
     if rng.random() < cfg.share_choice:
         kinds = IMAGE_KINDS if rng.random() < 0.5 else TEXT_KINDS
@@ -78,7 +76,7 @@ def draw_sample(stream, rng: random.Random, cfg: TrainConfig, step: int = 0) -> 
             if q is not None:
                 break
         return Sample(sqa_prompt(q.question, q.choices, q.hint), scene if q.needs_image else None, LETTERS[q.answer])
-    scene, question, answer = balanced_presence(scene, rng)
+    scene, question, answer = balanced_presence(scene, rng, cfg.lures_at(step))
     return Sample(pope_prompt(question), scene, answer)
 
 
@@ -105,7 +103,7 @@ def train_probe(adapter: ModelAdapter, cfg: TrainConfig, progress: Progress | No
     stream = scenes_for_split("train", seed=cfg.seed + 11)
     acc = 0.0
     for step in range(cfg.probe_steps):
-        scenes = [next(stream) for _ in range(cfg.probe_batch_size)]
+        scenes = [next(stream) for _ in range(cfg.batch_size)]
         enc = adapter.encode(["x"] * len(scenes), [render(s) for s in scenes])
         states = adapter.image_token_states(enc.inputs)
         target = torch.tensor([cell_labels(s) for s in scenes])
@@ -123,10 +121,7 @@ def train_probe(adapter: ModelAdapter, cfg: TrainConfig, progress: Progress | No
 def _lr_factor(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
-    decay_start = cfg.steps * (1 - cfg.decay_fraction)
-    if step < decay_start:
-        return 1.0
-    t = (step - decay_start) / max(1.0, cfg.steps - decay_start)
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
 
 

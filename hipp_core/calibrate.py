@@ -1,0 +1,244 @@
+"""Per-layer state features and within-layer unit scores, computed once per (model, calibration set).
+
+What is measured (DESIGN §4, our definitions):
+- `v_attn[l]`: mean over samples, heads and the text query positions after the image of the attention mass
+  that layer l puts on image-token keys: how much the layer reads the image.
+- `v_flow[l]`: attention rollout (Abnar & Zuidema 2020, residual-mixed 0.5·A + 0.5·I) share of image tokens in
+  the representation of the last prompt position after layer l, minus the same share before it: how much visual
+  information layer l adds to where the answer is produced.
+- Wanda-sp unit scores: sum over a unit's weights of |W| times the calibration norm of the input feature each
+  weight reads. A query head owns its q_proj rows and o_proj columns; a KV group its k/v rows; an MLP channel its
+  gate/up rows and down_proj column. `magnitude` is the same without activation norms.
+- SynFlow saliency (Tanaka et al. 2020), layer-local and data-free: each decoder layer on its own, weights
+  replaced by |θ|, an all-ones input, R = sum of the output; saliency |θ · ∂R/∂θ| summed per unit. Layer-local
+  because the stability proxy only compares units within a layer, and chaining 32 layers of |θ| overflows.
+
+Everything runs with eager attention (sdpa returns no attention weights) on the `calib` split, deterministically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hipp_core.data.prompts import pope_prompt
+from hipp_core.data.records import PopeItem
+from hipp_core.errors import HippError
+from hipp_core.evaluate import _open_image
+from hipp_core.models.adapters import ModelAdapter
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class CalibrationFeatures:
+    model_id: str
+    samples: int
+    v_attn: list[float]
+    v_flow: list[float]
+    act_norm: list[float]  # mean L2 norm of each layer's input hidden state (after its input norm)
+    head_wanda: list[list[float]]  # [layer][query head]
+    kv_wanda: list[list[float]]  # [layer][kv group]: k/v rows only
+    mlp_wanda: list[list[float]]  # [layer][channel]
+    head_magnitude: list[list[float]]
+    kv_magnitude: list[list[float]]
+    mlp_magnitude: list[list[float]]
+    head_synflow: list[list[float]]
+    mlp_synflow: list[list[float]]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.v_attn)
+
+    def synflow_share(self) -> list[float]:
+        """Each layer's share of the model's total SynFlow saliency (a policy state feature)."""
+        totals = [sum(h) + sum(m) for h, m in zip(self.head_synflow, self.mlp_synflow)]
+        grand = sum(totals) or 1.0
+        return [t / grand for t in totals]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> CalibrationFeatures:
+        return cls(**data)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_json()))
+        tmp.replace(path)
+
+
+class _Recorder:
+    """Forward hooks that accumulate squared input norms per feature for the projections Wanda reads."""
+
+    def __init__(self, adapter: ModelAdapter) -> None:
+        self.sq: dict[tuple[int, str], torch.Tensor] = {}
+        self.tokens: dict[tuple[int, str], int] = {}
+        self.handles = []
+        for i in range(len(adapter.decoder_layers)):
+            parts = adapter.layer_parts(i)
+            for name in ("q", "o", "down"):
+                self.handles.append(getattr(parts, name).register_forward_pre_hook(self._hook(i, name)))
+
+    def _hook(self, layer: int, name: str):
+        def record(module: nn.Module, args) -> None:
+            x = args[0].detach().float()
+            mask = self.mask  # only real tokens, not padding
+            flat = x[mask] if mask is not None else x.reshape(-1, x.shape[-1])
+            key = (layer, name)
+            self.sq[key] = self.sq.get(key, 0) + flat.pow(2).sum(0)
+            self.tokens[key] = self.tokens.get(key, 0) + flat.shape[0]
+
+        return record
+
+    mask: torch.Tensor | None = None
+
+    def norms(self, layer: int, name: str) -> torch.Tensor:
+        return self.sq[(layer, name)].sqrt()
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _rollout_shares(attentions: tuple[torch.Tensor, ...], image_mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """[layers] image share in the last position's rollout after each layer, averaged over the batch."""
+    batch, seq = image_mask.shape
+    rollout = torch.eye(seq).expand(batch, seq, seq).clone()
+    shares = []
+    for attn in attentions:
+        a = attn.float().mean(1)  # average heads
+        a = 0.5 * a + 0.5 * torch.eye(seq)
+        a = a / a.sum(-1, keepdim=True)
+        rollout = a @ rollout
+        row = rollout[torch.arange(batch), last]  # [batch, seq]
+        shares.append((row * image_mask).sum(-1).mean())
+    return torch.stack(shares)
+
+
+@torch.no_grad()
+def _activation_pass(
+    adapter: ModelAdapter, items: list[PopeItem], batch_size: int, progress: Progress | None
+) -> tuple[_Recorder, list[float], list[float], list[float]]:
+    model = adapter.model
+    if adapter.language_model.config._attn_implementation != "eager":
+        raise HippError(
+            "calibration needs a model loaded with attn_implementation='eager' (sdpa returns no attentions)"
+        )
+    recorder = _Recorder(adapter)
+    n_layers = len(adapter.decoder_layers)
+    v_attn = torch.zeros(n_layers)
+    shares_sum = torch.zeros(n_layers)
+    norm_sum = torch.zeros(n_layers)
+    batches = 0
+    try:
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            enc = adapter.encode([pope_prompt(it.text) for it in batch], [_open_image(it.image, False) for it in batch])
+            inputs = enc.inputs
+            mask = inputs["attention_mask"].bool()
+            recorder.mask = mask
+            out = model(**inputs, output_attentions=True)
+            image = inputs["input_ids"] == adapter.image_token_id
+            if not image.any():
+                raise HippError("calibration samples carry no image tokens; is this a vision-language processor?")
+            last_image = (image.long() * torch.arange(image.shape[1])).amax(1)
+            after = (torch.arange(image.shape[1])[None] > last_image[:, None]) & mask  # text after the image
+            for layer, attn in enumerate(out.attentions):
+                mass = (attn.float() * image[:, None, None, :]).sum(-1)  # [batch, heads, query]
+                per_query = mass.mean(1)
+                v_attn[layer] += (per_query * after).sum() / after.sum()
+            last = mask.sum(1) - 1
+            shares_sum += _rollout_shares(out.attentions, image.float(), last)
+            for layer in range(n_layers):
+                key = (layer, "q")
+                norm_sum[layer] += recorder.sq[key].sum().sqrt() / max(1, recorder.tokens[key]) ** 0.5
+            batches += 1
+            if progress:
+                progress("calibrate", min(len(items), start + batch_size), len(items))
+    finally:
+        recorder.close()
+    shares = shares_sum / batches
+    v_flow = shares - torch.cat([torch.zeros(1), shares[:-1]])
+    return recorder, (v_attn / batches).tolist(), v_flow.tolist(), (norm_sum / batches).tolist()
+
+
+def _unit_scores(adapter: ModelAdapter, layer: int, norms: dict[str, torch.Tensor] | None):
+    """(head, kv, mlp) scores: Wanda-sp with activation norms, magnitude when `norms` is None."""
+    parts = adapter.layer_parts(layer)
+    shape = adapter.layer_shapes()[layer]
+    ones = lambda n: torch.ones(n)
+    x_in = norms["q"] if norms else ones(parts.q.in_features)
+    z = norms["o"] if norms else ones(parts.o.in_features)
+    h = norms["down"] if norms else ones(parts.down.in_features)
+    hd = shape.head_dim
+    q = (parts.q.weight.detach().float().abs() * x_in).sum(1).view(shape.n_heads, hd).sum(1)
+    o = (parts.o.weight.detach().float().abs() * z).sum(0).view(shape.n_heads, hd).sum(1)
+    k = (parts.k.weight.detach().float().abs() * x_in).sum(1).view(shape.n_kv_heads, hd).sum(1)
+    v = (parts.v.weight.detach().float().abs() * x_in).sum(1).view(shape.n_kv_heads, hd).sum(1)
+    gate = (parts.gate.weight.detach().float().abs() * x_in).sum(1)
+    up = (parts.up.weight.detach().float().abs() * x_in).sum(1)
+    down = (parts.down.weight.detach().float().abs() * h).sum(0)
+    return (q + o).tolist(), (k + v).tolist(), (gate + up + down).tolist()
+
+
+def _synflow(adapter: ModelAdapter, layer: int, seq: int = 8) -> tuple[list[float], list[float]]:
+    decoder_layer = adapter.decoder_layers[layer]
+    parts = adapter.layer_parts(layer)
+    shape = adapter.layer_shapes()[layer]
+    originals = {n: p.detach().clone() for n, p in decoder_layer.named_parameters()}
+    try:
+        with torch.no_grad():
+            for p in decoder_layer.parameters():
+                p.abs_()
+        params = dict(decoder_layer.named_parameters())
+        for p in params.values():
+            p.grad = None
+            p.requires_grad_(True)
+        hidden = torch.ones(1, seq, shape.hidden, dtype=next(decoder_layer.parameters()).dtype)
+        out = adapter.run_layer(layer, hidden)
+        out.float().sum().backward()
+        sal = {id(p): (p * p.grad).abs().detach().float() for p in params.values() if p.grad is not None}
+        hd = shape.head_dim
+        q = sal[id(parts.q.weight)].sum(1).view(shape.n_heads, hd).sum(1)
+        o = sal[id(parts.o.weight)].sum(0).view(shape.n_heads, hd).sum(1)
+        mlp = sal[id(parts.gate.weight)].sum(1) + sal[id(parts.up.weight)].sum(1) + sal[id(parts.down.weight)].sum(0)
+        return (q + o).tolist(), mlp.tolist()
+    finally:
+        with torch.no_grad():
+            for n, p in decoder_layer.named_parameters():
+                p.copy_(originals[n])
+                p.grad = None
+
+
+def calibrate(
+    adapter: ModelAdapter, model_id: str, items: list[PopeItem], batch_size: int = 16, progress: Progress | None = None
+) -> CalibrationFeatures:
+    if not items:
+        raise HippError("no calibration samples: the calib split is empty")
+    recorder, v_attn, v_flow, act_norm = _activation_pass(adapter, items, batch_size, progress)
+    n = len(adapter.decoder_layers)
+    wanda = [_unit_scores(adapter, i, {k: recorder.norms(i, k) for k in ("q", "o", "down")}) for i in range(n)]
+    magnitude = [_unit_scores(adapter, i, None) for i in range(n)]
+    synflow = [_synflow(adapter, i) for i in range(n)]
+    return CalibrationFeatures(
+        model_id=model_id,
+        samples=len(items),
+        v_attn=v_attn,
+        v_flow=v_flow,
+        act_norm=act_norm,
+        head_wanda=[w[0] for w in wanda],
+        kv_wanda=[w[1] for w in wanda],
+        mlp_wanda=[w[2] for w in wanda],
+        head_magnitude=[m[0] for m in magnitude],
+        kv_magnitude=[m[1] for m in magnitude],
+        mlp_magnitude=[m[2] for m in magnitude],
+        head_synflow=[s[0] for s in synflow],
+        mlp_synflow=[s[1] for s in synflow],
+    )

@@ -1,0 +1,62 @@
+"""Calibration features: ranges, determinism, unit scores that see exactly the weights a unit owns."""
+
+import pytest
+import torch
+
+from hipp_core.api import load_benchmark
+from hipp_core.calibrate import CalibrationFeatures, calibrate
+from hipp_core.errors import HippError
+from hipp_core.models.adapters import adapter_class
+from hipp_core.models.zoo import DecoderSize, build_model, build_processor
+
+SIZE = DecoderSize(hidden=64, layers=3, heads=8, kv_heads=2, intermediate=96)
+
+
+def _adapter(arch: str, attn: str = "eager"):
+    processor = build_processor(arch)
+    model = build_model(arch, processor, seed=2, size=SIZE).eval()
+    model.set_attn_implementation(attn)
+    return adapter_class(arch)(model, processor)
+
+
+@pytest.fixture(scope="module")
+def items():
+    return load_benchmark("pope", "calib", 12)[0]["adversarial"]
+
+
+@pytest.mark.parametrize("arch", ["llava", "qwen2_5_vl"])
+def test_features_are_deterministic_and_in_range(arch, items):
+    adapter = _adapter(arch)
+    before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
+    a = calibrate(adapter, "m", items, batch_size=5)
+    b = calibrate(adapter, "m", items, batch_size=5)
+    assert a == b
+    assert all(torch.equal(before[k], v) for k, v in adapter.model.state_dict().items())  # SynFlow restored weights
+    assert a.n_layers == 3 and all(0.0 <= v <= 1.0 for v in a.v_attn)
+    assert 0.0 < sum(a.v_flow) <= 1.0  # image share of the last position after the last layer
+    assert [len(h) for h in a.head_wanda] == [8] * 3 and [len(k) for k in a.kv_wanda] == [2] * 3
+    assert [len(m) for m in a.mlp_synflow] == [96] * 3
+    assert sum(a.synflow_share()) == pytest.approx(1.0)
+    assert CalibrationFeatures.from_json(a.to_json()) == a
+
+
+def test_unit_scores_see_only_their_own_weights(items):
+    adapter = _adapter("llava")
+    parts = adapter.layer_parts(1)
+    hd = adapter.layer_shapes()[1].head_dim
+    with torch.no_grad():
+        parts.q.weight[3 * hd : 4 * hd] = 0
+        parts.o.weight[:, 3 * hd : 4 * hd] = 0
+        parts.gate.weight[5] = 0
+        parts.up.weight[5] = 0
+        parts.down.weight[:, 5] = 0
+    f = calibrate(adapter, "m", items[:4], batch_size=4)
+    for scores in (f.head_wanda, f.head_magnitude, f.head_synflow):
+        assert scores[1][3] == 0.0 and min(scores[1][:3] + scores[1][4:]) > 0
+    for scores in (f.mlp_wanda, f.mlp_magnitude, f.mlp_synflow):
+        assert scores[1][5] == 0.0 and scores[1][4] > 0
+
+
+def test_sdpa_model_is_refused_with_a_clear_message(items):
+    with pytest.raises(HippError, match="eager"):
+        calibrate(_adapter("llava", "sdpa"), "m", items[:2])
