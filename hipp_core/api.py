@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
+from hipp_core.calibrate import CalibrationFeatures, calibrate
+from hipp_core.config import cache_dir
 from hipp_core.data import build as data_build
 from hipp_core.data.pope import load_pope, load_pope_dir
 from hipp_core.data.records import PopeItem, SQAItem
@@ -120,3 +123,36 @@ def evaluate_model(
 
     record, cached = store.get_or_compute_evaluation(key, compute)
     return EvalResult.from_metrics(loaded.model_id, split, scoring, record.metrics, record.seconds, cached)
+
+
+def calibrate_model(
+    spec: str,
+    samples: int = 128,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+    store: PlanStore | None = None,
+) -> tuple[CalibrationFeatures, bool]:
+    """Per-layer features of a model on ShapesWorld `calib`, computed once and then read back (second value True).
+
+    Samples cycle through the POPE categories of the calib split, so absent-object questions (where
+    hallucination happens) are as common as present ones.
+    """
+    if not 1 <= samples <= 100_000:
+        raise HippError(f"--samples must be between 1 and 100000, got {samples}")
+    if batch_size < 1:
+        raise HippError(f"batch size must be at least 1, got {batch_size}")
+    loaded = load_model(spec, attn_implementation="eager")  # attention weights are needed; sdpa returns none
+    store = store or PlanStore()
+    store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
+    key = f"pope-calib:shapesworld-v{data_build.VERSION}:n{samples}"
+    record = store.get_calibration(loaded.model_id, key)
+    if record is not None and record.payload_path and Path(record.payload_path).exists():
+        return CalibrationFeatures.from_json(json.loads(Path(record.payload_path).read_text())), True
+    pope, _ = load_benchmark("pope", "calib")
+    ordered = [item for group in zip(*pope.values()) for item in group][:samples]
+    features = calibrate(loaded.adapter, loaded.model_id, ordered, batch_size, progress)
+    path = cache_dir() / "calibration" / f"{loaded.model_id}-{key.replace(':', '-')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    features.save(path)
+    store.put_calibration(loaded.model_id, key, payload_path=path)
+    return features, False

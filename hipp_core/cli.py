@@ -263,6 +263,33 @@ def eval_cmd(
     run(body)
 
 
+@app.command("calibrate")
+def calibrate_cmd(
+    model: ModelArg,
+    samples: Annotated[int, typer.Option(help="Calibration questions from the calib split.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Questions per forward pass.")] = 16,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the features as JSON only, on stdout.")] = False,
+) -> None:
+    """Per-layer visual sensitivity, activation statistics and unit scores (Wanda-sp, magnitude, SynFlow)."""
+    from hipp_core.api import calibrate_model
+
+    def body() -> None:
+        with progress_bar() as cb:
+            features, cached = calibrate_model(model, samples, batch_size, cb)
+        if as_json:
+            sys.stdout.write(json.dumps(features.to_json()) + "\n")
+            return
+        table = Table(
+            "layer", "v_attn", "v_flow", "act norm", "SynFlow share", title=f"calibration ({features.samples} samples)"
+        )
+        for i, row in enumerate(zip(features.v_attn, features.v_flow, features.act_norm, features.synflow_share())):
+            table.add_row(str(i), *(f"{x:.3f}" for x in row))
+        out.print(table)
+        out.print("read from the plan store cache" if cached else "computed and stored")
+
+    run(body)
+
+
 @store_app.command("export")
 def store_export(directory: Annotated[Path, typer.Argument(help="New or empty folder for the Parquet files.")]) -> None:
     """Write models, plans and evaluations as Parquet files, for sharing and backup."""

@@ -57,3 +57,15 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, tiny_llava):
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
         assert fragment in result.stderr, (fragment, result.stderr)
+
+
+def test_calibrate_computes_once_then_reads_back(tmp_path, tiny_llava):
+    env = _env(tmp_path)
+    first = run_cli("calibrate", str(tiny_llava), "--samples", "6", "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    features = json.loads(first.stdout)
+    assert len(features["v_attn"]) == 2 and features["samples"] == 6
+    second = run_cli("calibrate", str(tiny_llava), "--samples", "6", env=env)
+    assert "read from the plan store cache" in second.stdout and "v_flow" in second.stdout
+    bad = run_cli("calibrate", str(tiny_llava), "--samples", "0", env=env)
+    assert bad.returncode == 2 and "between 1 and 100000" in bad.stderr
