@@ -290,6 +290,37 @@ def calibrate_cmd(
     run(body)
 
 
+@app.command("export")
+def export_cmd(
+    model: ModelArg,
+    plan: Annotated[Path, typer.Option("--plan", help="Blueprint JSON (from `hipp plan ...` or the dashboard).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Directory to create for the export.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing export at --output.")] = False,
+) -> None:
+    """Write the pruned model as a checkpoint that plain transformers loads (trust_remote_code=True)."""
+    from hipp_core.blueprint import Blueprint
+    from hipp_core.export import export_pruned
+    from hipp_core.models.loading import load_model
+
+    def body() -> None:
+        try:
+            blueprint = Blueprint.from_json(json.loads(plan.read_text()))
+        except FileNotFoundError:
+            raise HippError(f"plan file {plan} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise HippError(f"{plan} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+        loaded = load_model(model)
+        if blueprint.model_id != loaded.model_id:
+            raise HippError(
+                f"{plan} was made for model {blueprint.model_id}, but {model} is {loaded.model_id}; "
+                "make the plan for this model"
+            )
+        path = export_pruned(loaded.adapter, blueprint, output, spec=model, overwrite=overwrite)
+        out.print(f"exported {blueprint.plan_id} ({blueprint.achieved:.1%} of decoder parameters removed) → {path}")
+
+    run(body)
+
+
 @store_app.command("export")
 def store_export(directory: Annotated[Path, typer.Argument(help="New or empty folder for the Parquet files.")]) -> None:
     """Write models, plans and evaluations as Parquet files, for sharing and backup."""

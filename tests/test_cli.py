@@ -69,3 +69,31 @@ def test_calibrate_computes_once_then_reads_back(tmp_path, tiny_llava):
     assert "read from the plan store cache" in second.stdout and "v_flow" in second.stdout
     bad = run_cli("calibrate", str(tiny_llava), "--samples", "0", env=env)
     assert bad.returncode == 2 and "between 1 and 100000" in bad.stderr
+
+
+def test_export_command_writes_a_loadable_export(tmp_path, tiny_llava):
+    import numpy as np
+
+    from hipp_core.blueprint import make_blueprint
+    from hipp_core.models.loading import load_model
+
+    env = _env(tmp_path)
+    loaded = load_model(str(tiny_llava))
+    shapes = loaded.adapter.layer_shapes()
+    blueprint = make_blueprint(loaded.model_id, "llava", shapes, 0.3, np.ones(len(shapes)), None, m=8)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(blueprint.to_json()))
+    result = run_cli("export", str(tiny_llava), "--plan", str(plan), "-o", str(tmp_path / "out"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert blueprint.plan_id in result.stdout and (tmp_path / "out" / "pruned_modeling.py").exists()
+    evaluated = run_cli(
+        "eval", str(tmp_path / "out"), "--split", "dev", "--limit", "4", "--bench", "pope", "--json", env=env
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["model_id"] != loaded.model_id
+    again = run_cli("export", str(tiny_llava), "--plan", str(plan), "-o", str(tmp_path / "out"), env=env)
+    assert again.returncode == 2 and "exists" in again.stderr
+    other = tmp_path / "other_plan.json"
+    other.write_text(json.dumps({**blueprint.to_json(), "model_id": "0" * 16}))
+    wrong = run_cli("export", str(tiny_llava), "--plan", str(other), "-o", str(tmp_path / "out2"), env=env)
+    assert wrong.returncode == 2 and "was made for model" in wrong.stderr

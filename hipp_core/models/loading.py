@@ -119,12 +119,32 @@ def load_model(
     return _load_cached(str(path), spec, device, dtype, attn_implementation)
 
 
+def prune_plan(path: Path) -> list | None:
+    """An export's per-layer pruned shapes (`config.text_config.prune_plan`), None for a dense checkpoint."""
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    text_config = config.get("text_config")
+    return text_config.get("prune_plan") if isinstance(text_config, dict) else None
+
+
+def _model_class(path: Path, family: str):
+    """Stock classes for dense checkpoints; our own pruned classes (imported, never run from the checkpoint) for
+    exports, whose decoder shapes no stock class can build."""
+    if not prune_plan(path):
+        return AutoModelForImageTextToText
+    from hipp_core.models import pruned_modeling
+
+    return pruned_modeling.PRUNED_CLASSES[family]
+
+
 @lru_cache(maxsize=4)
 def _load_cached(path_str: str, spec: str, device: str, dtype, attn_implementation: str) -> LoadedModel:
     path = Path(path_str)
     family = inspect_checkpoint(path)
     try:
-        model, info = AutoModelForImageTextToText.from_pretrained(
+        model, info = _model_class(path, family).from_pretrained(
             path,
             dtype=dtype or torch.float32,
             attn_implementation=attn_implementation,
@@ -132,14 +152,16 @@ def _load_cached(path_str: str, spec: str, device: str, dtype, attn_implementati
             output_loading_info=True,
         )
         processor = load_processor(path, family)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HippError(f"could not load {path}: {first}") from None
-    # transformers fills missing weights with random values and only warns; a pruning tool must refuse.
-    missing = sorted(info.get("missing_keys", [])) + sorted(info.get("mismatched_keys", []))
-    if missing:
+    # transformers fills missing weights with random values and drops unexpected ones, with only a warning;
+    # a pruning tool must refuse both.
+    wrong = {k: sorted(info.get(k, [])) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if any(wrong.values()):
+        kind, keys = next((k, v) for k, v in wrong.items() if v)
         raise HippError(
-            f"{path} is incomplete: {len(missing)} weights are missing or mis-shaped (e.g. {missing[0]}); "
+            f"{path} does not match its config: {len(keys)} {kind.replace('_', ' ')} (e.g. {keys[0]}); "
             "re-download or re-export the checkpoint"
         )
     model.to(device).eval()

@@ -1,0 +1,60 @@
+"""Dense quality of the embedded models on ShapesWorld `test`, next to the image-free baseline and the targets.
+
+Prints JSON (and writes it to benchmarks/results/dense_quality.json with --save). Targets from the Foundation
+issue: POPE balanced accuracy >= 0.90 on every category and ShapesSQA accuracy >= 0.85 for LLaVA; >= 0.85 and
+>= 0.80 for Qwen2.5-VL.
+
+    python benchmarks/dense_quality.py [--split test] [--save]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hipp_core.api import evaluate_model
+from hipp_core.config import quiet_libraries, set_threads
+from hipp_core.models.loading import load_model
+from hipp_core.models.zoo import train_info
+
+TARGETS = {"embedded:llava": (0.90, 0.85), "embedded:qwen2_5_vl": (0.85, 0.80)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--save", action="store_true")
+    args = parser.parse_args()
+    quiet_libraries()
+    set_threads()
+    report = {"split": args.split, "models": {}}
+    for spec, (pope_target, sqa_target) in TARGETS.items():
+        result = evaluate_model(spec, "all", args.split)
+        info = train_info(load_model(spec).path) or {}
+        pope = {c: round(m.balanced_accuracy, 4) for c, m in result.pope.items()}
+        report["models"][spec] = {
+            "pope_balanced_accuracy": pope,
+            "pope_yes_ratio": {c: round(m.yes_ratio, 4) for c, m in result.pope.items()},
+            "pope_image_free_balanced_accuracy": {
+                c: round(m.balanced_accuracy, 4) for c, m in result.pope_image_free.items()
+            },
+            "sqa_accuracy": round(result.sqa.accuracy, 4),
+            "sqa_accuracy_image": round(result.sqa.accuracy_image, 4),
+            "sqa_accuracy_text": round(result.sqa.accuracy_text, 4),
+            "sqa_image_questions_blank_image": round(result.sqa_image_free.accuracy_image, 4),
+            "targets": {"pope_each_category": pope_target, "sqa": sqa_target},
+            "meets_targets": min(pope.values()) >= pope_target and result.sqa.accuracy >= sqa_target,
+            "questions": result.questions,
+            "train_seconds": info.get("seconds_this_run"),
+            "train_config": info.get("train_config"),
+        }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.save:
+        out = Path(__file__).parent / "results" / "dense_quality.json"
+        out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
