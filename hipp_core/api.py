@@ -6,6 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from hipp_core import baselines
+from hipp_core.blueprint import Blueprint, make_blueprint, validate
 from hipp_core.calibrate import CalibrationFeatures, calibrate
 from hipp_core.config import cache_dir
 from hipp_core.data import build as data_build
@@ -16,7 +18,8 @@ from hipp_core.data.world import SPLITS
 from hipp_core.errors import HippError
 from hipp_core.evaluate import BENCHES, EvalResult, Progress, evaluate
 from hipp_core.models.loading import load_model
-from plan_store import DENSE_PLAN_ID, EvalKey, PlanStore
+from hipp_core.prune import masked, materialize
+from plan_store import DENSE_PLAN_ID, EvalKey, PlanDraft, PlanStore
 
 
 def ensure_data(progress: Progress | None = None) -> Path:
@@ -95,30 +98,53 @@ def evaluate_model(
     batch_size: int = 32,
     progress: Progress | None = None,
     store: PlanStore | None = None,
+    blueprint: Blueprint | None = None,
+    mode: str = "masked",
 ) -> EvalResult:
-    """Evaluate a dense model spec (`embedded`, `embedded:qwen2_5_vl`, or a local checkpoint directory).
+    """Evaluate a model spec (`embedded`, `embedded:qwen2_5_vl`, a local checkpoint or an export), dense or under
+    a blueprint: `masked` (hooks on the dense weights, for scoring many plans) or `physical` (a pruned copy).
 
-    Results are kept in the plan store under (model hash, benchmark, split, scoring, limit); asking again
-    returns the stored result (`result.cached`) without touching the model.
+    Results are kept in the plan store under (model hash, plan, benchmark, split, mode, scoring, limit); asking
+    again returns the stored result (`result.cached`) without touching the model.
     """
     if batch_size < 1:
         raise HippError(f"batch size must be at least 1, got {batch_size}")
+    if blueprint is not None and mode not in ("masked", "physical"):
+        raise HippError(f"plan evaluation mode must be masked or physical, got {mode!r}")
     loaded = load_model(spec)
     pope, sqa = load_benchmark(bench, split, limit, pope_dir, sqa_dir, pope_images, pope_labels)
     store = store or PlanStore()
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
+    plan_id = DENSE_PLAN_ID
+    if blueprint is not None:
+        if blueprint.model_id != loaded.model_id:
+            raise HippError(f"the plan was made for model {blueprint.model_id}, not {spec} ({loaded.model_id})")
+        validate(blueprint, loaded.adapter.layer_shapes(), loaded.model_id)
+        draft = PlanDraft(
+            loaded.model_id, blueprint.to_json(), blueprint.source, blueprint.achieved, blueprint.preference
+        )
+        plan_id = store.put_plan(draft).plan_id
     key = EvalKey(
         model_id=loaded.model_id,
-        plan_id=DENSE_PLAN_ID,
+        plan_id=plan_id,
         bench=_bench_key(bench, image_free, [pope_dir, sqa_dir, pope_images, pope_labels]),
         split=split,
-        mode="dense",
+        mode="dense" if blueprint is None else mode,
         scoring=scoring,
         limit=limit,
     )
 
     def compute() -> tuple[dict[str, float], int]:
-        result = evaluate(loaded.adapter, loaded.model_id, pope, sqa, split, scoring, image_free, batch_size, progress)
+        def run(adapter) -> EvalResult:
+            return evaluate(adapter, loaded.model_id, pope, sqa, split, scoring, image_free, batch_size, progress)
+
+        if blueprint is None:
+            result = run(loaded.adapter)
+        elif mode == "masked":
+            with masked(loaded.adapter, blueprint):
+                result = run(loaded.adapter)
+        else:
+            result = run(materialize(loaded.adapter, blueprint))
         return result.to_metrics(), result.questions
 
     record, cached = store.get_or_compute_evaluation(key, compute)
@@ -156,3 +182,55 @@ def calibrate_model(
     features.save(path)
     store.put_calibration(loaded.model_id, key, payload_path=path)
     return features, False
+
+
+def channel_multiple(intermediate: int) -> int:
+    """MLP widths are kept in multiples of 64 at real scale (matmul-friendly), of 8 for the embedded models."""
+    return 64 if intermediate >= 4096 else 8
+
+
+def plan_baseline(
+    spec: str,
+    method: str,
+    sparsity: float,
+    criterion: str | None = None,
+    samples: int = 128,
+    n_random: int = 8,
+    seed: int = 0,
+    limit: int = 100,
+    store: PlanStore | None = None,
+    progress: Progress | None = None,
+) -> Blueprint:
+    """A baseline blueprint at `sparsity`. `random` draws `n_random` Dirichlet(1) allocations (seeded) and keeps
+    the best on the dev split by 0.5·ScienceQA accuracy + 0.5·mean POPE balanced accuracy (masked evaluation)."""
+    if not (isinstance(sparsity, float | int) and 0.0 < sparsity < 0.9):
+        raise HippError(f"--sparsity must be between 0 and 0.9 (exclusive), got {sparsity}")
+    if method != "random":
+        baseline = baselines.get(method)
+    if n_random < 1:
+        raise HippError(f"--n-random must be at least 1, got {n_random}")
+    store = store or PlanStore()
+    features, _ = calibrate_model(spec, samples, store=store)
+    loaded = load_model(spec)
+    shapes = loaded.adapter.layer_shapes()
+    m = channel_multiple(max(s.intermediate for s in shapes))
+    criterion = criterion or ("wanda" if method == "random" else baseline.criterion)
+    scores = baselines.unit_scores(features, criterion)
+
+    def blueprint_for(alpha) -> Blueprint:
+        return make_blueprint(
+            loaded.model_id, loaded.family, shapes, sparsity, alpha, scores, m, source="baseline", criterion=criterion
+        )
+
+    if method != "random":
+        return blueprint_for(baseline.allocate(features, sparsity))
+    best, best_score = None, -1.0
+    for alpha in baselines.random_allocations(len(shapes), n_random, seed):
+        candidate = blueprint_for(alpha)
+        result = evaluate_model(
+            spec, "all", "dev", limit, image_free=False, store=store, blueprint=candidate, progress=progress
+        )
+        score = 0.5 * result.sqa.accuracy + 0.5 * result.pope_balanced_accuracy
+        if score > best_score:
+            best, best_score = candidate, score
+    return best

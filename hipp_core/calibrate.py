@@ -50,6 +50,7 @@ class CalibrationFeatures:
     mlp_magnitude: list[list[float]]
     head_synflow: list[list[float]]
     mlp_synflow: list[list[float]]
+    outlier_ratio: list[float]  # OWL (Yin et al. 2023): share of weights whose |W|·‖X‖ exceeds 5x the layer mean
 
     @property
     def n_layers(self) -> int:
@@ -188,6 +189,19 @@ def _unit_scores(adapter: ModelAdapter, layer: int, norms: dict[str, torch.Tenso
     return (q + o).tolist(), (k + v).tolist(), (gate + up + down).tolist()
 
 
+OWL_M = 5.0  # OWL's outlier threshold: a weight is an outlier above M times its layer's mean Wanda metric
+
+
+def _outlier_ratio(adapter: ModelAdapter, layer: int, norms: dict[str, torch.Tensor]) -> float:
+    parts = adapter.layer_parts(layer)
+    reads = {"q": "q", "k": "q", "v": "q", "gate": "q", "up": "q", "o": "o", "down": "down"}
+    metrics = [
+        (getattr(parts, name).weight.detach().float().abs() * norms[source]).flatten() for name, source in reads.items()
+    ]
+    flat = torch.cat(metrics)
+    return (flat > OWL_M * flat.mean()).float().mean().item()
+
+
 def _synflow(adapter: ModelAdapter, layer: int, seq: int = 8) -> tuple[list[float], list[float]]:
     decoder_layer = adapter.decoder_layers[layer]
     parts = adapter.layer_parts(layer)
@@ -224,7 +238,8 @@ def calibrate(
         raise HippError("no calibration samples: the calib split is empty")
     recorder, v_attn, v_flow, act_norm = _activation_pass(adapter, items, batch_size, progress)
     n = len(adapter.decoder_layers)
-    wanda = [_unit_scores(adapter, i, {k: recorder.norms(i, k) for k in ("q", "o", "down")}) for i in range(n)]
+    norms = [{k: recorder.norms(i, k) for k in ("q", "o", "down")} for i in range(n)]
+    wanda = [_unit_scores(adapter, i, norms[i]) for i in range(n)]
     magnitude = [_unit_scores(adapter, i, None) for i in range(n)]
     synflow = [_synflow(adapter, i) for i in range(n)]
     return CalibrationFeatures(
@@ -241,4 +256,5 @@ def calibrate(
         mlp_magnitude=[m[2] for m in magnitude],
         head_synflow=[s[0] for s in synflow],
         mlp_synflow=[s[1] for s in synflow],
+        outlier_ratio=[_outlier_ratio(adapter, i, norms[i]) for i in range(n)],
     )

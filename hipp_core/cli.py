@@ -30,10 +30,12 @@ data_app = typer.Typer(help="The embedded ShapesWorld benchmark.", no_args_is_he
 zoo_app = typer.Typer(
     help="The embedded models (tiny LLaVA and Qwen2.5-VL trained on ShapesWorld).", no_args_is_help=True
 )
+plan_app = typer.Typer(help="Make pruning blueprints.", no_args_is_help=True)
 store_app = typer.Typer(help="The DuckDB plan store ($HIPP_HOME/plans.duckdb).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(store_app, name="store")
+app.add_typer(plan_app, name="plan")
 
 out = Console()
 err = Console(stderr=True)
@@ -286,6 +288,32 @@ def calibrate_cmd(
             table.add_row(str(i), *(f"{x:.3f}" for x in row))
         out.print(table)
         out.print("read from the plan store cache" if cached else "computed and stored")
+
+    run(body)
+
+
+@plan_app.command("baseline")
+def plan_baseline_cmd(
+    model: ModelArg,
+    method: Annotated[str, typer.Option(help="uniform, owl, visual, magnitude or random (best of N on dev).")],
+    sparsity: Annotated[float, typer.Option(help="Fraction of decoder-layer parameters to remove, in (0, 0.9).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the blueprint JSON.")],
+    n_random: Annotated[int, typer.Option(help="Candidates for --method random.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the random candidates.")] = 0,
+) -> None:
+    """A heuristic blueprint at a given sparsity (what the policy is compared against)."""
+    from hipp_core.api import plan_baseline
+
+    def body() -> None:
+        with progress_bar() as cb:
+            blueprint = plan_baseline(model, method, sparsity, n_random=n_random, seed=seed, progress=cb)
+        tmp = output.with_name(output.name + ".tmp")
+        tmp.write_text(json.dumps(blueprint.to_json(), indent=1))
+        tmp.replace(output)
+        out.print(
+            f"{method}: plan {blueprint.plan_id}, {blueprint.achieved:.2%} of decoder parameters removed "
+            f"(asked {sparsity:.2%}) → {output}"
+        )
 
     run(body)
 

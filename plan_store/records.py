@@ -110,7 +110,9 @@ class PlanDraft:
 
     @property
     def plan_id(self) -> str:
-        return digest(self.model_id, self.blueprint_json)
+        """The blueprint's own id (`hipp_core.blueprint.Blueprint.plan_id`): model plus kept units, so the same
+        plan reached from another budget, source or preference is one plan."""
+        return digest(self.model_id, canonical_json(self.blueprint.get("layers", self.blueprint)))
 
 
 @dataclass(frozen=True)
