@@ -8,8 +8,8 @@ import streamlit as st
 st.set_page_config(page_title="HiPP-Prune", page_icon="✂️", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/benchmark.py", title="Benchmark", icon="📊"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/benchmark.py", title="Benchmark", icon=":material/analytics:"),
 ]
 
 st.navigation(PAGES).run()

@@ -73,7 +73,7 @@ def _load_pope(path: Path, images: Path | None, labels: Path | None) -> dict[str
     return grouped
 
 
-def _bench_key(bench: str, image_free: bool, paths: list[Path | None]) -> str:
+def bench_key(bench: str, image_free: bool, paths: list[Path | None]) -> str:
     """What the questions were: ShapesWorld by version, or real files by path and modification time."""
     given = [Path(p).expanduser().absolute() for p in paths if p is not None]
     if given:
@@ -127,7 +127,7 @@ def evaluate_model(
     key = EvalKey(
         model_id=loaded.model_id,
         plan_id=plan_id,
-        bench=_bench_key(bench, image_free, [pope_dir, sqa_dir, pope_images, pope_labels]),
+        bench=bench_key(bench, image_free, [pope_dir, sqa_dir, pope_images, pope_labels]),
         split=split,
         mode="dense" if blueprint is None else mode,
         scoring=scoring,

@@ -34,6 +34,17 @@ def embedded_models() -> list[ModelStatus]:
     return rows
 
 
+def stored_test_scores(path: Path) -> dict[str, float] | None:
+    """The model's full ShapesWorld test evaluation if the plan store already holds it (nothing is computed)."""
+    from hipp_core.api import bench_key
+    from hipp_core.models.loading import checkpoint_id
+    from plan_store import DENSE_PLAN_ID, EvalKey, PlanStore
+
+    key = EvalKey(checkpoint_id(path), DENSE_PLAN_ID, bench_key("all", True, []), "test", "dense", "logits", None)
+    record = PlanStore().get_evaluation(key)
+    return record.metrics if record else None
+
+
 def benchmark_ready() -> bool:
     return is_built(default_root())
 

@@ -11,9 +11,21 @@ st.caption(
     "hallucination robustness and compression."
 )
 
+
+def _scores(m: status.ModelStatus) -> dict[str, str]:
+    """Test-split quality when the plan store already has it (run `hipp eval` to fill it)."""
+    metrics = status.stored_test_scores(m.path) if m.path else None
+    if not metrics:
+        return {"POPE balanced acc (test)": "not evaluated", "ScienceQA acc (test)": ""}
+    return {
+        "POPE balanced acc (test)": f"{metrics['pope_balanced_accuracy']:.3f}",
+        "ScienceQA acc (test)": f"{metrics['sqa.accuracy']:.3f}",
+    }
+
+
 st.subheader("Embedded models")
 models = status.embedded_models()
-st.dataframe(
+st.table(
     pd.DataFrame(
         [
             {
@@ -21,13 +33,12 @@ st.dataframe(
                 "state": m.origin,
                 "parameters": m.parameters,
                 "decoder training steps": m.train_steps,
+                **_scores(m),
                 "path": str(m.path) if m.path else "run `hipp zoo build`",
             }
             for m in models
         ]
-    ),
-    hide_index=True,
-    width="stretch",
+    ).set_index("model"),
 )
 missing = [m.spec for m in models if m.path is None]
 if missing:
@@ -44,4 +55,4 @@ with st.expander("Where things are stored"):
         st.text(f"{name}: {path}")
 
 st.subheader("Next")
-st.page_link("pages/benchmark.py", label="Evaluate a model on POPE and ScienceQA", icon="📊")
+st.page_link("pages/benchmark.py", label="Evaluate a model on POPE and ScienceQA", icon=":material/analytics:")

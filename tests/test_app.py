@@ -12,8 +12,8 @@ def test_home_lists_both_embedded_models_and_links_on():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     assert at.title[0].value == "HiPP-Prune"
-    table = at.dataframe[0].value
-    assert list(table["model"]) == ["embedded:llava", "embedded:qwen2_5_vl"]
+    table = at.table[0].value
+    assert list(table.index) == ["embedded:llava", "embedded:qwen2_5_vl"]
     assert set(table["state"]) <= {"shipped", "retrained", "missing"}
 
 

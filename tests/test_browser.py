@@ -97,7 +97,10 @@ def test_home_page_renders_model_table(page, server):
     page.goto(server)
     page.get_by_role("heading", name="HiPP-Prune").wait_for(timeout=60_000)
     _settle(page)
-    assert page.get_by_text("embedded:qwen2_5_vl").count() >= 1 or page.locator('[data-testid="stDataFrame"]').count()
+    # Tables and links are lazily loaded components: wait until they are really drawn, not skeletons.
+    page.locator('[data-testid="stTable"] table').wait_for(timeout=30_000)
+    page.locator('[data-testid="stPageLink"]').wait_for(timeout=30_000)
+    assert page.locator('[data-testid="stTable"]').get_by_text("embedded:qwen2_5_vl").count() == 1
     assert page.get_by_text("Traceback").count() == 0
     page.screenshot(path=str(ARTIFACTS / "home.png"), full_page=True)
 
