@@ -10,6 +10,29 @@ import pytest
 from hipp_core.models.zoo import DecoderSize, build_model, build_processor
 
 TINY = DecoderSize(hidden=32, layers=2, heads=4, kv_heads=2, intermediate=48)
+# Enough heads per KV group (4) and layers (3) that random plans drop whole groups and keep uneven head counts.
+GQA = DecoderSize(hidden=64, layers=3, heads=8, kv_heads=2, intermediate=96)
+
+
+def tiny_adapter(arch: str, size: DecoderSize = GQA, seed: int = 1):
+    """An in-memory random model of `arch` behind its family adapter."""
+    from hipp_core.models.adapters import adapter_class
+
+    processor = build_processor(arch)
+    return adapter_class(arch)(build_model(arch, processor, seed=seed, size=size).eval(), processor)
+
+
+def random_blueprint(adapter, rng, budget: float | None = None):
+    """A valid plan with random unit scores and allocation (budget drawn in [0.1, 0.6] unless given)."""
+    import numpy as np
+
+    from hipp_core.blueprint import UnitScores, make_blueprint
+
+    shapes = adapter.layer_shapes()
+    scores = [UnitScores(head=rng.random(s.n_heads), mlp=rng.random(s.intermediate)) for s in shapes]
+    alpha = rng.dirichlet(np.ones(len(shapes)))
+    budget = float(rng.uniform(0.1, 0.6)) if budget is None else budget
+    return make_blueprint("tiny", adapter.model_type, shapes, budget, alpha, scores, m=8)
 
 
 def save_tiny(arch: str, path: Path, legacy_processor: bool = False) -> Path:

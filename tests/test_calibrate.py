@@ -6,17 +6,13 @@ import torch
 from hipp_core.api import load_benchmark
 from hipp_core.calibrate import CalibrationFeatures, calibrate
 from hipp_core.errors import HippError
-from hipp_core.models.adapters import adapter_class
-from hipp_core.models.zoo import DecoderSize, build_model, build_processor
-
-SIZE = DecoderSize(hidden=64, layers=3, heads=8, kv_heads=2, intermediate=96)
+from tests.conftest import tiny_adapter
 
 
 def _adapter(arch: str, attn: str = "eager"):
-    processor = build_processor(arch)
-    model = build_model(arch, processor, seed=2, size=SIZE).eval()
-    model.set_attn_implementation(attn)
-    return adapter_class(arch)(model, processor)
+    adapter = tiny_adapter(arch, seed=2)
+    adapter.model.set_attn_implementation(attn)
+    return adapter
 
 
 @pytest.fixture(scope="module")

@@ -16,29 +16,20 @@ from safetensors.torch import load_file, save_file
 
 import hipp_core
 from hipp_core import export
-from hipp_core.blueprint import Blueprint, UnitScores, count_params, make_blueprint, whole_model_params
+from hipp_core.blueprint import Blueprint, count_params, whole_model_params
 from hipp_core.errors import HippError
 from hipp_core.export import export_pruned, load_pruned
-from hipp_core.models.adapters import adapter_class
-from hipp_core.models.zoo import DecoderSize, build_model, build_processor
 from hipp_core.prune import materialize
-
-SIZE = DecoderSize(hidden=64, layers=3, heads=8, kv_heads=2, intermediate=96)
+from tests.conftest import random_blueprint, tiny_adapter
 
 
 @pytest.fixture(scope="module", params=["llava", "qwen2_5_vl"])
 def adapter(request):
-    processor = build_processor(request.param)
-    model = build_model(request.param, processor, seed=1, size=SIZE).eval()
-    return adapter_class(request.param)(model, processor)
+    return tiny_adapter(request.param)
 
 
 def _blueprint(adapter, seed: int = 0, budget: float = 0.4) -> Blueprint:
-    rng = np.random.default_rng(seed)
-    shapes = adapter.layer_shapes()
-    scores = [UnitScores(head=rng.random(s.n_heads), mlp=rng.random(s.intermediate)) for s in shapes]
-    alpha = rng.dirichlet(np.ones(len(shapes)))
-    return make_blueprint("tiny", adapter.model_type, shapes, budget, alpha, scores, m=8)
+    return random_blueprint(adapter, np.random.default_rng(seed), budget)
 
 
 @pytest.fixture(scope="module")
