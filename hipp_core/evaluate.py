@@ -212,6 +212,36 @@ def _answer(
     return picks
 
 
+@dataclass(frozen=True)
+class _Question:
+    text: str
+    image: Path | None
+    options: list[list[int]]  # candidate token ids per answer, for logit scoring
+
+
+def _score(
+    adapter: ModelAdapter,
+    stage: str,
+    questions: Sequence[_Question],
+    decide: Callable[[int, object], object],
+    scoring: str,
+    blank: bool,
+    batch_size: int,
+    progress: Progress | None,
+) -> list:
+    """Batched answers to `questions`; `decide(i, raw)` turns question i's raw answer (an option index, or the
+    decoded text under generation) into a prediction."""
+    preds: list = []
+    for idx in _batches(len(questions), batch_size):
+        batch = [questions[i] for i in idx]
+        images = [_open_image(q.image, blank) if q.image is not None else None for q in batch]
+        raw = _answer(adapter, [q.text for q in batch], images, [q.options for q in batch], scoring == "generate")
+        preds += [decide(i, r) for i, r in zip(idx, raw)]
+        if progress:
+            progress(stage, len(preds), len(questions))
+    return preds
+
+
 def score_pope(
     adapter: ModelAdapter,
     items: Sequence[PopeItem],
@@ -221,16 +251,12 @@ def score_pope(
     progress: Progress | None = None,
 ) -> list[str]:
     yes_no = adapter.first_token_ids(["yes", "no"], any_case=True)
-    preds: list[str] = []
-    for idx in _batches(len(items), batch_size):
-        batch = [items[i] for i in idx]
-        texts = [pope_prompt(it.text) for it in batch]
-        images = [_open_image(it.image, blank) for it in batch]
-        out = _answer(adapter, texts, images, [yes_no] * len(batch), scoring == "generate")
-        preds += [parse_pope_answer(o) for o in out] if scoring == "generate" else [("yes", "no")[o] for o in out]
-        if progress:
-            progress("pope", len(preds), len(items))
-    return preds
+    questions = [_Question(pope_prompt(it.text), it.image, yes_no) for it in items]
+
+    def decide(i: int, raw) -> str:
+        return parse_pope_answer(raw) if scoring == "generate" else ("yes", "no")[raw]
+
+    return _score(adapter, "pope", questions, decide, scoring, blank, batch_size, progress)
 
 
 def score_sqa(
@@ -242,17 +268,14 @@ def score_sqa(
     progress: Progress | None = None,
 ) -> list[int]:
     letters = adapter.first_token_ids(list(LETTERS))
-    preds: list[int] = []
-    for idx in _batches(len(items), batch_size):
-        batch = [items[i] for i in idx]
-        texts = [sqa_prompt(it.question, it.choices, it.hint) for it in batch]
-        images = [_open_image(it.image, blank) if it.image is not None else None for it in batch]
-        options = [letters[: len(it.choices)] for it in batch]
-        out = _answer(adapter, texts, images, options, scoring == "generate")
-        preds += [parse_choice(o, it.choices) for o, it in zip(out, batch)] if scoring == "generate" else out
-        if progress:
-            progress("sqa", len(preds), len(items))
-    return preds
+    questions = [
+        _Question(sqa_prompt(it.question, it.choices, it.hint), it.image, letters[: len(it.choices)]) for it in items
+    ]
+
+    def decide(i: int, raw) -> int:
+        return parse_choice(raw, items[i].choices) if scoring == "generate" else raw
+
+    return _score(adapter, "sqa", questions, decide, scoring, blank, batch_size, progress)
 
 
 def evaluate(
