@@ -1,8 +1,10 @@
 """The one evaluation path: POPE and ScienceQA metrics for any model adapter (dense, masked, pruned, recovered).
 
-Default scoring reads the logits at the answer position in one batched forward (yes vs no; option letters),
-which is exact for a model trained to answer in one word and ~10x faster than decoding. `scoring="generate"`
-decodes and parses answers the way POPE's and LLaVA's evaluation scripts do, for real chat models.
+Default scoring reads the logits at the answer position in one batched forward (yes vs no; option letters):
+exact for the answer's first token and never stopped by a rambling reply. On the embedded models, which answer
+in one word and stop, it is only 1.07-1.12x faster than decoding (benchmarks/eval_throughput.py); the gap grows
+with the length of a real chat model's reply. `scoring="generate"` decodes and parses answers the way POPE's and
+LLaVA's evaluation scripts do, for real chat models.
 
 Every POPE score comes with an image-free baseline (the same questions over a blank image), so a report
 shows how much of the score comes from looking rather than from language priors.
