@@ -398,6 +398,22 @@ def make_blueprint(
     """Budget + allocation → a validated Blueprint (allocate, realize, record what was achieved)."""
     targets = allocate(shapes, budget, alpha, s_max)
     layers = realize(shapes, targets, scores, m, budget, s_max)
+    return blueprint_from_layers(model_id, family, shapes, budget, layers, m, s_max, source, preference, criterion)
+
+
+def blueprint_from_layers(
+    model_id: str,
+    family: str,
+    shapes: Sequence[LayerShape],
+    budget: float,
+    layers: Sequence[LayerPlan],
+    m: int,
+    s_max: float,
+    source: str,
+    preference: Sequence[float] | None,
+    criterion: str,
+) -> Blueprint:
+    """Record kept units, however they were chosen, as a validated Blueprint with what they achieve."""
     blueprint = Blueprint(
         model_id=model_id,
         family=family,
@@ -411,7 +427,7 @@ def make_blueprint(
         s_max=float(s_max),
         preference=None if preference is None else normalize_preference(tuple(preference)),
     )
-    validate(blueprint, shapes)
+    validate(blueprint, shapes, model_id)
     return blueprint
 
 

@@ -68,9 +68,7 @@ from hipp_core.blueprint import (
     Blueprint,
     LayerPlan,
     LayerShape,
-    decoder_sparsity,
-    layer_sparsities,
-    validate,
+    blueprint_from_layers,
 )
 from hipp_core.errors import HippError
 from hipp_core.models.adapters import LayerParts, ModelAdapter
@@ -343,20 +341,7 @@ def torch_pruning_blueprint(
     spec = peer_spec(adapter, sparsity, m, heads)
     plans = _in_child(adapter.language_model, spec, float(timeout_s))
     shapes = list(spec.shapes)
-    blueprint = Blueprint(
-        model_id=model_id,
-        family=family,
-        budget=float(sparsity),
-        sparsities=tuple(layer_sparsities(shapes, plans)),
-        layers=tuple(plans),
-        achieved=decoder_sparsity(shapes, plans),
-        source="baseline",
-        criterion=CRITERION,
-        m=m,
-        s_max=0.9,
-    )
-    validate(blueprint, shapes, model_id)
-    return blueprint
+    return blueprint_from_layers(model_id, family, shapes, sparsity, plans, m, 0.9, "baseline", None, CRITERION)
 
 
 def _in_child(language_model: nn.Module, spec: PeerSpec, timeout_s: float) -> list[LayerPlan]:
