@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hipp_core.blueprint import LayerShape
 from hipp_core.data.prompts import pope_prompt
 from hipp_core.data.records import PopeItem
 from hipp_core.errors import HippError
-from hipp_core.evaluate import _open_image
+from hipp_core.evaluate import open_image
 from hipp_core.models.adapters import ModelAdapter
 
 Progress = Callable[[str, int, int], None]
@@ -81,6 +82,7 @@ class _Recorder:
     def __init__(self, adapter: ModelAdapter) -> None:
         self.sq: dict[tuple[int, str], torch.Tensor] = {}
         self.tokens: dict[tuple[int, str], int] = {}
+        self.mask: torch.Tensor | None = None  # real (non-padding) tokens of the batch being recorded
         self.handles = []
         for i in range(len(adapter.decoder_layers)):
             parts = adapter.layer_parts(i)
@@ -90,15 +92,13 @@ class _Recorder:
     def _hook(self, layer: int, name: str):
         def record(module: nn.Module, args) -> None:
             x = args[0].detach().float()
-            mask = self.mask  # only real tokens, not padding
+            mask = self.mask
             flat = x[mask] if mask is not None else x.reshape(-1, x.shape[-1])
             key = (layer, name)
             self.sq[key] = self.sq.get(key, 0) + flat.pow(2).sum(0)
             self.tokens[key] = self.tokens.get(key, 0) + flat.shape[0]
 
         return record
-
-    mask: torch.Tensor | None = None
 
     def norms(self, layer: int, name: str) -> torch.Tensor:
         return self.sq[(layer, name)].sqrt()
@@ -141,7 +141,7 @@ def _activation_pass(
     try:
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
-            enc = adapter.encode([pope_prompt(it.text) for it in batch], [_open_image(it.image, False) for it in batch])
+            enc = adapter.encode([pope_prompt(it.text) for it in batch], [open_image(it.image, False) for it in batch])
             inputs = enc.inputs
             mask = inputs["attention_mask"].bool()
             recorder.mask = mask
@@ -170,10 +170,9 @@ def _activation_pass(
     return recorder, (v_attn / batches).tolist(), v_flow.tolist(), (norm_sum / batches).tolist()
 
 
-def _unit_scores(adapter: ModelAdapter, layer: int, norms: dict[str, torch.Tensor] | None):
+def _unit_scores(adapter: ModelAdapter, layer: int, shape: LayerShape, norms: dict[str, torch.Tensor] | None):
     """(head, kv, mlp) scores: Wanda-sp with activation norms, magnitude when `norms` is None."""
     parts = adapter.layer_parts(layer)
-    shape = adapter.layer_shapes()[layer]
     ones = lambda n: torch.ones(n)
     x_in = norms["q"] if norms else ones(parts.q.in_features)
     z = norms["o"] if norms else ones(parts.o.in_features)
@@ -202,10 +201,9 @@ def _outlier_ratio(adapter: ModelAdapter, layer: int, norms: dict[str, torch.Ten
     return (flat > OWL_M * flat.mean()).float().mean().item()
 
 
-def _synflow(adapter: ModelAdapter, layer: int, seq: int = 8) -> tuple[list[float], list[float]]:
+def _synflow(adapter: ModelAdapter, layer: int, shape: LayerShape, seq: int = 8) -> tuple[list[float], list[float]]:
     decoder_layer = adapter.decoder_layers[layer]
     parts = adapter.layer_parts(layer)
-    shape = adapter.layer_shapes()[layer]
     originals = {n: p.detach().clone() for n, p in decoder_layer.named_parameters()}
     try:
         with torch.no_grad():
@@ -239,9 +237,10 @@ def calibrate(
     recorder, v_attn, v_flow, act_norm = _activation_pass(adapter, items, batch_size, progress)
     n = len(adapter.decoder_layers)
     norms = [{k: recorder.norms(i, k) for k in ("q", "o", "down")} for i in range(n)]
-    wanda = [_unit_scores(adapter, i, norms[i]) for i in range(n)]
-    magnitude = [_unit_scores(adapter, i, None) for i in range(n)]
-    synflow = [_synflow(adapter, i) for i in range(n)]
+    shapes = adapter.layer_shapes()
+    wanda = [_unit_scores(adapter, i, shapes[i], norms[i]) for i in range(n)]
+    magnitude = [_unit_scores(adapter, i, shapes[i], None) for i in range(n)]
+    synflow = [_synflow(adapter, i, shapes[i]) for i in range(n)]
     return CalibrationFeatures(
         model_id=model_id,
         samples=len(items),

@@ -174,7 +174,7 @@ def parse_choice(text: str, choices: Sequence[str]) -> int:
     return hits[0] if len(hits) == 1 else -1
 
 
-def _open_image(path: Path, blank: bool) -> Image.Image:
+def open_image(path: Path, blank: bool) -> Image.Image:
     with Image.open(path) as im:
         image = im.convert("RGB")
     return Image.new("RGB", image.size, BACKGROUND) if blank else image
@@ -236,7 +236,7 @@ def _score(
     preds: list = []
     for idx in _batches(len(questions), batch_size):
         batch = [questions[i] for i in idx]
-        images = [_open_image(q.image, blank) if q.image is not None else None for q in batch]
+        images = [open_image(q.image, blank) if q.image is not None else None for q in batch]
         raw = _answer(adapter, [q.text for q in batch], images, [q.options for q in batch], scoring == "generate")
         preds += [decide(i, r) for i, r in zip(idx, raw)]
         if progress:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from hipp_core.blueprint import Blueprint, LayerPlan
+from hipp_core.blueprint import Blueprint, LayerPlan, LayerShape
 from hipp_core.errors import HippError
 from hipp_core.models.adapters import LayerParts, ModelAdapter
 
@@ -30,8 +30,7 @@ def _check_layers(adapter: ModelAdapter, blueprint: Blueprint) -> None:
         )
 
 
-def _masks(adapter: ModelAdapter, layer: int, plan: LayerPlan) -> tuple[torch.Tensor, torch.Tensor]:
-    shape = adapter.layer_shapes()[layer]
+def _masks(shape: LayerShape, plan: LayerPlan) -> tuple[torch.Tensor, torch.Tensor]:
     head = torch.zeros(shape.n_heads, dtype=torch.bool)
     head[list(plan.heads)] = True
     mlp = torch.zeros(shape.intermediate, dtype=torch.bool)
@@ -45,8 +44,9 @@ def masked(adapter: ModelAdapter, blueprint: Blueprint) -> Iterator[ModelAdapter
     _check_layers(adapter, blueprint)
     handles = []
     try:
+        shapes = adapter.layer_shapes()
         for i, plan in enumerate(blueprint.layers):
-            attn_mask, mlp_mask = _masks(adapter, i, plan)
+            attn_mask, mlp_mask = _masks(shapes[i], plan)
             parts = adapter.layer_parts(i)
             for module, mask in ((parts.o, attn_mask), (parts.down, mlp_mask)):
                 if bool(mask.all()):
