@@ -240,23 +240,72 @@ def allocate(shapes: Sequence[LayerShape], budget: float, alpha: Sequence[float]
     dense = np.array([s.dense_params for s in shapes], dtype=float)
     floor = np.array([s.params(1, 1, 0) for s in shapes], dtype=float)
     upper = np.where(a > 0, np.minimum(s_max, 1.0 - floor / dense), 0.0)
-    reachable = float(dense @ upper / dense.sum())
+    caps = f"layers capped at s_max {s_max:g} and one attention head"
+    return _water_fill(dense, upper, a, budget, dense.sum(), caps).tolist()
+
+
+def allocate_split(
+    shapes: Sequence[LayerShape],
+    budget: float,
+    alpha_attention: Sequence[float],
+    alpha_mlp: Sequence[float],
+    s_max: float = 0.9,
+) -> tuple[list[float], list[float]]:
+    """Water-filling over 2L blocks (each layer's attention and its MLP), so an allocation can also say which kind
+    of unit to spare. Returns per-layer target sparsities and the share of its attention each layer should keep.
+
+    Each block is capped at s_max (attention also at one head kept), so no layer exceeds s_max either. With equal
+    weights for a layer's two blocks this is the per-layer allocation with attention and MLP pruned alike.
+    """
+    _check_budget(budget)
+    _check_s_max(s_max)
+    a = np.concatenate([_weights(alpha_attention, len(shapes)), _weights(alpha_mlp, len(shapes))])
+    if a.sum() <= 0:
+        raise HippError("allocation weights are all zero; give at least one block a positive weight")
+    attn = np.array([s.attention_params(s.n_kv_heads, s.n_heads) for s in shapes], dtype=float)
+    mlp = np.array([s.mlp_params(s.intermediate) - s.mlp_params(0) for s in shapes], dtype=float)
+    one_head = np.array([s.attention_params(1, 1) for s in shapes], dtype=float)
+    fixed = np.array([s.dense_params for s in shapes], dtype=float) - attn - mlp
+    dense = np.concatenate([attn, mlp])
+    upper = np.concatenate([np.minimum(s_max, 1.0 - one_head / attn), np.full(len(shapes), s_max)])
+    upper = np.where(a > 0, upper, 0.0)
+    # The budget is a share of all decoder parameters, norms included, which no block can shed.
+    caps = f"blocks capped at s_max {s_max:g} and one attention head"
+    s = _water_fill(dense, upper, a, budget, dense.sum() + fixed.sum(), caps)
+    s_attn, s_mlp = s[: len(shapes)], s[len(shapes) :]
+    layer = (attn * s_attn + mlp * s_mlp) / (attn + mlp + fixed)
+    return layer.tolist(), (1.0 - s_attn).tolist()
+
+
+def _weights(alpha: Sequence[float], n: int) -> np.ndarray:
+    a = np.asarray(alpha, dtype=float)
+    if a.shape != (n,) or not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise HippError(f"allocation must be {n} finite non-negative weights, got {alpha}")
+    return a
+
+
+def _water_fill(
+    dense: np.ndarray, upper: np.ndarray, a: np.ndarray, budget: float, total: float, caps: str
+) -> np.ndarray:
+    """s_i = min(upper_i, λ·a_i) with λ solved exactly so Σ dense_i·s_i = budget·total (total ≥ Σ dense_i when some
+    parameters belong to no block)."""
+    reachable = float(dense @ upper / total)
     if budget > reachable + _EXACT:
         raise HippError(
             f"budget {budget:.4f} exceeds the largest sparsity this allocation can reach, {reachable:.4f} "
-            f"(layers capped at s_max {s_max:g} and one attention head); lower the budget or spread the allocation"
+            f"({caps}); lower the budget or spread the allocation"
         )
     if budget == 0:
-        return [0.0] * len(shapes)
-    target = min(budget, reachable) * dense.sum()
+        return np.zeros_like(dense)
+    target = min(budget, reachable) * total
     active = a > 0
-    levels = np.unique(upper[active] / a[active])  # λ at which each layer hits its cap, ascending
-    filled = (dense * np.minimum(upper, levels[:, None] * a)).sum(axis=1)  # Σ params·s at each of those λ
+    levels = np.unique(upper[active] / a[active])  # λ at which each block hits its cap, ascending
+    filled = (dense * np.minimum(upper, levels[:, None] * a)).sum(axis=1)  # Σ dense·s at each of those λ
     j = min(int(np.searchsorted(filled, target)), len(levels) - 1)
     clipped = active & (upper / np.where(active, a, 1.0) < levels[j])
     free = active & ~clipped
     lam = (target - dense[clipped] @ upper[clipped]) / (dense[free] @ a[free])
-    return np.minimum(upper, lam * a).tolist()
+    return np.minimum(upper, lam * a)
 
 
 # -- realization: per-layer targets → exact kept units ---------------------------------------------------------------
@@ -295,17 +344,19 @@ def _options(shape: LayerShape, m: int, s_max: float) -> _Options:
     )
 
 
-def _closest(opt: _Options, target: float) -> tuple[int, int]:
+def _closest(opt: _Options, target: float, attn_keep: float | None = None) -> tuple[int, int]:
     """The (head configuration, MLP width) whose kept parameters are closest to the layer target.
 
     Unless the MLP saturates, any head configuration can be filled with MLP channels to within half an m-block of the
-    target, so all those are equally close; among them prefer the one whose attention keeps the same share as the
-    whole layer (attention and MLP pruned alike), instead of whichever head count leaves the smallest residue.
+    target, so all those are equally close; among them prefer the one whose attention keeps the share `attn_keep`
+    (default: the same share as the whole layer, attention and MLP pruned alike), instead of whichever head count
+    leaves the smallest residue.
     """
     goal = opt.dense * (1.0 - target)
     err = np.abs(opt.kept - goal)
     primary = np.where(opt.feasible, np.maximum(err, opt.half_step), np.inf)
-    balance = np.broadcast_to(np.abs(opt.attn_share - (1.0 - target))[:, None], err.shape)
+    keep = 1.0 - target if attn_keep is None else attn_keep
+    balance = np.broadcast_to(np.abs(opt.attn_share - keep)[:, None], err.shape)
     best = np.lexsort((err.ravel(), balance.ravel(), primary.ravel()))[0]
     return divmod(int(best), len(opt.channels))
 
@@ -357,6 +408,7 @@ def realize(
     m: int,
     budget: float,
     s_max: float = 0.9,
+    attn_keep: Sequence[float] | None = None,
 ) -> list[LayerPlan]:
     """Turn per-layer target sparsities into exact kept units whose overall sparsity is as close to ρ as the units
     allow (within ±0.5 pp whenever MLP widths can absorb the rounding; otherwise the closest reachable).
@@ -373,7 +425,8 @@ def realize(
         raise HippError(f"need {len(shapes)} finite per-layer target sparsities, got {list(target_sparsities)}")
     _check_scores(shapes, scores)
     options = [_options(shape, m, s_max) for shape in shapes]
-    picks = [_closest(opt, float(t)) for opt, t in zip(options, targets)]
+    keeps = [None] * len(shapes) if attn_keep is None else [float(k) for k in attn_keep]
+    picks = [_closest(opt, float(t), k) for opt, t, k in zip(options, targets, keeps)]
     dense = np.array([opt.dense for opt in options], dtype=float)
     _correct(options, picks, dense * (1.0 - targets), (1.0 - budget) * dense.sum())
     return [
@@ -394,10 +447,17 @@ def make_blueprint(
     source: str = "manual",
     preference: Sequence[float] | None = None,
     criterion: str = "wanda",
+    alpha_attention: Sequence[float] | None = None,
 ) -> Blueprint:
-    """Budget + allocation → a validated Blueprint (allocate, realize, record what was achieved)."""
-    targets = allocate(shapes, budget, alpha, s_max)
-    layers = realize(shapes, targets, scores, m, budget, s_max)
+    """Budget + allocation → a validated Blueprint (allocate, realize, record what was achieved).
+
+    With `alpha_attention`, `alpha` weighs each layer's MLP and `alpha_attention` its attention (`allocate_split`);
+    without, `alpha` weighs whole layers and attention and MLP are pruned alike."""
+    if alpha_attention is None:
+        targets, keeps = allocate(shapes, budget, alpha, s_max), None
+    else:
+        targets, keeps = allocate_split(shapes, budget, alpha_attention, alpha, s_max)
+    layers = realize(shapes, targets, scores, m, budget, s_max, keeps)
     return blueprint_from_layers(model_id, family, shapes, budget, layers, m, s_max, source, preference, criterion)
 
 

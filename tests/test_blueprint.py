@@ -29,6 +29,7 @@ from hipp_core.blueprint import (
     LayerShape,
     UnitScores,
     allocate,
+    allocate_split,
     count_params,
     decoder_flops,
     make_blueprint,
@@ -416,3 +417,34 @@ def test_real_7b_blueprints_are_valid_and_exact(arch, budget):
     assert sum(p.numel() for p in adapter.model.parameters()) == whole_model_params(
         shapes, blueprint.layers, dense_model
     )
+
+
+# -- attention / MLP split -------------------------------------------------------------------------------------------
+def test_split_allocation_meets_budget_and_equal_weights_prune_alike():
+    shapes = _mixed_shapes()
+    dense = np.array([s.dense_params for s in shapes], dtype=float)
+    targets, keeps = allocate_split(shapes, 0.4, np.ones(5), np.ones(5))
+    assert dense @ np.array(targets) == pytest.approx(0.4 * dense.sum(), rel=1e-9)
+    attn_sparsity = 1 - np.array(keeps)
+    assert np.allclose(attn_sparsity, attn_sparsity[0])  # one water level for every block
+
+
+def test_split_allocation_spares_the_block_with_little_weight():
+    shapes = _tiny("llava", EMBEDDED, meta=True).layer_shapes()
+    n = len(shapes)
+    bp = make_blueprint("m", "llava", shapes, 0.3, np.ones(n), None, 8, alpha_attention=np.full(n, 1e-3))
+    assert abs(bp.achieved - 0.3) <= SPARSITY_TOLERANCE
+    assert all(plan.n_q == s.n_heads and plan.n_kv == s.n_kv_heads for plan, s in zip(bp.layers, shapes))
+    heads_first = make_blueprint("m", "llava", shapes, 0.3, np.full(n, 1e-3), None, 8, alpha_attention=np.ones(n))
+    assert sum(p.n_q for p in heads_first.layers) < sum(s.n_heads for s in shapes)
+    assert sum(p.n_mlp for p in heads_first.layers) > sum(p.n_mlp for p in bp.layers)
+
+
+def test_split_allocation_checks_weights_and_reach():
+    shapes = _mixed_shapes()
+    with pytest.raises(HippError, match="allocation must be 5"):
+        allocate_split(shapes, 0.3, np.ones(4), np.ones(5))
+    with pytest.raises(HippError, match="all zero"):
+        allocate_split(shapes, 0.3, np.zeros(5), np.zeros(5))
+    with pytest.raises(HippError, match="exceeds the largest sparsity"):
+        allocate_split(shapes, 0.5, np.zeros(5), np.ones(5), s_max=0.5)
