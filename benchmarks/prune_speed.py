@@ -22,23 +22,34 @@ from hipp_core.models.loading import load_model
 from hipp_core.prune import materialize
 
 
-def _prefill(model, ids) -> float:
+def _sync(ids: torch.Tensor) -> None:
+    """CUDA kernels run asynchronously: a clock read without waiting for them times the launch, not the work."""
+    if ids.is_cuda:
+        torch.cuda.synchronize(ids.device)
+
+
+def prefill_seconds(model, ids) -> float:
+    """Seconds of one forward of the language model alone over `ids` (no cache)."""
+    _sync(ids)
     t0 = time.perf_counter()
     with torch.no_grad():
         model.model.language_model(input_ids=ids, use_cache=False)
+    _sync(ids)
     return time.perf_counter() - t0
 
 
-def _decode(model, ids, new_tokens: int) -> float:
+def decode_seconds(model, ids, new_tokens: int) -> float:
     """Seconds per generated token of the language model alone (greedy, dynamic cache)."""
     lm = model.model.language_model
     with torch.no_grad():
         out = lm(input_ids=ids, use_cache=True)
         cache, token = out.past_key_values, ids[:, -1:]
+        _sync(ids)
         t0 = time.perf_counter()
         for _ in range(new_tokens):
             out = lm(input_ids=token, past_key_values=cache, use_cache=True)
             cache = out.past_key_values
+        _sync(ids)
     return (time.perf_counter() - t0) / new_tokens
 
 
@@ -65,10 +76,10 @@ def main() -> None:
         pruned = materialize(dense, blueprint)
         times = {"dense_prefill": [], "pruned_prefill": [], "dense_decode": [], "pruned_decode": []}
         for _ in range(args.repeats):  # interleaved: both see the same machine load
-            times["dense_prefill"].append(_prefill(dense.model, ids))
-            times["pruned_prefill"].append(_prefill(pruned.model, ids))
-            times["dense_decode"].append(_decode(dense.model, ids, args.new_tokens))
-            times["pruned_decode"].append(_decode(pruned.model, ids, args.new_tokens))
+            times["dense_prefill"].append(prefill_seconds(dense.model, ids))
+            times["pruned_prefill"].append(prefill_seconds(pruned.model, ids))
+            times["dense_decode"].append(decode_seconds(dense.model, ids, args.new_tokens))
+            times["pruned_decode"].append(decode_seconds(pruned.model, ids, args.new_tokens))
         med = {k: statistics.median(v) for k, v in times.items()}
         flops_ratio = decoder_flops(shapes, blueprint.layers, args.prompt) / decoder_flops(shapes, None, args.prompt)
         prefill_ratio = med["pruned_prefill"] / med["dense_prefill"]

@@ -331,6 +331,42 @@ class PlanStore:
         front.sort(key=lambda c: (*(-v if up else v for v, up in zip(c.values, maximize, strict=True)), c.plan.plan_id))
         return front
 
+    def list_evaluations(
+        self,
+        model_id: str,
+        *,
+        bench: str | None = None,
+        split: str | None = None,
+        mode: EvalMode | None = None,
+        scoring: Scoring | None = None,
+    ) -> list[tuple[PlanRecord, EvaluationRecord]]:
+        """Every evaluation of the model's plans with its plan, oldest first: the whole cloud the dashboard plots,
+        where `pareto_front` returns only its non-dominated part. The dense model has no plan row and is left out."""
+        conditions, params = ["e.model_id = ?", "e.plan_id <> ?"], [model_id, DENSE_PLAN_ID]
+        for column, value in (("bench", bench), ("split", split), ("mode", mode), ("scoring", scoring)):
+            if value is not None:
+                conditions.append(f"e.{column} = ?")
+                params.append(value)
+        with self._db.transaction(read_only=True) as conn:
+            rows = conn.execute(
+                f"SELECT {_select(_PLAN_COLUMNS, 'p')}, {_select(_EVAL_COLUMNS, 'e')} "
+                "FROM evaluations e JOIN plans p ON p.plan_id = e.plan_id "
+                f"WHERE {' AND '.join(conditions)} ORDER BY e.created_at, e.plan_id, e.bench, e.split, e.mode",
+                params,
+            ).fetchall()
+        split_at = len(_PLAN_COLUMNS)
+        return [(_plan_from_row(row[:split_at]), _evaluation_from_row(row[split_at:])) for row in rows]
+
+    def plan_evaluations(self, plan_id: str) -> list[EvaluationRecord]:
+        """All stored measurements of one plan (splits, limits, masked / physical / recovered), oldest first."""
+        with self._db.transaction(read_only=True) as conn:
+            rows = conn.execute(
+                f"SELECT {_select(_EVAL_COLUMNS)} FROM evaluations WHERE plan_id = ? "
+                "ORDER BY created_at, bench, split, mode",
+                [plan_id],
+            ).fetchall()
+        return [_evaluation_from_row(row) for row in rows]
+
     # policies and artifacts
 
     def put_policy(
@@ -358,6 +394,31 @@ class PlanStore:
     def get_policy(self, policy_id: str) -> PolicyRecord | None:
         with self._db.transaction(read_only=True) as conn:
             return self._policy(conn, policy_id)
+
+    def latest_policy(self, model_id: str) -> PolicyRecord | None:
+        """The policy of `model_id` written most recently (the one `hipp blueprint` and the dashboard use)."""
+        with self._db.transaction(read_only=True) as conn:
+            row = conn.execute(
+                "SELECT policy_id FROM policies WHERE model_id = ? ORDER BY updated_at DESC, policy_id LIMIT 1",
+                [model_id],
+            ).fetchone()
+            return None if row is None else self._policy(conn, row[0])
+
+    def list_policies(self, model_id: str) -> list[PolicyRecord]:
+        """The model's policies, most recently updated first (a status page shows the newest)."""
+        with self._db.transaction(read_only=True) as conn:
+            ids = conn.execute(
+                "SELECT policy_id FROM policies WHERE model_id = ? ORDER BY updated_at DESC, policy_id", [model_id]
+            ).fetchall()
+            return [self._policy(conn, policy_id) for (policy_id,) in ids]
+
+    def list_calibrations(self, model_id: str) -> list[CalibrationRecord]:
+        """The model's calibration results under every key, oldest first."""
+        with self._db.transaction(read_only=True) as conn:
+            keys = conn.execute(
+                "SELECT calib_key FROM calibrations WHERE model_id = ? ORDER BY created_at, calib_key", [model_id]
+            ).fetchall()
+            return [self._calibration(conn, model_id, key) for (key,) in keys]
 
     def put_artifact(self, plan_id: str, kind: ArtifactKind, path: str | os.PathLike[str]) -> ArtifactRecord:
         if kind not in ARTIFACT_KINDS:

@@ -1,0 +1,238 @@
+"""How good the trained policy is, against search and heuristics, on the embedded models (Policy issue).
+
+Prints JSON (and, with --save, writes benchmarks/results/policy_quality.json and a markdown table beside it).
+Per model it trains (or resumes) the policy with GRPO on dev, then measures:
+- hypervolume of (utility, robustness, compression) on dev, relative to the dense model, reference point at the
+  origin (`hipp_core.search.hypervolume`), for: the policy's deterministic blueprints over a 66-point preference
+  grid; NSGA-II and random search at the number of distinct plans GRPO evaluated; each heuristic across
+  sparsities 0.1–0.6;
+- matched sparsity 0.2 / 0.3 / 0.4 / 0.5 on the TEST split (reporting only): the policy with its budget overridden,
+  robustness-heavy and utility-heavy, against the best heuristic at that sparsity (chosen on dev, by the mean of
+  ScienceQA accuracy and POPE balanced accuracy) and the Torch-Pruning peer;
+- controllability on dev: Spearman between the robustness weight and POPE balanced accuracy at a fixed budget,
+  and between the compression weight and achieved sparsity;
+- the stability gate's counters from training; invocation latency p50 / p99; GRPO wall time.
+
+    python benchmarks/policy_quality.py [--models embedded embedded:qwen2_5_vl] [--iters 16] [--save]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from hipp_core import baselines
+from hipp_core.api import PEER, evaluate_model, plan_baseline, planner, train_policy
+from hipp_core.config import quiet_libraries, set_threads
+from hipp_core.errors import HippError
+from hipp_core.evaluator import InProcessEvaluator
+from hipp_core.grpo import GRPOConfig, load_policy, objectives
+from hipp_core.search import hypervolume, nsga2_search, random_search
+
+ROBUST, UTILITY = (0.15, 0.75, 0.1), (0.75, 0.15, 0.1)
+MATCHED = (0.2, 0.3, 0.4, 0.5)
+HEURISTIC_SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+FIXED_BUDGET = 0.4
+
+
+def simplex_grid(steps: int = 10) -> list[tuple[float, float, float]]:
+    """The 66 preferences with weights in tenths."""
+    return [(i / steps, j / steps, (steps - i - j) / steps) for i in range(steps + 1) for j in range(steps + 1 - i)]
+
+
+def _metrics(result) -> dict:
+    return {
+        "pope_balanced_accuracy": {c: round(m.balanced_accuracy, 4) for c, m in result.pope.items()},
+        "pope_yes_ratio": {c: round(m.yes_ratio, 4) for c, m in result.pope.items()},
+        "sqa_accuracy": round(result.sqa.accuracy, 4),
+    }
+
+
+def run_model(spec: str, args) -> dict:
+    t0 = time.perf_counter()
+    record = train_policy(spec, config=GRPOConfig(iters=args.iters, seed=args.seed))
+    _, ckpt = load_policy(Path(record.checkpoint_path))
+    state = json.loads(ckpt["state"])
+    curve = state["curve"]
+    n_evals = len(state["scored"])
+    plans = planner(spec)
+    evaluator = InProcessEvaluator(spec, "dev", GRPOConfig().limit)
+    dense = evaluator.evaluate([None])[0]
+
+    def objs(blueprints) -> np.ndarray:
+        results = evaluator.evaluate(blueprints)
+        return np.stack([objectives(r, dense, bp.achieved) for bp, r in zip(blueprints, results)])
+
+    grid = [plans.blueprint(w) for w in simplex_grid()]
+    policy_points = objs(grid)
+    nsga = nsga2_search(plans, evaluator, n_evals, seed=args.seed)
+    rand = random_search(plans, evaluator, n_evals, seed=args.seed)
+    heuristic_points, heuristic_dev = {}, {}
+    for name in baselines.names():
+        bps = [plan_baseline(spec, name, s) for s in HEURISTIC_SPARSITIES]
+        pts = objs(bps)
+        heuristic_points[name] = pts
+        heuristic_dev[name] = dict(zip(HEURISTIC_SPARSITIES, bps, strict=True))
+    hv = {
+        "policy_grid": hypervolume(policy_points),
+        "nsga2": hypervolume(np.stack([p.objectives for p in nsga])),
+        "random_search": hypervolume(np.stack([p.objectives for p in rand])),
+        **{f"heuristic_{k}": hypervolume(v) for k, v in heuristic_points.items()},
+    }
+
+    # Matched sparsity on test: the best heuristic per sparsity is chosen on dev, never on test.
+    matched = []
+    for s in MATCHED:
+        idx = HEURISTIC_SPARSITIES.index(s)
+        dev_score = {
+            k: 0.5 * v[idx, 0] * dense.sqa.accuracy + 0.5 * v[idx, 1] * dense.pope_balanced_accuracy
+            for k, v in heuristic_points.items()
+        }
+        best = max(dev_score, key=dev_score.get)
+        rows = {
+            "policy_robust": plans.blueprint(ROBUST, s),
+            "policy_utility": plans.blueprint(UTILITY, s),
+            f"best_heuristic ({best})": heuristic_dev[best][s],
+        }
+        try:
+            rows[PEER] = plan_baseline(spec, PEER, s)
+        except HippError as err:
+            rows[PEER] = str(err)
+        entry = {"sparsity": s}
+        for name, bp in rows.items():
+            if isinstance(bp, str):
+                entry[name] = {"error": bp}
+                continue
+            result = evaluate_model(spec, "all", "test", image_free=False, blueprint=bp)
+            entry[name] = {"achieved": round(bp.achieved, 4), **_metrics(result)}
+        matched.append(entry)
+
+    # Controllability on dev.
+    robust_ws = [(1 - r, r, 0.0) for r in np.linspace(0, 1, 11)]
+    robust_bps = [plans.blueprint(w, FIXED_BUDGET) for w in robust_ws]
+    robust_pope = [r.pope_balanced_accuracy for r in evaluator.evaluate(robust_bps)]
+    comp_ws = [((1 - c) / 2, (1 - c) / 2, c) for c in np.linspace(0, 1, 11)]
+    comp_sparsity = [plans.blueprint(w).achieved for w in comp_ws]
+    rho_r = _spearman([w[1] for w in robust_ws], robust_pope)
+    rho_c = _spearman([w[2] for w in comp_ws], comp_sparsity)
+
+    latencies = []
+    rng = np.random.default_rng(args.seed)
+    for w in rng.dirichlet(np.ones(3), size=200):
+        t = time.perf_counter()
+        plans.blueprint(w)
+        latencies.append((time.perf_counter() - t) * 1000)
+    last = curve[-1]
+    return {
+        "grpo": {
+            "iterations": last["iter"],
+            "distinct_plans_evaluated": n_evals,
+            "wall_seconds": round(sum(c["seconds"] for c in curve), 1),
+            "reward_mean_first_last": [round(curve[0]["reward_mean"], 4), round(last["reward_mean"], 4)],
+            "front_size": last["front_size"],
+        },
+        "hypervolume_dev": {k: round(v, 4) for k, v in hv.items()},
+        "policy_beats_nsga2": hv["policy_grid"] >= hv["nsga2"],
+        "policy_beats_all_heuristics_and_random": all(
+            hv["policy_grid"] > v for k, v in hv.items() if k.startswith("heuristic") or k == "random_search"
+        ),
+        "matched_test": matched,
+        "controllability": {
+            "spearman_robustness_weight_vs_pope": rho_r,
+            "pope_at_fixed_budget": [round(x, 4) for x in robust_pope],
+            "spearman_compression_weight_vs_sparsity": rho_c,
+            "sparsity_by_compression_weight": [round(x, 4) for x in comp_sparsity],
+        },
+        "gate": {
+            "gated_plans_not_evaluated": last["gated"] - last["audited"],
+            "audited": last["audited"],
+            "false_gates": last["false_gates"],
+            "false_gate_rate": round(last["false_gates"] / last["audited"], 3) if last["audited"] else None,
+            "tau": GRPOConfig().gate_tau,
+        },
+        "invocation_ms": {
+            "p50": round(statistics.median(latencies), 2),
+            "p99": round(float(np.percentile(latencies, 99)), 2),
+        },
+        "benchmark_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def _spearman(x, y) -> float | None:
+    """None when one side is constant (the correlation is undefined, e.g. a policy that ignores the weight)."""
+    rho = spearmanr(x, y).statistic
+    return None if np.isnan(rho) else round(float(rho), 3)
+
+
+def markdown(report: dict) -> str:
+    lines = []
+    for spec, r in report["models"].items():
+        lines += [f"### {spec}", "", "| method | hypervolume (dev) |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in r["hypervolume_dev"].items()]
+        lines += [
+            "",
+            "| sparsity | plan | POPE bal. acc. rand / pop / adv | yes-ratio adv | SQA acc. |",
+            "|---|---|---|---|---|",
+        ]
+        for entry in r["matched_test"]:
+            for name, m in entry.items():
+                if name == "sparsity":
+                    continue
+                if "error" in m:
+                    lines.append(f"| {entry['sparsity']} | {name} | {m['error']} | | |")
+                    continue
+                b = m["pope_balanced_accuracy"]
+                lines.append(
+                    f"| {entry['sparsity']} | {name} | {b['random']:.3f} / {b['popular']:.3f} / "
+                    f"{b['adversarial']:.3f} | {m['pope_yes_ratio']['adversarial']:.2f} | {m['sqa_accuracy']:.3f} |"
+                )
+        c, g, ms = r["controllability"], r["gate"], r["invocation_ms"]
+        lines += [
+            "",
+            (
+                f"Spearman robustness weight vs POPE: {c['spearman_robustness_weight_vs_pope']}; compression weight vs "
+                f"sparsity: {c['spearman_compression_weight_vs_sparsity']}. Gate: {g['gated_plans_not_evaluated']} "
+                f"evaluations saved, false-gate rate {g['false_gate_rate']} ({g['audited']} audited). Invocation p50 "
+                f"{ms['p50']} ms, p99 {ms['p99']} ms. GRPO: {r['grpo']['wall_seconds']} s, "
+                f"{r['grpo']['distinct_plans_evaluated']} distinct plans."
+            ),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["embedded", "embedded:qwen2_5_vl"])
+    parser.add_argument("--iters", type=int, default=GRPOConfig().iters)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--save", action="store_true")
+    args = parser.parse_args()
+    quiet_libraries()
+    threads = set_threads(args.threads)
+    report = {"threads": threads, "seed": args.seed, "models": {spec: run_model(spec, args) for spec in args.models}}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.save:  # models run separately (e.g. in parallel) merge into one report
+        out = Path(__file__).parent / "results"
+        saved = out / "policy_quality.json"
+        if saved.exists():
+            merged = json.loads(saved.read_text())
+            merged["models"].update(report["models"])
+            report = {**report, "models": merged["models"]}
+            text = json.dumps(report, indent=2)
+        for name, content in (("policy_quality.json", text + "\n"), ("policy_quality.md", markdown(report) + "\n")):
+            tmp = out / (name + ".tmp")
+            tmp.write_text(content)
+            tmp.replace(out / name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""The hierarchical preference-conditioned pruning policy (our design, DESIGN §4).
+
+One call maps a preference w = (utility, robustness, compression) on the simplex to a whole plan:
+- budget head: ρ = ρ_min + (ρ_max − ρ_min)·x, x ~ Beta(a(w), b(w));
+- allocation head, conditioned on w and ρ: α ~ Dirichlet(κ·2L·softmax(z(w, ρ))) over the 2L blocks (each layer's
+  attention and its MLP), which `blueprint.allocate_split` water-fills into per-block sparsities (s_b ∝ α_b). Blocks
+  rather than layers because where to prune includes which kind of unit: on the embedded models, removing MLP
+  channels costs far less than removing heads at the same parameter count (benchmarks/matched_sparsity.py).
+log π(plan | w) = log p(ρ | w) + log p(α | w, ρ). With the budget overridden (matched sparsity) only the allocation
+is the policy's, and only log p(α | w, ρ) counts. Deterministic mode takes the means (Beta mean, Dirichlet mean),
+which is what `hipp blueprint` and the dashboard show.
+
+The state of layer l is its calibration features normalized across layers (visual sensitivity v_attn / v_flow,
+activation norm, Wanda importance, OWL outlier ratio, SynFlow share, parameter share) plus depth l/(L−1).
+A shared per-layer encoder sees [state_l, w, ρ]; a mean-pooled summary of all layers gives every layer (and the
+budget head) the context of the whole network. The network is a few thousand parameters, so a call is well under a
+millisecond; the blueprint rounding around it dominates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Beta, Dirichlet
+
+from hipp_core.blueprint import Blueprint, LayerShape, UnitScores, count_params, make_blueprint
+from hipp_core.calibrate import CalibrationFeatures
+from hipp_core.errors import HippError
+from plan_store.records import normalize_preference
+
+STATE_FEATURES = ("v_attn", "v_flow", "act_norm", "wanda", "outliers", "synflow_share", "param_share", "depth")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    hidden: int = 32
+    budget_min: float = 0.05  # ρ range the budget head can propose
+    budget_max: float = 0.7
+    concentration: float = 12.0  # initial κ: Dirichlet total = κ·L; higher = less exploration
+    s_max: float = 0.9  # no layer loses more than this share of its parameters
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def layer_state(features: CalibrationFeatures, shapes: Sequence[LayerShape]) -> np.ndarray:
+    """[L, len(STATE_FEATURES)]: each feature z-scored across layers (a feature constant across layers becomes 0),
+    depth kept in [0, 1]. Normalizing makes the same network meaningful for an 8-layer toy and a 32-layer 7B."""
+    L = features.n_layers
+    wanda = [float(np.mean(h)) + float(np.mean(m)) for h, m in zip(features.head_wanda, features.mlp_wanda)]
+    params = [s.dense_params for s in shapes]
+    columns = [
+        features.v_attn,
+        features.v_flow,
+        features.act_norm,
+        wanda,
+        features.outlier_ratio,
+        features.synflow_share(),
+        [p / sum(params) for p in params],
+    ]
+    state = np.zeros((L, len(STATE_FEATURES)), dtype=np.float32)
+    for j, col in enumerate(columns):
+        x = np.asarray(col, dtype=np.float64)
+        std = x.std()
+        state[:, j] = (x - x.mean()) / std if std > 1e-12 else 0.0
+    state[:, -1] = np.arange(L) / max(L - 1, 1)
+    return state
+
+
+@dataclass
+class PlanSample:
+    """One sampled (or deterministic) decision: the budget in [budget_min, budget_max] and the allocation α."""
+
+    budget: float
+    alpha: np.ndarray
+    overridden: bool
+
+
+class PrunePolicy(nn.Module):
+    def __init__(self, n_features: int, config: PolicyConfig = PolicyConfig()) -> None:
+        super().__init__()
+        self.config = config
+        h = config.hidden
+        self.encode = nn.Sequential(nn.Linear(n_features + 4, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh())
+        self.allocation = nn.Sequential(nn.Linear(2 * h, h), nn.Tanh(), nn.Linear(h, 2))  # attention, MLP
+        self.budget = nn.Sequential(nn.Linear(n_features + 3, h), nn.Tanh(), nn.Linear(h, 2))
+        self.log_kappa = nn.Parameter(torch.tensor(math.log(config.concentration)))
+        # Start from the uniform allocation and a budget centred in its range (Beta(4, 4)), so the first plans are
+        # the uniform baseline's neighbours and learning moves away from it only where rewards say so.
+        for head, bias in ((self.allocation[-1], 0.0), (self.budget[-1], math.log(math.expm1(3.0)))):
+            nn.init.zeros_(head.weight)
+            nn.init.constant_(head.bias, bias)
+
+    # -- distributions --------------------------------------------------------------------------------------------
+    def budget_dist(self, state: torch.Tensor, w: torch.Tensor) -> Beta:
+        """state [L, F], w [B, 3] → Beta over x ∈ (0, 1) per row of w."""
+        pooled = state.mean(0, keepdim=True).expand(w.shape[0], -1)
+        ab = nn.functional.softplus(self.budget(torch.cat([pooled, w], dim=1))) + 1.0  # ≥ 1: unimodal
+        return Beta(ab[:, 0], ab[:, 1])
+
+    def allocation_dist(self, state: torch.Tensor, w: torch.Tensor, budget: torch.Tensor) -> Dirichlet:
+        """Dirichlet over the 2L blocks (attention of layers 0..L−1, then their MLPs) per (w, ρ) row; mean softmax(z)."""
+        B, (L, _) = w.shape[0], state.shape
+        cond = torch.cat([w, budget[:, None]], dim=1)  # [B, 4]
+        x = torch.cat([state[None].expand(B, -1, -1), cond[:, None, :].expand(-1, L, -1)], dim=2)
+        hidden = self.encode(x)  # [B, L, h]
+        context = hidden.mean(1, keepdim=True).expand(-1, L, -1)
+        logits = self.allocation(torch.cat([hidden, context], dim=2)).transpose(1, 2).reshape(B, 2 * L)
+        concentration = self.log_kappa.exp() * 2 * L * torch.softmax(logits, dim=1)
+        return Dirichlet(concentration.clamp_min(1e-3))
+
+    def to_unit(self, budget: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        return ((budget - c.budget_min) / (c.budget_max - c.budget_min)).clamp(1e-4, 1 - 1e-4)
+
+    def from_unit(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        return c.budget_min + (c.budget_max - c.budget_min) * x
+
+    # -- acting ---------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(
+        self,
+        state: torch.Tensor,
+        w: torch.Tensor,
+        budget: torch.Tensor | None = None,
+        deterministic: bool = False,
+        seed: int | None = None,
+    ) -> list[PlanSample]:
+        """One plan per row of w. `budget` (per row; NaN = free) overrides the budget head (matched sparsity). Sampling with a
+        `seed` is reproducible without touching the caller's random state (resumed training redraws the same plans)."""
+        with torch.random.fork_rng():
+            if seed is not None:
+                torch.manual_seed(seed)
+            dist = self.budget_dist(state, w)
+            x = dist.mean if deterministic else dist.sample().clamp(1e-4, 1 - 1e-4)
+            rho = self.from_unit(x)
+            overridden = torch.zeros(w.shape[0], dtype=torch.bool)
+            if budget is not None:  # NaN rows keep the policy's own budget
+                overridden = ~torch.isnan(budget)
+                rho = torch.where(overridden, budget.to(rho.dtype), rho)
+            alloc = self.allocation_dist(state, w, rho)
+            alpha = alloc.mean if deterministic else alloc.sample().clamp_min(1e-12)
+        return [PlanSample(float(r), a.numpy().astype(np.float64), bool(o)) for r, a, o in zip(rho, alpha, overridden)]
+
+    def log_prob(
+        self, state: torch.Tensor, w: torch.Tensor, budget: torch.Tensor, alpha: torch.Tensor, overridden: torch.Tensor
+    ) -> torch.Tensor:
+        """log π of given plans [B]; the budget term only where the budget was the policy's own choice."""
+        lp_alpha = self.allocation_dist(state, w, budget).log_prob(alpha.clamp_min(1e-12) / alpha.sum(1, keepdim=True))
+        lp_budget = self.budget_dist(state, w).log_prob(self.to_unit(budget))
+        return lp_alpha + torch.where(overridden, torch.zeros_like(lp_budget), lp_budget)
+
+
+@dataclass
+class Planner:
+    """Everything a blueprint needs for one model, loaded once: shapes, calibration features, unit scores and the
+    trained policy (when there is one). The dashboard caches it; each `blueprint` call takes milliseconds."""
+
+    spec: str
+    model_id: str
+    family: str
+    shapes: list[LayerShape]
+    features: CalibrationFeatures
+    scores: list[UnitScores]
+    m: int
+    policy: PrunePolicy | None = None
+    policy_id: str | None = None
+
+    @property
+    def trained(self) -> bool:
+        return self.policy is not None
+
+    def state(self) -> torch.Tensor:
+        return torch.from_numpy(layer_state(self.features, self.shapes))
+
+    def blueprint(self, preference: Sequence[float], sparsity: float | None = None) -> Blueprint:
+        """The policy's deterministic plan for `preference`; `sparsity` fixes the budget (matched comparisons)."""
+        w = check_preference(preference)
+        if sparsity is not None:
+            check_sparsity(sparsity, self.policy.config.s_max if self.policy else 0.9)
+        if self.policy is None:
+            raise HippError(f"no trained policy for {self.spec}; run `hipp train-policy {self.spec}` first")
+        with torch.no_grad():
+            budget = None if sparsity is None else torch.tensor([float(sparsity)])
+            plan = self.policy.act(self.state(), torch.tensor([w], dtype=torch.float32), budget, deterministic=True)[0]
+        return self.make(plan, w, source="policy")
+
+    def make(self, plan: PlanSample, w: Sequence[float] | None, source: str) -> Blueprint:
+        """The blueprint of a policy decision: α's first L entries weigh attention blocks, the last L MLP blocks."""
+        s_max = self.policy.config.s_max if self.policy else 0.9
+        L = len(self.shapes)
+        return make_blueprint(
+            self.model_id,
+            self.family,
+            self.shapes,
+            plan.budget,
+            plan.alpha[L:],
+            self.scores,
+            self.m,
+            s_max,
+            source,
+            w,
+            alpha_attention=plan.alpha[:L],
+        )
+
+    def dense_params(self) -> int:
+        return count_params(self.shapes)
+
+
+def check_preference(preference: Sequence[float]) -> tuple[float, float, float]:
+    """Validated and normalized to the simplex; the message names the rule that was broken."""
+    try:
+        values = tuple(float(x) for x in preference)
+    except (TypeError, ValueError):
+        raise HippError(f"preference must be three numbers U,R,C (e.g. 0.2,0.7,0.1), got {preference!r}") from None
+    if len(values) != 3:
+        raise HippError(
+            f"preference needs exactly 3 weights U,R,C (utility, robustness, compression), got {len(values)}"
+        )
+    if not all(math.isfinite(x) for x in values):
+        raise HippError(f"preference weights must be finite numbers, got {values}")
+    if any(x < 0 for x in values):
+        raise HippError(f"preference weights must be ≥ 0, got {values}")
+    if sum(values) <= 0:
+        raise HippError("preference weights are all zero; give at least one a positive weight, e.g. 0.2,0.7,0.1")
+    return normalize_preference(values)
+
+
+def check_sparsity(sparsity: float, s_max: float = 0.9) -> float:
+    if not (isinstance(sparsity, int | float) and math.isfinite(sparsity) and 0.0 < sparsity < s_max):
+        raise HippError(f"sparsity must be between 0 and {s_max} (exclusive), got {sparsity}")
+    return float(sparsity)

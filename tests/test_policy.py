@@ -1,0 +1,210 @@
+"""The preference-conditioned policy, plan-level GRPO (resume, gate, store) and the search peers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from hipp_core.api import planner, policy_checkpoint_path
+from hipp_core.blueprint import LayerPlan, blueprint_from_layers
+from hipp_core.errors import HippError
+from hipp_core.evaluator import InProcessEvaluator
+from hipp_core.grpo import (
+    GRPOConfig,
+    GRPOTrainer,
+    _group_advantages,
+    policy_id_for,
+    reward,
+    stability,
+)
+from hipp_core.policy import STATE_FEATURES, PrunePolicy, check_preference, layer_state
+from hipp_core.search import hypervolume, nsga2_search, random_search
+from plan_store import PlanStore
+from tests.conftest import run_cli
+
+LIMIT = 4  # dev questions per set behind each reward: the tiny models are random, only the mechanics are tested
+
+
+@pytest.fixture(scope="module")
+def plans(tiny_llava):
+    return planner(str(tiny_llava))
+
+
+def _state(plans) -> torch.Tensor:
+    return torch.from_numpy(layer_state(plans.features, plans.shapes))
+
+
+def test_layer_state_is_normalized_across_layers(plans):
+    state = layer_state(plans.features, plans.shapes)
+    assert state.shape == (len(plans.shapes), len(STATE_FEATURES))
+    assert np.allclose(state[:, :-1].mean(0), 0, atol=1e-5)  # z-scored (or all zero when constant)
+    assert state[0, -1] == 0 and state[-1, -1] == 1  # depth
+
+
+def test_untrained_policy_starts_at_uniform_blocks_and_mid_budget(plans):
+    policy = PrunePolicy(len(STATE_FEATURES))
+    w = torch.tensor([[0.2, 0.7, 0.1]])
+    plan = policy.act(_state(plans), w, deterministic=True)[0]
+    assert np.allclose(plan.alpha, 1 / (2 * len(plans.shapes)))
+    assert plan.budget == pytest.approx((policy.config.budget_min + policy.config.budget_max) / 2, abs=1e-6)
+    fixed = policy.act(_state(plans), w, torch.tensor([0.3]), deterministic=True)[0]
+    assert fixed.overridden and fixed.budget == pytest.approx(0.3)
+
+
+def test_seeded_sampling_repeats_and_leaves_global_rng_alone(plans):
+    policy = PrunePolicy(len(STATE_FEATURES))
+    w = torch.tensor([[1 / 3] * 3] * 4)
+    torch.manual_seed(5)
+    before = torch.rand(1)
+    torch.manual_seed(5)
+    a = policy.act(_state(plans), w, seed=11)
+    assert torch.rand(1) == before
+    b = policy.act(_state(plans), w, seed=11)
+    assert all(x.budget == y.budget and np.array_equal(x.alpha, y.alpha) for x, y in zip(a, b))
+    assert len({round(x.budget, 6) for x in a}) == 4  # rows really are sampled
+
+
+def test_log_prob_drops_the_budget_term_when_overridden(plans):
+    policy = PrunePolicy(len(STATE_FEATURES))
+    state, w = _state(plans), torch.tensor([[0.5, 0.5, 0.0]] * 2)
+    samples = policy.act(state, w, seed=0)
+    budget = torch.tensor([s.budget for s in samples])
+    alpha = torch.tensor(np.stack([s.alpha for s in samples]), dtype=torch.float32)
+    free = policy.log_prob(state, w, budget, alpha, torch.tensor([False, False]))
+    fixed = policy.log_prob(state, w, budget, alpha, torch.tensor([True, True]))
+    assert torch.isfinite(free).all()
+    expected = policy.budget_dist(state, w).log_prob(policy.to_unit(budget))
+    assert torch.allclose(free - fixed, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ((0.5, -0.1, 0.6), "≥ 0"),
+        ((0, 0, 0), "all zero"),
+        ((float("nan"), 1, 1), "finite"),
+        ((0.5, 0.5), "exactly 3"),
+        ("abc", "three numbers"),
+    ],
+)
+def test_bad_preferences_are_refused(bad, message):
+    with pytest.raises(HippError, match=message):
+        check_preference(bad)
+
+
+def test_untrained_planner_says_what_to_run(plans):
+    assert not plans.trained
+    with pytest.raises(HippError, match="hipp train-policy"):
+        plans.blueprint((0.2, 0.7, 0.1))
+    with pytest.raises(HippError, match="sparsity must be between 0 and 0.9"):
+        plans.blueprint((0.2, 0.7, 0.1), sparsity=0.95)
+
+
+def test_stability_is_one_when_dense_and_drops_with_a_starved_layer(plans):
+    shapes = plans.shapes
+    dense = [LayerPlan.dense(s) for s in shapes]
+    starved = [LayerPlan((0,), (0,), ()), *dense[1:]]
+    make = lambda layers: blueprint_from_layers(
+        plans.model_id, plans.family, shapes, 0.0, layers, 8, 0.95, "manual", None, "wanda"
+    )
+    assert stability(make(dense), plans.features) == pytest.approx(1.0)
+    head, mlp = np.asarray(plans.features.head_synflow[0]), np.asarray(plans.features.mlp_synflow[0])
+    assert stability(make(starved), plans.features) == pytest.approx(head[0] / (head.sum() + mlp.sum()))
+
+
+def test_rewards_and_group_advantages():
+    obj = np.array([0.9, 0.8, 0.4])
+    assert reward(obj, (0.2, 0.7, 0.1)) == pytest.approx(0.18 + 0.56 + 0.04)
+    better = np.array([0.9, 0.9, 0.4])  # Tchebycheff is monotone in each objective
+    assert reward(better, (0.2, 0.7, 0.1), "tchebycheff") > reward(obj, (0.2, 0.7, 0.1), "tchebycheff")
+    adv = _group_advantages(np.array([1.0, 2.0, 3.0, 5.0, 5.0, 5.0]), 3)
+    assert np.allclose(adv[:3].mean(), 0) and adv[0] < adv[1] < adv[2] and np.allclose(adv[3:], 0)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_grpo_resumes_after_interruption_without_recomputing(tiny_llava, tmp_path, monkeypatch):
+    monkeypatch.setenv("HIPP_HOME", str(tmp_path))
+    spec, store = str(tiny_llava), PlanStore()
+    config = GRPOConfig(iters=3, prefs_per_iter=2, group_size=3, fixed_budget_groups=1, limit=LIMIT, gate_tau=0.3)
+    computed: list[str] = []
+
+    class Counting(InProcessEvaluator):
+        def evaluate(self, blueprints, progress=None):
+            results = super().evaluate(blueprints, progress)
+            computed.extend(bp.plan_id if bp else "dense" for bp, r in zip(blueprints, results) if not r.cached)
+            return results
+
+    def trainer(progress=None) -> GRPOTrainer:
+        plans = planner(spec, store)
+        ckpt = policy_checkpoint_path(policy_id_for(plans.model_id, config))
+        return GRPOTrainer(plans, Counting(spec, "dev", LIMIT, store), store, config, ckpt, progress)
+
+    def stop_after_first(stage, done, total, metrics=None):
+        if stage == "GRPO" and done == 1:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        trainer(stop_after_first).run()
+    first = trainer()
+    assert first.resume() and first.state.iteration == 1
+    state = first.run()
+    assert [c["iter"] for c in state.curve] == [1, 2, 3]
+    assert len(computed) == len(set(computed))  # nothing was evaluated twice across the interruption
+    record = store.latest_policy(first.planner.model_id)
+    assert record.policy_id == first.policy_id and len(record.curve) == 3
+    assert state.curve[-1]["evaluations"] == len(state.scored) > 0
+    trained = planner(spec, store)
+    bp = trained.blueprint((0.2, 0.7, 0.1), sparsity=0.3)
+    assert bp.source == "policy" and abs(bp.achieved - 0.3) < 0.05 and bp.preference == pytest.approx((0.2, 0.7, 0.1))
+
+
+def test_train_policy_killed_then_rerun_finishes_the_same_run(tiny_qwen, tmp_path):
+    env = {**os.environ, "HIPP_HOME": str(tmp_path), "HIPP_THREADS": "1"}
+    args = [sys.executable, "-m", "hipp_core.cli", "train-policy", str(tiny_qwen), "--iters", "3"]
+    args += ["--group-size", "2", "--prefs", "2", "--limit", str(LIMIT)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list((tmp_path / "policies").glob("*.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    from hipp_core.grpo import load_policy
+
+    _, ckpt = load_policy(next((tmp_path / "policies").glob("*.pt")))
+    done = json.loads(ckpt["state"])["curve"]
+    assert 1 <= len(done) < 3
+    rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "3 iterations" in rerun.stdout
+    _, ckpt = load_policy(next((tmp_path / "policies").glob("*.pt")))
+    assert json.loads(ckpt["state"])["curve"][: len(done)] == done  # the killed run's iterations were kept
+    out = run_cli("blueprint", str(tiny_qwen), "--pref", "0.2,0.7,0.1", "--sparsity", "0.3", env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["preference"] == pytest.approx([0.2, 0.7, 0.1])
+    for bad in ("1,-1,1", "a,b,c"):  # the rules themselves are tested on check_preference
+        err = run_cli("blueprint", str(tiny_qwen), "--pref", bad, env=env)
+        assert err.returncode == 2 and len(err.stderr.strip().splitlines()) == 1 and "pref" in err.stderr
+    err = run_cli("blueprint", str(tiny_qwen), "--pref", "1,1,1", "--sparsity", "1.5", env=env)
+    assert err.returncode == 2 and "sparsity must be between 0 and 0.9" in err.stderr
+
+
+def test_search_peers_score_the_same_space(plans, tiny_llava):
+    evaluator = InProcessEvaluator(str(tiny_llava), "dev", LIMIT)
+    nsga = nsga2_search(plans, evaluator, n_evals=7, pop_size=4, seed=0)
+    rand = random_search(plans, evaluator, n_evals=5, seed=0)
+    assert len(nsga) == 7 and len(rand) == 5
+    for point in nsga + rand:
+        assert point.blueprint.source == "search"
+        assert np.isfinite(point.objectives).all() and point.objectives[2] == point.blueprint.achieved
+    assert hypervolume(np.stack([p.objectives for p in nsga])) > 0
+    assert hypervolume(np.array([[1.0, 1.0, 0.5]])) == pytest.approx(0.5)

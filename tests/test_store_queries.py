@@ -1,0 +1,59 @@
+"""Read queries the dashboard draws from: the whole evaluated cloud, one plan's measurements, policies and
+calibrations of a model. Each returns only the asked model's rows, in a stable order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from plan_store import DENSE_PLAN_ID, EvalKey, PlanDraft, PlanStore
+
+MODEL, OTHER = "m-0123abcd", "m-other"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> PlanStore:
+    s = PlanStore(tmp_path / "plans.duckdb")
+    s.put_model(MODEL, "llava-tiny", "llava", {"hidden": 32})
+    s.put_model(OTHER, "qwen-tiny", "qwen2_5_vl", {"hidden": 32})
+    return s
+
+
+def test_list_evaluations_returns_every_evaluated_plan_with_filters(store: PlanStore) -> None:
+    plans = store.put_plans([PlanDraft(MODEL, {"i": i}, "search", i / 10, (1.0, 1.0, i)) for i in range(3)])
+    foreign = store.put_plan(PlanDraft(OTHER, {"i": 9}, "baseline", 0.3))
+    for i, plan in enumerate(plans):
+        store.put_evaluation(EvalKey(MODEL, plan.plan_id, "all", "dev", "masked", "logits", 10), {"a": i}, 10, 1.0)
+    store.put_evaluation(EvalKey(MODEL, plans[0].plan_id, "all", "test", "physical", "logits"), {"a": 7}, 99, 1.0)
+    store.put_evaluation(EvalKey(MODEL, DENSE_PLAN_ID, "all", "dev", "dense", "logits", 10), {"a": 1.0}, 10, 1.0)
+    store.put_evaluation(EvalKey(OTHER, foreign.plan_id, "all", "dev", "masked", "logits", 10), {"a": 5}, 10, 1.0)
+
+    everything = store.list_evaluations(MODEL)
+    assert len(everything) == 4
+    assert all(plan.plan_id == ev.key.plan_id and plan.model_id == MODEL for plan, ev in everything)
+    dev = store.list_evaluations(MODEL, split="dev")
+    assert sorted(ev.metrics["a"] for _, ev in dev) == [0, 1, 2]
+    assert [ev.metrics["a"] for _, ev in store.list_evaluations(MODEL, mode="physical")] == [7]
+    assert store.list_evaluations(MODEL, bench="pope") == []
+
+    measured = store.plan_evaluations(plans[0].plan_id)
+    assert sorted(ev.key.split for ev in measured) == ["dev", "test"]
+    assert store.plan_evaluations(plans[1].plan_id)[0].metrics == {"a": 1}
+    assert store.plan_evaluations("no-such-plan") == []
+
+
+def test_list_policies_and_calibrations_are_per_model(store: PlanStore, tmp_path: Path) -> None:
+    assert store.list_policies(MODEL) == [] and store.list_calibrations(MODEL) == []
+    store.put_policy("p-old", MODEL, {"hidden": 8}, curve=[{"iter": 0, "reward_mean": 0.1}])
+    store.put_policy("p-new", MODEL, {"hidden": 8}, curve=[{"iter": 0, "reward_mean": 0.2}, {"iter": 1}])
+    store.put_policy("p-foreign", OTHER, {"hidden": 8})
+    assert [p.policy_id for p in store.list_policies(MODEL)] == ["p-new", "p-old"]
+    assert len(store.list_policies(MODEL)[0].curve) == 2
+
+    store.put_calibration(MODEL, "pope-calib:n32", payload={"v": [1.0]})
+    store.put_calibration(MODEL, "pope-calib:n128", payload_path=tmp_path / "features.json")
+    store.put_calibration(OTHER, "pope-calib:n32", payload={"v": [2.0]})
+    records = store.list_calibrations(MODEL)
+    assert {r.calib_key for r in records} == {"pope-calib:n32", "pope-calib:n128"}
+    assert all(r.model_id == MODEL for r in records)
