@@ -31,7 +31,7 @@ from hipp_core.errors import HippError
 from hipp_core.models import pruned_modeling
 from hipp_core.models.adapters import ModelAdapter
 from hipp_core.models.loading import LoadedModel, inspect_checkpoint, load_model, prune_plan
-from hipp_core.prune import materialize
+from hipp_core.prune import check_pruned, materialize
 
 PRUNED_CLASSES = pruned_modeling.PRUNED_CLASSES
 # Auto classes an export declares in `auto_map`: both load the pruned class with trust_remote_code=True.
@@ -51,17 +51,24 @@ def export_pruned(
     spec: str,
     metrics: dict | None = None,
     overwrite: bool = False,
+    pruned: ModelAdapter | None = None,
 ) -> Path:
     """Materialize `blueprint` on the (dense) model behind `adapter` and write it to `out_dir` as a checkpoint any
     transformers install can load; return the directory. `spec` names the base model in the model card. An existing
-    `out_dir` is replaced only with `overwrite` and only once the new export has passed its reload check."""
+    `out_dir` is replaced only with `overwrite` and only once the new export has passed its reload check.
+
+    `pruned` writes an already-pruned model of `blueprint` instead (e.g. one fine-tuned after pruning by
+    `hipp_core.recover`); `adapter` stays the dense model the plan and the parameter counts refer to."""
     out_dir = Path(out_dir).expanduser().absolute()
     if not isinstance(spec, str) or not spec:
         raise HippError(f"spec must name the base model (e.g. `embedded` or a checkpoint path), got {spec!r}")
-    _check_target(out_dir, overwrite)
+    check_target(out_dir, overwrite)
     _check_blueprint(adapter, blueprint)
     counts = _param_counts(adapter, blueprint)
-    pruned = materialize(adapter, blueprint)
+    if pruned is None:
+        pruned = materialize(adapter, blueprint)
+    else:
+        check_pruned(pruned, blueprint)
     model = pruned.model.eval()
     inputs = _check_inputs(pruned)
     reference = _logits(model, inputs)
@@ -80,7 +87,7 @@ def export_pruned(
     return out_dir
 
 
-def _check_target(out_dir: Path, overwrite: bool) -> None:
+def check_target(out_dir: Path, overwrite: bool) -> None:
     """Refuse to touch an existing path unless asked, and never replace anything but a previous export."""
     if not out_dir.exists():
         return
@@ -171,7 +178,7 @@ def _verify(tmp: Path, inputs: dict[str, torch.Tensor], reference: torch.Tensor,
 def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
     """Rename the verified export into place. A previous export is first moved aside and deleted only after the new
     one is in place, so at every moment one complete export exists (at `out_dir` or, briefly, beside it)."""
-    _check_target(out_dir, overwrite)  # the path may have appeared while the export was being written
+    check_target(out_dir, overwrite)  # the path may have appeared while the export was being written
     if not out_dir.exists():
         os.replace(tmp, out_dir)
         return
@@ -183,6 +190,20 @@ def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
         os.replace(old, out_dir)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def copy_export(source: Path, out_dir: Path, overwrite: bool = False) -> Path:
+    """Put a finished export (e.g. a recovered checkpoint) at `out_dir`: copied beside it under a temporary name,
+    then published like a fresh export, so a kill leaves either nothing or the whole copy."""
+    check_target(out_dir, overwrite)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        _publish(tmp, out_dir, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
 
 
 # -- model card -------------------------------------------------------------------------------------------------------

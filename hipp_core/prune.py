@@ -30,6 +30,18 @@ def _check_layers(adapter: ModelAdapter, blueprint: Blueprint) -> None:
         )
 
 
+def check_pruned(adapter: ModelAdapter, blueprint: Blueprint) -> None:
+    """Refuse a model whose decoder does not have the shapes `blueprint` prunes to (a dense model, another plan)."""
+    _check_layers(adapter, blueprint)
+    for i, (shape, plan) in enumerate(zip(adapter.layer_shapes(), blueprint.layers)):
+        if (shape.n_heads, shape.n_kv_heads, shape.intermediate) != (plan.n_q, plan.n_kv, plan.n_mlp):
+            raise HippError(
+                f"decoder layer {i} has {shape.n_heads} query heads, {shape.n_kv_heads} KV heads and "
+                f"{shape.intermediate} MLP channels, but plan {blueprint.plan_id} keeps {plan.n_q}, {plan.n_kv} and "
+                f"{plan.n_mlp}; pass the model pruned with this plan"
+            )
+
+
 def _masks(shape: LayerShape, plan: LayerPlan) -> tuple[torch.Tensor, torch.Tensor]:
     head = torch.zeros(shape.n_heads, dtype=torch.bool)
     head[list(plan.heads)] = True

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from hipp_core.data.prompts import CAPTION_PROMPT, LETTERS, pope_prompt, sqa_prompt
@@ -64,6 +65,9 @@ class Sample:
     answer: str
     is_caption: bool = False
 
+    def image(self) -> Image.Image | None:
+        return render(self.image_scene) if self.image_scene is not None else None
+
 
 def draw_sample(stream, rng: random.Random, cfg: TrainConfig, step: int = 0) -> Sample:
     scene = next(stream)
@@ -78,6 +82,40 @@ def draw_sample(stream, rng: random.Random, cfg: TrainConfig, step: int = 0) -> 
         return Sample(sqa_prompt(q.question, q.choices, q.hint), scene if q.needs_image else None, LETTERS[q.answer])
     scene, question, answer = balanced_presence(scene, rng, cfg.lures_at(step))
     return Sample(pope_prompt(question), scene, answer)
+
+
+def draw_batch(stream, rng: random.Random, cfg: TrainConfig, step: int = 0) -> list[Sample]:
+    return [draw_sample(stream, rng, cfg, step) for _ in range(cfg.batch_size)]
+
+
+def answer_loss(
+    adapter: ModelAdapter,
+    texts: list[str],
+    images: list[Image.Image | None],
+    answers: list[str],
+    is_caption: list[bool],
+    caption_weight: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(total, answer, caption) next-token losses on the answer tokens only. Answers and captions are separate
+    terms: captions are long, and pooled with the one-word answers they would drown the answer loss."""
+    enc = adapter.encode(texts, images, answers)
+    logits = adapter.model(**enc.inputs).logits[:, :-1]
+    target = enc.labels[:, 1:]
+    token_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view_as(target)
+    mask = target != -100
+    is_cap = torch.tensor(is_caption)[:, None] & mask
+    is_qa = mask & ~is_cap
+    qa_loss = token_loss[is_qa].mean() if is_qa.any() else torch.zeros(())
+    cap_loss = token_loss[is_cap].mean() if is_cap.any() else torch.zeros(())
+    return qa_loss + caption_weight * cap_loss, qa_loss, cap_loss
+
+
+def samples_loss(
+    adapter: ModelAdapter, samples: list[Sample], caption_weight: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    texts, answers = [s.text for s in samples], [s.answer for s in samples]
+    images, captions = [s.image() for s in samples], [s.is_caption for s in samples]
+    return answer_loss(adapter, texts, images, answers, captions, caption_weight)
 
 
 def cell_labels(scene: Scene) -> list[int]:
@@ -118,7 +156,8 @@ def train_probe(adapter: ModelAdapter, cfg: TrainConfig, progress: Progress | No
     return acc
 
 
-def _lr_factor(step: int, cfg: TrainConfig) -> float:
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up over `cfg.warmup` steps, then cosine decay to 10% of the peak at `cfg.steps`."""
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
     t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
@@ -144,7 +183,7 @@ def train_decoder(adapter: ModelAdapter, cfg: TrainConfig, checkpoint: Path, pro
         ],
         weight_decay=cfg.weight_decay,
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     rng = random.Random(cfg.seed + 22)
     stream_seed = cfg.seed + 33
     start = 0
@@ -159,18 +198,7 @@ def train_decoder(adapter: ModelAdapter, cfg: TrainConfig, checkpoint: Path, pro
     stream = scenes_for_split("train", seed=stream_seed + start)
     model.train()
     for step in range(start, cfg.steps):
-        samples = [draw_sample(stream, rng, cfg, step) for _ in range(cfg.batch_size)]
-        images = [render(s.image_scene) if s.image_scene is not None else None for s in samples]
-        enc = adapter.encode([s.text for s in samples], images, [s.answer for s in samples])
-        logits = model(**enc.inputs).logits[:, :-1]
-        target = enc.labels[:, 1:]
-        token_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view_as(target)
-        mask = target != -100
-        is_cap = torch.tensor([s.is_caption for s in samples])[:, None] & mask
-        is_qa = mask & ~is_cap
-        qa_loss = token_loss[is_qa].mean()
-        cap_loss = token_loss[is_cap].mean() if is_cap.any() else torch.zeros(())
-        loss = qa_loss + cfg.caption_weight * cap_loss
+        loss, qa_loss, cap_loss = samples_loss(adapter, draw_batch(stream, rng, cfg, step), cfg.caption_weight)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(trainable, 1.0)

@@ -1,0 +1,309 @@
+"""LoRA recovery of a physically pruned model: train low-rank adapters on the language decoder, merge them, ship it.
+
+Pruning removes units the remaining ones were trained to work with; a short LoRA fine-tune on the pruned decoder
+lets them compensate. Only the language decoder's seven projections get adapters (vision tower, projector,
+embeddings and lm_head stay frozen, DESIGN §4); after training the adapters are merged into the weights, so the
+recovered model has exactly the pruned model's shapes and parameter count and is written like any export.
+
+Data: ShapesWorld `train` drawn with the embedded models' own recipe (`models/train.py`), or a user's LLaVA-format
+instruction file (`data.instructions`). Every batch is a pure function of (seed, step), and the adapters, optimizer
+and schedule are checkpointed every `checkpoint_every` steps (written to a temporary file, then renamed), so a
+killed run, rerun, continues from its last checkpoint to the same weights as an unbroken one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model
+from torch import nn
+
+from hipp_core.blueprint import Blueprint
+from hipp_core.config import home_dir
+from hipp_core.data import build as data_build
+from hipp_core.data.instructions import Instruction, load_instructions
+from hipp_core.data.world import scenes_for_split
+from hipp_core.errors import HippError
+from hipp_core.evaluate import EvalResult, open_image
+from hipp_core.export import export_pruned, load_pruned
+from hipp_core.models.adapters import ModelAdapter
+from hipp_core.models.loading import load_model
+from hipp_core.models.train import TrainConfig, answer_loss, draw_batch, lr_factor, samples_loss
+from hipp_core.prune import materialize
+from plan_store import PlanStore
+
+Progress = Callable[..., None]  # (stage, done, total, metrics=None), as the CLI's progress bar takes it
+RECIPE_VERSION = 1  # bump when a change below makes the same settings train a different model
+MAX_RANK = 256
+RECOVERY_FILE = "recovery.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+_PROJECTIONS = r"(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+
+
+@dataclass(frozen=True)
+class RecoveryConfig:
+    steps: int = 300
+    rank: int = 8
+    lr: float = 2e-3  # LoRA tolerates ~10x full fine-tuning's rate; 300 steps leave no time to crawl
+    seed: int = 0
+    batch_size: int = 16  # 300 steps of the embedded LLaVA took 43-104 s on one busy core (budget: 5 minutes)
+    alpha_per_rank: float = 2.0  # lora_alpha = 2·rank, so the update's scale does not change with the rank
+    warmup: int = 20
+    checkpoint_every: int = 50
+    caption_weight: float = 0.5  # as in the embedded recipe: captions keep the decoder looking at the image
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise HippError(f"--steps must be a whole number of at least 1, got {self.steps!r}")
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or not 1 <= self.rank <= MAX_RANK:
+            raise HippError(f"--rank must be a whole number between 1 and {MAX_RANK}, got {self.rank!r}")
+        if isinstance(self.lr, bool) or not (isinstance(self.lr, float | int) and 0 < self.lr < float("inf")):
+            raise HippError(f"--lr must be a positive finite number (e.g. 2e-3), got {self.lr!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise HippError(f"--seed must be a non-negative whole number, got {self.seed!r}")
+
+    def shapes_world(self) -> TrainConfig:
+        """The embedded recipe's sampling mix, with same-colour / same-shape lures from the first step: the base
+        model finished its training on them."""
+        return replace(TrainConfig(), seed=self.seed, batch_size=self.batch_size, lure_start=0.0)
+
+    def schedule(self) -> TrainConfig:
+        return replace(TrainConfig(), steps=self.steps, warmup=min(self.warmup, self.steps))
+
+
+@dataclass
+class RecoveryResult:
+    artifact_dir: Path
+    before: EvalResult  # the pruned model, physically materialized, on the test split
+    after: EvalResult  # the recovered model, reloaded from `artifact_dir`, on the same questions
+    seconds: float  # training wall time, summed over resumed runs
+    steps: int
+    cached: bool = False  # True when a stored artifact was returned without training
+
+
+# -- data ---------------------------------------------------------------------------------------------------------
+def data_key(data: Path | None) -> str:
+    """What the recovery trained on: ShapesWorld by version, or an instruction file by content."""
+    if data is None:
+        return f"shapesworld-v{data_build.VERSION}"
+    path = Path(data).expanduser()
+    if not path.is_file():
+        raise HippError(f"instruction file {path} does not exist; pass a LLaVA-format JSON file")
+    return "file-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+Batch = Callable[[ModelAdapter, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def shapes_world_batches(cfg: RecoveryConfig) -> Batch:
+    """ShapesWorld `train` batches; step t's batch comes from its own seeded stream, so a resumed run draws it
+    again exactly."""
+    sampling = cfg.shapes_world()
+
+    def loss_at(adapter: ModelAdapter, step: int):
+        seed = cfg.seed * 1_000_003 + step
+        samples = draw_batch(scenes_for_split("train", seed=seed), random.Random(seed), sampling, step)
+        return samples_loss(adapter, samples, cfg.caption_weight)
+
+    return loss_at
+
+
+def instruction_batches(items: list[Instruction], cfg: RecoveryConfig) -> Batch:
+    """Epochs over the file's turns, each in its own seeded order; step t takes the t-th slice of that stream."""
+
+    @lru_cache(maxsize=2)
+    def order(epoch: int) -> list[int]:
+        indices = list(range(len(items)))
+        random.Random(f"{cfg.seed}:{epoch}").shuffle(indices)
+        return indices
+
+    def loss_at(adapter: ModelAdapter, step: int):
+        positions = range(step * cfg.batch_size, (step + 1) * cfg.batch_size)
+        batch = [items[order(p // len(items))[p % len(items)]] for p in positions]
+        images = [open_image(it.image, blank=False) if it.image is not None else None for it in batch]
+        texts, answers = [it.prompt for it in batch], [it.answer for it in batch]
+        return answer_loss(adapter, texts, images, answers, [False] * len(batch), cfg.caption_weight)
+
+    return loss_at
+
+
+# -- LoRA ---------------------------------------------------------------------------------------------------------
+def lora_targets(adapter: ModelAdapter) -> tuple[str, list[str]]:
+    """A regex matching the seven projections of the language decoder's layers, and only those (the vision towers
+    of both families also have q/k/v and MLP projections), plus the matched modules pruned to zero width, which
+    an adapter cannot help."""
+    prefix = next(name for name, module in adapter.model.named_modules() if module is adapter.decoder_layers)
+    pattern = rf"{re.escape(prefix)}\.\d+\.{_PROJECTIONS}"
+    empty = [
+        name
+        for name, module in adapter.model.named_modules()
+        if re.fullmatch(pattern, name) and isinstance(module, nn.Linear) and 0 in module.weight.shape
+    ]
+    return pattern, empty
+
+
+def add_lora(adapter: ModelAdapter, cfg: RecoveryConfig) -> nn.Module:
+    """Wrap the model with LoRA adapters in place (seeded initialisation); returns the peft model."""
+    pattern, empty = lora_targets(adapter)
+    config = LoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.alpha_per_rank * cfg.rank,
+        lora_dropout=0.0,  # no randomness during training: a resumed run must replay the same updates
+        target_modules=pattern,
+        exclude_modules=empty or None,
+    )
+    torch.manual_seed(cfg.seed)
+    return get_peft_model(adapter.model, config)
+
+
+def _lora_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+
+
+def train_lora(
+    adapter: ModelAdapter, cfg: RecoveryConfig, batches: Batch, checkpoint: Path, progress: Progress | None = None
+) -> float:
+    """Train LoRA adapters on `adapter`'s (pruned) decoder, resuming from `checkpoint` if it exists, and merge them
+    into the weights. Returns the training seconds, summed over resumed runs."""
+    peft_model = add_lora(adapter, cfg)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    schedule = cfg.schedule()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, schedule))
+    start, seconds = 0, 0.0
+    if checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=True)
+        named = dict(peft_model.named_parameters())
+        with torch.no_grad():
+            for name, value in state["lora"].items():
+                named[name].copy_(value)
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start, seconds = state["step"], state["seconds"]
+    peft_model.train()
+    t0 = time.perf_counter()
+    for step in range(start, cfg.steps):
+        loss, qa_loss, cap_loss = batches(adapter, step)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        done = step + 1
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            elapsed = seconds + time.perf_counter() - t0
+            state = {"lora": _lora_state(peft_model), "opt": opt.state_dict(), "sched": sched.state_dict()}
+            _save_atomic({**state, "step": done, "seconds": elapsed}, checkpoint)
+        if progress:
+            progress("recover", done, cfg.steps, {"loss": qa_loss.item(), "caption_loss": cap_loss.item()})
+    seconds += time.perf_counter() - t0
+    adapter.model = peft_model.merge_and_unload()
+    adapter.model.eval()
+    return round(seconds, 3)
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+# -- the whole job ------------------------------------------------------------------------------------------------
+def recovery_key(model_id: str, plan_id: str, cfg: RecoveryConfig, data: str) -> str:
+    """Everything that makes two recoveries the same model."""
+    settings = json.dumps({"v": RECIPE_VERSION, "model": model_id, "plan": plan_id, "data": data, **asdict(cfg)})
+    return hashlib.sha256(settings.encode()).hexdigest()[:16]
+
+
+def recovery_dir(plan_id: str, key: str) -> Path:
+    """Where a recovery's artifact goes: user state beside the plan store, since it costs minutes to remake."""
+    return home_dir() / "recovered" / f"{plan_id[:12]}-{key}"
+
+
+def work_dir(artifact_dir: Path) -> Path:
+    """A recovery's checkpoints, beside its artifact (hidden, and never mistaken for it)."""
+    return artifact_dir.with_name(f".{artifact_dir.name}.work")
+
+
+def read_recovery(artifact_dir: Path) -> dict | None:
+    """The settings and training time recorded in a finished recovery artifact, or None if it is incomplete."""
+    try:
+        return json.loads((artifact_dir / RECOVERY_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def run_recovery(
+    dense: ModelAdapter,
+    blueprint: Blueprint,
+    spec: str,
+    cfg: RecoveryConfig,
+    batches: Batch,
+    data: str,
+    artifact_dir: Path,
+    progress: Progress | None = None,
+) -> float:
+    """Materialize, train LoRA on `batches`, merge, and publish the recovered model at `artifact_dir` as an export
+    (reload checked against the merged model's logits); `data` names the training data in the records. Returns the
+    training seconds. The work folder beside the artifact holds the checkpoint, so a rerun after a kill resumes; the
+    caller removes it once the artifact is registered."""
+    work = work_dir(artifact_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    pruned = materialize(dense, blueprint)
+    seconds = train_lora(pruned, cfg, batches, work / CHECKPOINT_FILE, progress)
+    recipe = {"spec": spec, "plan_id": blueprint.plan_id, "data": data, **asdict(cfg)}
+    recipe |= {"train_seconds": seconds, "recipe_version": RECIPE_VERSION}
+    card = {"recovery_" + k: v for k, v in recipe.items() if k in ("steps", "rank", "lr", "seed", "data")}
+    export_pruned(dense, blueprint, artifact_dir, spec=spec, metrics=card, overwrite=True, pruned=pruned)
+    tmp = artifact_dir / (RECOVERY_FILE + ".tmp")
+    tmp.write_text(json.dumps(recipe, indent=2) + "\n")
+    os.replace(tmp, artifact_dir / RECOVERY_FILE)
+    return seconds
+
+
+def recover_plan(
+    spec: str,
+    blueprint: Blueprint,
+    cfg: RecoveryConfig,
+    data: Path | None = None,
+    store: PlanStore | None = None,
+    progress: Progress | None = None,
+    limit: int | None = None,
+) -> RecoveryResult:
+    """Evaluate the pruned model, recover it (or find the stored recovery with the same settings), evaluate the
+    recovered one; both evaluations on ShapesWorld `test` through the plan store. Registered as a `recovered`
+    artifact of the plan only once complete, so a stored artifact is always a finished, reload-checked model."""
+    from hipp_core import api  # api delegates here; importing it at module level would be circular
+
+    data_id = data_key(data)  # a missing or malformed instruction file fails here, before minutes of evaluation
+    batches = shapes_world_batches(cfg) if data is None else instruction_batches(load_instructions(data), cfg)
+    store = store or PlanStore()
+    before = api.evaluate_model(
+        spec, "all", "test", limit, store=store, blueprint=blueprint, mode="physical", progress=progress
+    )  # also checks the plan against the model and stores both
+    loaded = load_model(spec)
+    key = recovery_key(loaded.model_id, blueprint.plan_id, cfg, data_id)
+    artifact_dir = recovery_dir(blueprint.plan_id, key)
+    stored = {Path(a.path) for a in store.list_artifacts(blueprint.plan_id) if a.kind == "recovered"}
+    info = read_recovery(artifact_dir) if artifact_dir in stored else None
+    if info is None:
+        label = f"{Path(data).expanduser().absolute()} ({data_id})" if data else data_id
+        seconds = run_recovery(loaded.adapter, blueprint, spec, cfg, batches, label, artifact_dir, progress)
+        store.put_artifact(blueprint.plan_id, "recovered", artifact_dir)
+        shutil.rmtree(work_dir(artifact_dir), ignore_errors=True)
+    else:
+        seconds = info["train_seconds"]
+    recovered = load_pruned(artifact_dir)
+    after = api.evaluate_recovered(spec, blueprint, recovered, "all", "test", limit, store=store, progress=progress)
+    return RecoveryResult(artifact_dir, before, after, seconds, cfg.steps, cached=info is not None)
