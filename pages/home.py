@@ -1,15 +1,81 @@
-"""Home: what is ready (models, benchmark) and where to go next."""
+"""Home: choose the model every page works on, see what is ready for it, start the missing steps as jobs."""
 
 import pandas as pd
 import streamlit as st
 
 from hipp_core import status
+from hipp_core.errors import HippError
+from hipp_core.ui_state import EMBEDDED_CHOICES, LOCAL_CHOICE, check_model, readiness
+from pages._common import MODEL_KEY, chosen_spec, show_flash, store, submit_job
 
 st.title("HiPP-Prune")
 st.caption(
     "Structured pruning for vision-language models, steered by how much you value task utility, "
     "hallucination robustness and compression."
 )
+show_flash()
+
+# -- model choice ---------------------------------------------------------------------------------------------------
+st.subheader("Model")
+spec_now = chosen_spec()
+labels = [*EMBEDDED_CHOICES, LOCAL_CHOICE]
+by_spec = {v: k for k, v in EMBEDDED_CHOICES.items()}
+choice_label = st.radio(
+    "Model to prune", labels, index=labels.index(by_spec.get(spec_now, LOCAL_CHOICE)), horizontal=True
+)
+if choice_label == LOCAL_CHOICE:
+    typed = st.text_input(
+        "Checkpoint directory",
+        value="" if spec_now in by_spec else spec_now,
+        placeholder="/models/llava-1.5-7b-hf",
+        help="A Hugging Face LLaVA or Qwen2.5-VL checkpoint (config.json + *.safetensors); no code in it is run.",
+    )
+    candidate = typed.strip()
+else:
+    candidate = EMBEDDED_CHOICES[choice_label]
+
+choice = None
+if candidate:
+    try:
+        choice = check_model(candidate)
+    except HippError as exc:
+        st.error(str(exc))
+    else:
+        st.session_state[MODEL_KEY] = choice.spec
+        st.success(f"Using **{choice.spec}**: {choice.family}, model id `{choice.model_id}`, from {choice.path}")
+
+# -- readiness of the chosen model -----------------------------------------------------------------------------------
+if choice is not None:
+    ready = readiness(store(), choice)
+    running = {j.kind: j for j in ready.active_jobs}
+    cal, pol, sto = st.columns(3)
+    cal.metric("Calibration", "done" if ready.calibrated else "missing")
+    if ready.policy is not None:
+        curve = ready.policy.curve
+        pol.metric("Policy", f"{len(curve)} iterations", help=f"policy {ready.policy.policy_id}")
+    else:
+        pol.metric("Policy", "not trained")
+    sto.metric("Plan store", f"{ready.plans} plans")
+    sto.caption(f"{ready.evaluations} evaluations of them")
+
+    steps = [
+        ("calibrate", "Calibrate", not ready.calibrated, "calibration"),
+        ("train-policy", "Train policy", ready.policy is None, "policy training"),
+    ]
+    for col, (kind, label, missing, what) in zip(st.columns(len(steps)), steps):
+        if kind in running:
+            job = running[kind]
+            col.progress(job.progress, text=f"{what}: {job.message or job.status}")
+        elif missing and col.button(label, key=f"start-{kind}", type="primary"):
+            submit_job(kind, {"spec": choice.spec}, what)
+    if ready.policy is not None and ready.policy.curve:
+        with st.expander("Policy training curve"):
+            curve = pd.DataFrame(ready.policy.curve)
+            cols = [c for c in ("reward_mean", "front_size") if c in curve]
+            if "iter" in curve and cols:
+                st.line_chart(curve.set_index("iter")[cols])
+
+# -- what ships with the tool ----------------------------------------------------------------------------------------
 
 
 def _scores(m: status.ModelStatus) -> dict[str, str]:
@@ -55,4 +121,8 @@ with st.expander("Where things are stored"):
         st.text(f"{name}: {path}")
 
 st.subheader("Next")
-st.page_link("pages/benchmark.py", label="Evaluate a model on POPE and ScienceQA", icon=":material/analytics:")
+st.page_link("pages/explore.py", label="Explore preferences and their blueprints", icon=":material/tune:")
+st.page_link("pages/pareto.py", label="Browse the Pareto cloud of evaluated plans", icon=":material/scatter_plot:")
+st.page_link("pages/jobs.py", label="Follow background jobs", icon=":material/work_history:")
+st.page_link("pages/export.py", label="Export a pruned model", icon=":material/download:")
+st.page_link("pages/benchmark.py", label="Evaluate a dense model on POPE and ScienceQA", icon=":material/analytics:")

@@ -87,3 +87,26 @@ def isolated_store(tmp_path_factory):
 
     os.environ["HIPP_HOME"] = str(tmp_path_factory.mktemp("hipp_home"))
     yield
+
+
+def steered_policy(spec: str) -> str:
+    """Train a one-iteration policy for `spec` (seconds), then set its budget head to follow the compression weight:
+    one iteration barely moves it from its preference-blind start, and pages need blueprints that react to the
+    preference. Quality is irrelevant to the dashboard tests that use it."""
+    import torch
+
+    from hipp_core import api
+    from hipp_core.grpo import GRPOConfig
+    from hipp_core.policy import STATE_FEATURES
+
+    config = GRPOConfig(iters=1, group_size=2, prefs_per_iter=2, fixed_budget_groups=1, limit=4)
+    record = api.train_policy(spec, config=config)
+    checkpoint = torch.load(record.checkpoint_path, weights_only=True)
+    head = checkpoint["policy"]  # budget head: Linear([pooled layer state, w] → h), tanh, Linear(h → Beta's a, b)
+    first, second = torch.zeros_like(head["budget.0.weight"]), torch.zeros_like(head["budget.2.weight"])
+    first[0, len(STATE_FEATURES) + 2] = 1.0  # hidden unit 0 = tanh(w_compression)
+    second[0, 0], second[1, 0] = 6.0, -6.0  # more compression: larger a, smaller b, a larger mean budget
+    head["budget.0.weight"], head["budget.2.weight"] = first, second
+    head["budget.0.bias"] = torch.zeros_like(head["budget.0.bias"])
+    torch.save(checkpoint, record.checkpoint_path)
+    return spec

@@ -1,8 +1,18 @@
-"""Page logic through Streamlit's AppTest (no browser): what each page shows and how it reports bad input."""
+"""Page logic through Streamlit's AppTest (no browser): what each page shows, how it reports bad input, and that
+its widgets drive what it draws (sliders change the blueprint, a selection fills the comparison)."""
 
+import json
+import os
+import time
 from pathlib import Path
 
+import pytest
+from conftest import steered_policy
 from streamlit.testing.v1 import AppTest
+
+from hipp_core import jobs
+from hipp_core.ui_state import check_model
+from plan_store import EvalKey, PlanStore
 
 TIMEOUT = 120
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,3 +49,196 @@ def test_benchmark_evaluates_a_local_checkpoint(tiny_qwen):
     assert list(frame.index) == ["random", "popular", "adversarial"]
     assert ((frame["balanced_accuracy"] >= 0) & (frame["balanced_accuracy"] <= 1)).all()
     assert len(at.metric) == 4
+
+
+# -- shared set-up for the pruning pages ----------------------------------------------------------------------------
+
+
+def page(name: str, spec: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
+    if spec is not None:
+        at.session_state["model_spec"] = spec
+    return at.run()
+
+
+def shown_plan(at: AppTest) -> str:
+    """The plan id Explore shows in its caption."""
+    return next(c.value for c in at.caption if c.value.startswith("Plan `")).split("`")[1]
+
+
+def chart_specs(at: AppTest) -> list[str]:
+    return [chart.proto.spec for chart in at.get("plotly_chart")]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_llava) -> str:
+    """The tiny random LLaVA with a quickly trained, preference-steered policy (see `conftest.steered_policy`)."""
+    return steered_policy(str(tiny_llava))
+
+
+@pytest.fixture
+def no_spawn(monkeypatch) -> list[str]:
+    """Record job submissions without starting workers (the worker itself is tested in test_jobs.py)."""
+    started: list[str] = []
+    monkeypatch.setattr(jobs, "_spawn", lambda job_id, store: started.append(job_id) or os.getpid())
+    return started
+
+
+def evaluated_plans(spec: str, n: int = 4) -> list[str]:
+    """`n` baseline plans of the model at different sparsities, with made-up dev metrics (plan i better on POPE,
+    worse on ScienceQA), so the Pareto cloud has a known front: every plan trades one metric against the other."""
+    from hipp_core import api
+
+    store, model_id = PlanStore(), check_model(spec).model_id
+    ids = []
+    for i in range(n):
+        bp = api.plan_baseline(spec, "uniform", 0.1 + 0.15 * i, store=store)
+        plan = store.put_plan(api.plan_draft(bp))
+        metrics = {"sqa.accuracy": 0.9 - 0.1 * i, "pope_balanced_accuracy": 0.5 + 0.1 * i, "questions": 8}
+        metrics |= {f"pope.{c}.yes_ratio": 0.5 for c in ("random", "popular", "adversarial")}
+        store.put_evaluation(
+            EvalKey(model_id, plan.plan_id, "all:test-bench", "dev", "masked", "logits", 4), metrics, 8, 1
+        )
+        ids.append(plan.plan_id)
+    return ids
+
+
+# -- Home -----------------------------------------------------------------------------------------------------------
+def test_home_bad_local_path_shows_error_and_keeps_the_model(tmp_path):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.radio[0].set_value("Local checkpoint directory").run()
+    at.text_input[0].input(str(tmp_path / "nowhere")).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "does not exist" in at.error[0].value
+    assert at.session_state["model_spec"] == "embedded:llava"  # the last valid choice stays in use
+    (tmp_path / "notes.txt").write_text("x")
+    at.text_input[0].input(str(tmp_path)).run()
+    assert "no config.json" in at.error[0].value
+
+
+def test_home_local_model_is_used_by_other_pages_and_starts_missing_steps(tiny_qwen, no_spawn):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.radio[0].set_value("Local checkpoint directory").run()
+    at.text_input[0].input(str(tiny_qwen)).run()
+    assert not at.exception and not at.error
+    assert at.session_state["model_spec"] == str(tiny_qwen)
+    assert [m.value for m in at.metric][:2] == ["missing", "not trained"]
+    at.button(key="start-calibrate").click().run()
+    assert not at.error and len(no_spawn) == 1
+    job = PlanStore().get_job(no_spawn[0])
+    assert (job.kind, job.params["spec"], job.status) == ("calibrate", str(tiny_qwen), "running")
+    assert at.get("progress"), "the running calibration replaces its button"
+    at.switch_page("pages/pareto.py").run()
+    assert not at.exception
+    assert str(tiny_qwen) in at.caption[1].value
+    PlanStore().finish_job(job.job_id, "cancelled")
+
+
+# -- Explore --------------------------------------------------------------------------------------------------------
+def test_explore_sliders_stay_on_simplex_and_change_the_blueprint(trained):
+    at = page("explore", trained)
+    assert not at.exception and not at.error
+    before_plan, before_charts = shown_plan(at), chart_specs(at)
+    assert len(before_charts) == 2  # allocation over sensitivity, kept-units heatmap
+    at.slider(key="w_compression").set_value(0.9).run()
+    weights = [at.slider(key=k).value for k in ("w_utility", "w_robustness", "w_compression")]
+    assert weights[2] == 0.9 and abs(sum(weights) - 1) < 0.02 and weights[0] > 0 and weights[1] > 0
+    assert shown_plan(at) != before_plan
+    assert chart_specs(at)[0] != before_charts[0]
+    high = float(at.metric[0].value.rstrip("%"))
+    at.slider(key="w_compression").set_value(0.0).run()
+    assert float(at.metric[0].value.rstrip("%")) < high, "more weight on compression prunes more"
+
+
+def test_explore_locked_sparsity_is_matched_and_plan_saved(trained):
+    at = page("explore", trained)
+    at.checkbox(key="lock_sparsity").check().run()
+    at.slider(key="locked_sparsity").set_value(0.5).run()
+    assert abs(float(at.metric[0].value.rstrip("%")) - 50) <= 0.5 + 0.05
+    plan_id = shown_plan(at)
+    at.button(key="save").click().run()
+    assert not at.error and PlanStore().get_plan(plan_id) is not None
+    at.selectbox[0].select("uniform").run()
+    at.button(key="compare").click().run()
+    assert not at.exception and not at.error
+    assert "uniform baseline (layer sparsity)" in chart_specs(at)[0]
+
+
+def test_explore_without_policy_offers_training(tiny_qwen, no_spawn):
+    at = page("explore", str(tiny_qwen))
+    assert "No trained policy" in at.warning[0].value
+    at.button[0].click().run()
+    assert PlanStore().get_job(no_spawn[-1]).kind == "train-policy"
+    PlanStore().finish_job(no_spawn[-1], "cancelled")
+
+
+# -- Pareto ---------------------------------------------------------------------------------------------------------
+def test_pareto_marks_front_and_selection_fills_comparison(trained):
+    ids = evaluated_plans(trained)
+    at = page("pareto", trained)
+    assert not at.exception and not at.error
+    measure = next(i for i, box in enumerate(at.selectbox) if box.label == "Measurement")
+    at.selectbox[measure].select(next(o for o in at.selectbox[measure].options if "test-bench" in o)).run()
+    axes = {box.label: box for box in at.selectbox}
+    axes["X axis"].select("utility (ScienceQA accuracy)").run()
+    axes = {box.label: box for box in at.selectbox}
+    axes["Y axis"].select("mean POPE balanced accuracy").run()
+    assert "4 points, 4 non-dominated" in at.caption[-1].value
+    at.slider[0].set_range(0.0, 0.3).run()  # the sparsity band keeps the two sparsest plans
+    assert "2 points" in at.caption[-1].value
+    at.slider[0].set_range(0.0, 1.0).run()
+    at.multiselect[0].select(ids[0]).select(ids[3]).run()
+    assert not at.exception
+    metrics = at.dataframe[0].value
+    assert list(metrics.columns) == [ids[0], ids[3]]
+    assert metrics.loc["utility (ScienceQA accuracy)", ids[0]] == "0.900"
+    allocation = json.loads(chart_specs(at)[1])
+    assert [trace["name"] for trace in allocation["data"]] == [ids[0], ids[3]]
+
+
+# -- Jobs -----------------------------------------------------------------------------------------------------------
+def test_jobs_page_shows_progress_error_and_cancels():
+    store = PlanStore()
+    running = store.create_job("evaluate", {"spec": "embedded", "split": "dev"})
+    store.start_job(running, os.getpid())
+    store.update_job(running, 0.4, "pope: 40/100", "pope: started")
+    failed = store.create_job("calibrate", {"spec": "/nowhere"})
+    store.start_job(failed, os.getpid())
+    store.finish_job(failed, "failed", "model directory /nowhere does not exist")
+    at = page("jobs")
+    assert not at.exception
+    assert [bar.proto.value for bar in at.get("progress")] == [40]
+    assert "model directory /nowhere does not exist" in at.dataframe[0].value["result"].tolist()
+    at.button(key=f"cancel-{running}").click().run()
+    assert store.get_job(running).cancel_requested
+    store.finish_job(running, "cancelled")
+    store.finish_job(store.create_job("evaluate", {}), "done")
+
+
+# -- Export ---------------------------------------------------------------------------------------------------------
+def test_export_validates_the_path_then_exports_and_offers_the_card(trained, tmp_path):
+    plan_id = evaluated_plans(trained, 1)[0]
+    at = page("export", trained)
+    assert not at.exception and not at.error
+    at.selectbox[0].select(plan_id).run()
+    at.text_input[0].input("relative/dir").run()
+    at.button[-1].click().run()
+    assert "relative path" in at.error[0].value
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    at.text_input[0].input(str(taken)).run()
+    at.button[-1].click().run()
+    assert "already exists" in at.error[0].value
+
+    target = tmp_path / "export"
+    at.text_input[0].input(str(target)).run()
+    at.button[-1].click().run()
+    assert not at.error and "Started the export" in at.success[0].value
+    job = jobs.find_jobs(PlanStore(), "export", active_only=False, plan_id=plan_id)[0]
+    deadline = time.time() + 120
+    while PlanStore().get_job(job.job_id).status in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.5)
+    assert PlanStore().get_job(job.job_id).status == "done", PlanStore().get_job(job.job_id).error
+    at.run()
+    assert any(b.label == "Download model card" for b in at.get("download_button"))
+    assert plan_id in "".join(m.value for m in at.markdown)

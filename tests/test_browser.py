@@ -82,7 +82,11 @@ def page(server):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab = browser.new_page(viewport={"width": 1400, "height": 1800})  # tall: Streamlit scrolls inside the page
+        # Open the app at its root first: while a server has not yet run app.py (and its st.navigation), Streamlit
+        # serves a deep link from the pages/ folder in its legacy mode, bypassing app.py.
+        tab.goto(server)
+        tab.get_by_role("heading", name="HiPP-Prune").wait_for(timeout=60_000)
         yield tab
         browser.close()
 
@@ -99,7 +103,7 @@ def test_home_page_renders_model_table(page, server):
     _settle(page)
     # Tables and links are lazily loaded components: wait until they are really drawn, not skeletons.
     page.locator('[data-testid="stTable"] table').wait_for(timeout=30_000)
-    page.locator('[data-testid="stPageLink"]').wait_for(timeout=30_000)
+    page.locator('[data-testid="stPageLink"]').last.wait_for(timeout=30_000)
     assert page.locator('[data-testid="stTable"]').get_by_text("embedded:qwen2_5_vl").count() == 1
     assert page.get_by_text("Traceback").count() == 0
     page.screenshot(path=str(ARTIFACTS / "home.png"), full_page=True)
@@ -119,3 +123,84 @@ def test_benchmark_page_evaluates_and_draws_chart(page, server):
     assert page.get_by_text("ScienceQA accuracy").count() == 1
     assert page.get_by_text("Traceback").count() == 0
     page.screenshot(path=str(ARTIFACTS / "benchmark.png"), full_page=True)
+
+
+# -- the pruning pages ----------------------------------------------------------------------------------------------
+def _chart_data(tab) -> list[str]:
+    """The traces' y values of every Plotly chart on the page, as drawn in the browser."""
+    return tab.evaluate(
+        "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+        ".map(el => JSON.stringify((el.data || []).map(trace => Array.from(trace.y || []))))"
+    )
+
+
+@pytest.fixture(scope="module")
+def embedded_policy(server) -> str:
+    """The embedded LLaVA with a quickly trained, preference-steered policy in the server's store."""
+    from conftest import steered_policy
+
+    return steered_policy("embedded:llava")
+
+
+def test_explore_slider_redraws_the_blueprint(page, server, embedded_policy):
+    page.goto(f"{server}/explore")
+    page.get_by_role("heading", name="Explore").wait_for(timeout=60_000)
+    page.locator(".js-plotly-plot").nth(1).wait_for(timeout=120_000)
+    _settle(page)
+    before = _chart_data(page)
+    thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Compression").get_by_role("slider")
+    thumb.focus()
+    for _ in range(30):
+        thumb.press("ArrowRight")
+    _settle(page)
+    page.wait_for_function(
+        "before => JSON.stringify(Array.from(document.querySelectorAll('.js-plotly-plot'))"
+        ".map(el => JSON.stringify((el.data || []).map(t => Array.from(t.y || []))))) !== JSON.stringify(before)",
+        arg=before,
+        timeout=30_000,
+    )
+    assert _chart_data(page) != before
+    page.get_by_role("button", name="Evaluate this plan").wait_for(timeout=30_000)
+    page.locator('[data-testid="stDataFrame"], [data-testid="stAlert"]').last.wait_for(timeout=30_000)
+    _settle(page)
+    assert page.get_by_text("Traceback").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "explore.png"), full_page=True)
+
+
+def test_evaluation_job_finishes_and_appears_on_pareto(page, server, embedded_policy):
+    from plan_store import PlanStore
+
+    page.goto(f"{server}/explore")
+    page.locator(".js-plotly-plot").nth(1).wait_for(timeout=120_000)
+    _settle(page)
+    page.get_by_role("button", name="Evaluate this plan").click()
+    page.get_by_text("Started the evaluation").wait_for(timeout=60_000)
+    store = PlanStore()
+    job = next(j for j in store.list_jobs() if j.kind == "evaluate")
+    page.goto(f"{server}/jobs")
+    page.get_by_role("heading", name="Jobs").wait_for(timeout=60_000)
+    deadline = time.time() + 240
+    while store.get_job(job.job_id).status in ("queued", "running") and time.time() < deadline:
+        time.sleep(1)
+    assert store.get_job(job.job_id).status == "done", store.get_job(job.job_id).error
+    page.get_by_text("Finished (").wait_for(timeout=30_000)
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
+    _settle(page)
+    page.screenshot(path=str(ARTIFACTS / "jobs.png"), full_page=True)
+
+    page.goto(f"{server}/pareto")
+    page.get_by_role("heading", name="Pareto").wait_for(timeout=60_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    page.get_by_text("1 points, 1 non-dominated").wait_for(timeout=30_000)  # the newest measurement: the job's
+    _settle(page)
+    assert page.get_by_text("Traceback").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "pareto.png"), full_page=True)
+
+
+def test_export_page_lists_the_evaluated_plan(page, server, embedded_policy):
+    page.goto(f"{server}/export")
+    page.get_by_role("heading", name="Export").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Download plan JSON").wait_for(timeout=60_000)
+    _settle(page)
+    assert page.get_by_text("Traceback").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "export.png"), full_page=True)

@@ -1,0 +1,135 @@
+"""Explore page: time from a preference-slider move to the redrawn blueprint, measured in headless Chromium.
+
+Starts the dashboard on 127.0.0.1, opens Explore for the embedded LLaVA, moves the compression slider one step
+(keyboard) `--moves` times and, for each move, waits until the page shows the new preference and the Plotly charts
+have painted. Prints JSON with the median (the issue's target: 300 ms on CPU).
+
+By default the run uses a fresh temporary store and trains a one-iteration policy into it (seconds): the timing
+covers the policy call, the charts and the store queries, not the policy's quality. `--home DIR` uses an existing
+store (e.g. ~/.hipp) with its trained policy instead.
+
+    python benchmarks/app_latency.py --moves 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+SPEC = "embedded:llava"
+PREFERENCE_TEXT = """() => {
+  const c = Array.from(document.querySelectorAll('[data-testid="stCaptionContainer"]'))
+    .find(e => e.innerText.includes('preference w = '));
+  return c ? c.innerText : '';
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _quick_policy() -> None:
+    from hipp_core import api
+    from hipp_core.config import quiet_libraries
+    from hipp_core.grpo import GRPOConfig
+
+    quiet_libraries()
+    api.train_policy(SPEC, config=GRPOConfig(iters=1, group_size=2, prefs_per_iter=2, fixed_budget_groups=1, limit=4))
+
+
+def _serve(port: int, env: dict) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1"]
+    cmd += ["--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(json.dumps({"error": "the dashboard did not start within 90 s"}))
+
+
+def measure(url: str, moves: int) -> list[float]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab.goto(f"{url}/explore")
+        tab.locator(".js-plotly-plot").nth(1).wait_for(timeout=180_000)
+        tab.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
+        thumb = tab.locator('[data-testid="stSlider"]').filter(has_text="Compression").get_by_role("slider")
+        thumb.focus()
+        thumb.press("Home")  # start from 0 so every move below is a real step
+        tab.wait_for_timeout(1500)
+        times = []
+        for _ in range(moves):
+            before = tab.evaluate(PREFERENCE_TEXT)
+            start = time.perf_counter()
+            thumb.press("ArrowRight")
+            tab.wait_for_function(f"before => ({PREFERENCE_TEXT})() !== before", arg=before, timeout=30_000)
+            tab.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+            times.append(time.perf_counter() - start)
+            tab.wait_for_timeout(200)
+        browser.close()
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--moves", type=int, default=20)
+    parser.add_argument("--home", type=Path, default=None, help="Existing $HIPP_HOME with a trained policy.")
+    args = parser.parse_args()
+    if not Path(CHROMIUM).exists():
+        raise SystemExit(json.dumps({"error": f"{CHROMIUM} is missing (apt-get install chromium)"}))
+    env = os.environ.copy()
+    with tempfile.TemporaryDirectory(prefix="hipp-latency-") as scratch:
+        env["HIPP_HOME"] = str(args.home) if args.home else scratch
+        os.environ["HIPP_HOME"] = env["HIPP_HOME"]
+        if args.home is None:
+            _quick_policy()
+        port = _free_port()
+        server = _serve(port, env)
+        try:
+            times = measure(f"http://127.0.0.1:{port}", args.moves)
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+    ms = sorted(t * 1000 for t in times)
+    print(
+        json.dumps(
+            {
+                "benchmark": "explore slider move → redrawn blueprint (browser)",
+                "model": SPEC,
+                "policy": "store at --home" if args.home else "one-iteration policy (timing only)",
+                "moves": len(ms),
+                "median_ms": round(statistics.median(ms), 1),
+                "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 1),
+                "min_ms": round(ms[0], 1),
+                "max_ms": round(ms[-1], 1),
+                "target_ms": 300,
+                "threads": os.environ.get("HIPP_THREADS", "default"),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

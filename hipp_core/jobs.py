@@ -1,0 +1,475 @@
+"""Background jobs: long work (evaluate, calibrate, train-policy, materialize, recover, export) in a detached worker.
+
+The dashboard must neither block on minutes of work nor lose it when a browser tab closes or the server restarts, so
+`submit` validates the parameters, records a job in the plan store and starts `python -m hipp_core.jobs JOB_ID` in a
+new session. The worker reports progress through the store (throttled), stops itself when a cancel is requested, and
+finishes the job as done, failed (one-line error) or cancelled. The store is the only shared state: any page, the
+CLI (`hipp jobs list`) or a restarted dashboard reads the same rows; `PlanStore.reap_dead_jobs` fails a job whose
+worker died without finishing. Each worker also appends to `<store dir>/jobs/<job_id>.log` (tracebacks included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hipp_core.errors import HippError
+from plan_store import JobRecord, PlanRecord, PlanStore
+
+JobProgress = Callable[..., None]  # (stage, done, total, metrics=None): what the API's long functions call
+JobRun = Callable[[dict[str, Any], PlanStore, JobProgress], str]  # returns the one-line summary of the result
+JobCheck = Callable[[dict[str, Any], PlanStore], dict[str, Any]]  # complete, validated params or HippError
+
+REPORT_INTERVAL_S = 0.5  # at most ~2 store writes a second: progress stays live without hogging the store's lock
+ACTIVE = ("queued", "running")
+
+
+class JobCancelled(Exception):
+    """Raised inside a worker's progress callback once a cancel was requested, to unwind the running API call."""
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    help: str
+    check: JobCheck
+    run: JobRun
+
+
+KINDS: dict[str, JobKind] = {}
+
+
+def register(name: str, help: str, check: JobCheck) -> Callable[[JobRun], JobRun]:
+    def wrap(run: JobRun) -> JobRun:
+        KINDS[name] = JobKind(name, help, check, run)
+        return run
+
+    return wrap
+
+
+def kind(name: str) -> JobKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise HippError(f"unknown job kind {name!r}; available: {', '.join(KINDS)}") from None
+
+
+# -- submitting ---------------------------------------------------------------------------------------------------
+def submit(kind_name: str, params: dict[str, Any], store: PlanStore | None = None) -> str:
+    """Validate `params` for the kind, record the job and start its detached worker; returns the job id."""
+    store = store or PlanStore()
+    checked = kind(kind_name).check(dict(params), store)
+    job_id = store.create_job(kind_name, checked)
+    pid = _spawn(job_id, store)
+    try:
+        store.start_job(job_id, pid)
+    except HippError:
+        pass  # the worker already marked itself running under the same pid, or the job was cancelled meanwhile
+    return job_id
+
+
+def log_path(store: PlanStore, job_id: str) -> Path:
+    return store.path.parent / "jobs" / f"{job_id}.log"
+
+
+def _spawn(job_id: str, store: PlanStore) -> int:
+    """Start the worker in its own session: closing the tab or stopping Streamlit does not signal it."""
+    log = log_path(store, job_id)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hipp_core.jobs", job_id, "--store", str(store.path)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return proc.pid
+
+
+def find_jobs(store: PlanStore, kind_name: str, active_only: bool = True, **params: Any) -> list[JobRecord]:
+    """Jobs of a kind whose params include `params` (newest first): what a page asks before offering a button."""
+    return [
+        job
+        for job in store.list_jobs(limit=500)
+        if job.kind == kind_name
+        and (job.status in ACTIVE or not active_only)
+        and all(job.params.get(k) == v for k, v in params.items())
+    ]
+
+
+# -- the worker ---------------------------------------------------------------------------------------------------
+class Reporter:
+    """The progress callback a worker hands to the API: throttled store updates, a log file, and the cancel check."""
+
+    def __init__(self, store: PlanStore, job_id: str, interval: float = REPORT_INTERVAL_S) -> None:
+        self.store, self.job_id, self.interval = store, job_id, interval
+        self.log_file = log_path(store, job_id)
+        self.stage: str | None = None
+        self.last = float("-inf")
+        self.last_line: str | None = None
+
+    def __call__(self, stage: str, done: int, total: int, metrics: dict | None = None) -> None:
+        now = time.monotonic()
+        line = None
+        if stage != self.stage:
+            self.stage, line = stage, f"{stage}: started"
+        elif done < total and now - self.last < self.interval:
+            return
+        message = f"{stage}: {done}/{total}" + "".join(f"  {k}={_fmt(v)}" for k, v in (metrics or {}).items())
+        if done >= total and line is None:
+            line = message
+        self.update(min(1.0, max(0.0, done / total)) if total else 0.0, message, line)
+        self.last = now
+
+    def update(self, progress: float, message: str, line: str | None = None, check_cancel: bool = True) -> None:
+        if line == self.last_line:  # a stage reporting its end twice is logged once
+            line = None
+        if line is not None:
+            self.log(line)
+            self.last_line = line
+        job = self.store.update_job(self.job_id, progress, message, line)
+        if check_cancel and job.cancel_requested:
+            raise JobCancelled
+
+    def log(self, line: str) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("a") as f:
+            f.write(f"{datetime.now(UTC):%H:%M:%S} {line}\n")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def run_job(job_id: str, store: PlanStore) -> str:
+    """Run one job in this process to its end; returns its final status. A job that is not this process's to run
+    (finished, cancelled while queued, or running under another pid) is left alone."""
+    job = store.get_job(job_id)
+    if job is None:
+        raise HippError(f"no job {job_id!r} in plan store {store.path}")
+    if job.status == "queued":
+        try:
+            job = store.start_job(job_id)
+        except HippError:
+            job = store.get_job(job_id)
+    if job.status != "running" or job.pid != os.getpid():
+        return job.status
+    reporter = Reporter(store, job_id)
+    reporter.log(f"{job.kind} started in process {os.getpid()} with {job.params}")
+    try:
+        job_kind = kind(job.kind)
+        # Checked again here: the model, the plan or the export target may have changed since the job was submitted.
+        summary = job_kind.run(job_kind.check(dict(job.params), store), store, reporter)
+        reporter.update(1.0, summary, summary, check_cancel=False)  # the work is done and stored: keep it
+    except JobCancelled:
+        reporter.log("cancelled on request")
+        return store.finish_job(job_id, "cancelled").status
+    except HippError as exc:
+        error = _one_line(str(exc))
+        reporter.log(f"failed: {error}")
+        return store.finish_job(job_id, "failed", error).status
+    except Exception as exc:  # noqa: BLE001 -- a bug, not a user error: traceback to the log, one line to the store
+        reporter.log("failed with a traceback:\n" + traceback.format_exc())
+        return store.finish_job(job_id, "failed", f"{type(exc).__name__}: {_one_line(str(exc))}").status
+    return store.finish_job(job_id, "done").status
+
+
+def _one_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "no message"
+
+
+# -- parameter checks -------------------------------------------------------------------------------------------
+def _known(params: dict[str, Any], allowed: tuple[str, ...], kind_name: str) -> None:
+    extra = sorted(set(params) - set(allowed))
+    if extra:
+        raise HippError(f"{kind_name} job got unknown parameters {', '.join(extra)}; allowed: {', '.join(allowed)}")
+
+
+def _spec(params: dict[str, Any]) -> str:
+    from hipp_core.models.loading import resolve_spec
+
+    spec = params.get("spec")
+    if not isinstance(spec, str) or not spec:
+        raise HippError("a job needs `spec`: `embedded`, `embedded:qwen2_5_vl` or a local checkpoint directory")
+    resolve_spec(spec)
+    return spec
+
+
+def _model_id(spec: str) -> str:
+    from hipp_core.models.loading import checkpoint_id, resolve_spec
+
+    return checkpoint_id(resolve_spec(spec))
+
+
+def _plan(params: dict[str, Any], store: PlanStore, spec: str) -> PlanRecord:
+    plan_id = params.get("plan_id")
+    plan = store.get_plan(plan_id) if isinstance(plan_id, str) else None
+    if plan is None:
+        raise HippError(f"plan {plan_id!r} is not in the plan store; save the plan first")
+    model_id = _model_id(spec)
+    if plan.model_id != model_id:
+        raise HippError(f"plan {plan_id} was made for model {plan.model_id}, not {spec} ({model_id}); pick its model")
+    return plan
+
+
+def _int(
+    params: dict[str, Any], name: str, default: int | None, low: int, high: int, optional: bool = False
+) -> int | None:
+    """A bounded whole number; None only where it means something (`optional`, or no default)."""
+    value = params.get(name, default)
+    if value is None and (optional or default is None):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise HippError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def _choice(params: dict[str, Any], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = params.get(name, default)
+    if value not in allowed:
+        raise HippError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _bool(params: dict[str, Any], name: str, default: bool) -> bool:
+    value = params.get(name, default)
+    if not isinstance(value, bool):
+        raise HippError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _blueprint(plan: PlanRecord):
+    from hipp_core.blueprint import Blueprint
+
+    return Blueprint.from_json(plan.blueprint)
+
+
+# -- evaluate ---------------------------------------------------------------------------------------------------
+def _check_evaluate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
+    from hipp_core.data.world import SPLITS
+
+    _known(params, ("spec", "plan_id", "split", "limit", "mode"), "evaluate")
+    spec = _spec(params)
+    plan_id = params.get("plan_id")
+    if plan_id is not None:
+        plan_id = _plan(params, store, spec).plan_id
+    return {
+        "spec": spec,
+        "plan_id": plan_id,
+        "split": _choice(params, "split", "dev", tuple(SPLITS)),
+        "limit": _int(params, "limit", 100, 1, 1_000_000, optional=True),  # None: the whole split
+        "mode": _choice(params, "mode", "masked", ("masked", "physical")),
+    }
+
+
+@register("evaluate", "Score a plan (or the dense model) on ShapesPOPE and ShapesSQA.", _check_evaluate)
+def _run_evaluate(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
+    from hipp_core.api import evaluate_model
+
+    plan = store.get_plan(params["plan_id"]) if params["plan_id"] else None
+    # Without the image-free pass, like policy training: its evaluations and these share one Pareto cloud.
+    result = evaluate_model(
+        params["spec"],
+        "all",
+        params["split"],
+        params["limit"],
+        image_free=False,
+        store=store,
+        blueprint=_blueprint(plan) if plan else None,
+        mode=params["mode"],
+        progress=progress,
+    )
+    what = f"plan {plan.plan_id}" if plan else "dense model"
+    sqa = f"{result.sqa.accuracy:.3f}" if result.sqa else "-"
+    return f"{what} on {params['split']}: POPE balanced accuracy {result.pope_balanced_accuracy:.3f}, ScienceQA {sqa}"
+
+
+# -- calibrate --------------------------------------------------------------------------------------------------
+def _check_calibrate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
+    _known(params, ("spec", "samples"), "calibrate")
+    return {"spec": _spec(params), "samples": _int(params, "samples", 128, 1, 100_000)}
+
+
+@register("calibrate", "Per-layer visual sensitivity, activation statistics and unit scores.", _check_calibrate)
+def _run_calibrate(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
+    from hipp_core.api import calibrate_model
+
+    features, cached = calibrate_model(params["spec"], params["samples"], progress=progress, store=store)
+    return f"{features.n_layers} layers calibrated on {features.samples} samples" + (" (cached)" if cached else "")
+
+
+# -- train-policy -----------------------------------------------------------------------------------------------
+def _check_train(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
+    _known(params, ("spec", "iters", "group_size", "resume"), "train-policy")
+    return {
+        "spec": _spec(params),
+        "iters": _int(params, "iters", None, 1, 100_000),
+        "group_size": _int(params, "group_size", None, 2, 1024),
+        "resume": _bool(params, "resume", True),
+    }
+
+
+@register("train-policy", "Train the preference-conditioned policy with plan-level GRPO.", _check_train)
+def _run_train(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
+    from hipp_core.api import train_policy
+
+    record = train_policy(
+        params["spec"],
+        iters=params["iters"],
+        group_size=params["group_size"],
+        resume=params["resume"],
+        store=store,
+        progress=progress,
+    )
+    return f"policy {record.policy_id} trained for {len(record.curve)} iterations"
+
+
+# -- materialize ------------------------------------------------------------------------------------------------
+def _check_plan_job(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
+    _known(params, ("spec", "plan_id"), "materialize")
+    spec = _spec(params)
+    return {"spec": spec, "plan_id": _plan(params, store, spec).plan_id}
+
+
+@register("materialize", "Build the physically pruned checkpoint of a plan inside the store.", _check_plan_job)
+def _run_materialize(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
+    from hipp_core.export import export_pruned
+    from hipp_core.models.loading import load_model
+
+    plan = store.get_plan(params["plan_id"])
+    done = [a for a in store.list_artifacts(plan.plan_id) if a.kind == "materialized" and Path(a.path).is_dir()]
+    if done:
+        return f"plan {plan.plan_id} is already materialized at {done[0].path}"
+    target = store.path.parent / "artifacts" / plan.plan_id / "materialized"
+    progress("materialize", 0, 1)
+    loaded = load_model(params["spec"])
+    # overwrite=True only replaces an earlier export of this plan that never got recorded (killed before put_artifact)
+    path = export_pruned(loaded.adapter, _blueprint(plan), target, spec=params["spec"], overwrite=True)
+    store.put_artifact(plan.plan_id, "materialized", path)
+    progress("materialize", 1, 1)
+    return f"plan {plan.plan_id} materialized at {path}"
+
+
+# -- recover ----------------------------------------------------------------------------------------------------
+def _check_recover(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
+    _known(params, ("spec", "plan_id", "steps", "rank", "seed", "limit"), "recover")
+    spec = _spec(params)
+    return {
+        "spec": spec,
+        "plan_id": _plan(params, store, spec).plan_id,
+        "steps": _int(params, "steps", 300, 1, 100_000),
+        "rank": _int(params, "rank", 8, 1, 1024),
+        "seed": _int(params, "seed", 0, 0, 2**31 - 1),
+        "limit": _int(params, "limit", None, 1, 1_000_000),  # test questions per set before / after; None = all
+    }
+
+
+@register("recover", "LoRA recovery of a pruned plan, merged, evaluated before and after.", _check_recover)
+def _run_recover(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
+    from hipp_core.api import recover
+
+    plan = store.get_plan(params["plan_id"])
+    result = recover(
+        params["spec"],
+        _blueprint(plan),
+        steps=params["steps"],
+        rank=params["rank"],
+        seed=params["seed"],
+        store=store,
+        progress=progress,
+        limit=params["limit"],
+    )
+    before, after = result.before.pope_balanced_accuracy, result.after.pope_balanced_accuracy
+    return f"plan {plan.plan_id} recovered in {result.steps} steps: POPE balanced accuracy {before:.3f} → {after:.3f}"
+
+
+# -- export -----------------------------------------------------------------------------------------------------
+def check_export_target(out_dir: str, overwrite: bool) -> Path:
+    """Where an export may go: an absolute path whose parent folder exists; an existing path only with `overwrite`,
+    and then only a previous HiPP-Prune export (DESIGN §6: never overwrite unless asked)."""
+    from hipp_core.models.loading import prune_plan
+
+    if not isinstance(out_dir, str) or not out_dir.strip():
+        raise HippError("give the directory to export to, e.g. /tmp/llava-pruned")
+    path = Path(out_dir.strip()).expanduser()
+    if not path.is_absolute():
+        raise HippError(f"{out_dir} is a relative path; give an absolute directory such as /tmp/{path.name}")
+    if not path.parent.is_dir():
+        raise HippError(f"the parent folder {path.parent} does not exist; create it first or choose another path")
+    if path.exists():
+        if not overwrite:
+            raise HippError(f"{path} already exists; choose a new directory or tick overwrite to replace an export")
+        if not (path.is_dir() and prune_plan(path) is not None):
+            raise HippError(f"{path} exists and is not a HiPP-Prune export; refusing to replace it")
+    return path
+
+
+def _check_export(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
+    from hipp_core.models.loading import prune_plan
+
+    _known(params, ("spec", "plan_id", "out_dir", "overwrite", "artifact"), "export")
+    spec = _spec(params)
+    plan = _plan(params, store, spec)
+    overwrite = _bool(params, "overwrite", False)
+    out_dir = check_export_target(params.get("out_dir"), overwrite)
+    artifact = params.get("artifact")
+    if artifact is not None:
+        recovered = {a.path for a in store.list_artifacts(plan.plan_id) if a.kind == "recovered"}
+        if artifact not in recovered:
+            raise HippError(f"{artifact} is not a recovered artifact of plan {plan.plan_id}; run a recover job first")
+        if not Path(artifact).is_dir() or prune_plan(Path(artifact)) is None:
+            raise HippError(f"recovered artifact {artifact} is missing or not an export; run the recover job again")
+    return {
+        "spec": spec,
+        "plan_id": plan.plan_id,
+        "out_dir": str(out_dir),
+        "overwrite": overwrite,
+        "artifact": artifact,
+    }
+
+
+@register("export", "Write a pruned (or recovered) plan as a checkpoint plain transformers loads.", _check_export)
+def _run_export(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
+    from hipp_core.api import export_plan
+
+    plan = store.get_plan(params["plan_id"])
+    progress("export", 0, 1)
+    artifact = Path(params["artifact"]) if params["artifact"] else None
+    out_dir = export_plan(
+        params["spec"], _blueprint(plan), Path(params["out_dir"]), params["overwrite"], artifact, store
+    )
+    progress("export", 1, 1)
+    return f"{'recovered' if artifact else 'pruned'} plan {plan.plan_id} exported to {out_dir}"
+
+
+# -- entry point ------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hipp_core.jobs", description="Run one recorded HiPP-Prune job.")
+    parser.add_argument("job_id")
+    parser.add_argument("--store", type=Path, default=None, help="Plan store file (default $HIPP_HOME/plans.duckdb).")
+    args = parser.parse_args(argv)
+    from hipp_core.config import quiet_libraries, set_threads
+
+    quiet_libraries()
+    set_threads()
+    try:
+        status = run_job(args.job_id, PlanStore(args.store))
+    except HippError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0 if status in ("done", "cancelled") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

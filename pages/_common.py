@@ -1,0 +1,70 @@
+"""Drawing helpers every page shares: the chosen model (kept in `st.session_state` by Home), the plan store handle,
+and how a started job is announced. Not a page itself: app.py registers only the page files."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from hipp_core.errors import HippError
+from hipp_core.ui_state import DEFAULT_SPEC, ModelChoice, check_model
+from plan_store import PlanStore, default_store_path
+
+MODEL_KEY = "model_spec"  # a plain session key, not a widget key: it survives pages that do not draw the picker
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> PlanStore:
+    return PlanStore(path)
+
+
+def store() -> PlanStore:
+    """One handle per store file ($HIPP_HOME decides which); it holds no connection, so sharing it is safe."""
+    return _store(str(default_store_path()))
+
+
+@st.cache_data(show_spinner=False, ttl=30)
+def _checked(spec: str) -> ModelChoice:
+    return check_model(spec)
+
+
+def chosen_spec() -> str:
+    return st.session_state.get(MODEL_KEY, DEFAULT_SPEC)
+
+
+def current_model() -> ModelChoice | None:
+    """The model chosen on Home (embedded LLaVA until then), validated; None after showing why it is unusable."""
+    spec = chosen_spec()
+    try:
+        choice = _checked(spec)
+    except HippError as exc:
+        st.error(f"{exc} — choose another model on Home.")
+        return None
+    st.caption(f"Model **{choice.spec}** ({choice.family}, id `{choice.model_id}`) · change it on Home")
+    return choice
+
+
+FLASH_KEY = "_flash"
+
+
+def submit_job(kind: str, params: dict, what: str, rerun: bool = True) -> str | None:
+    """Start a background job; a parameter error is shown in the page, not raised. On success the page reruns (so
+    the button that started the job becomes its progress bar) and says so at the top (`show_flash`)."""
+    from hipp_core import jobs
+
+    try:
+        job_id = jobs.submit(kind, params, store())
+    except HippError as exc:
+        st.error(str(exc))
+        return None
+    st.session_state.setdefault(FLASH_KEY, []).append(
+        f"Started {what} (job `{job_id[:8]}`); follow it on the Jobs page."
+    )
+    if rerun:
+        st.rerun()
+    return job_id
+
+
+def show_flash() -> None:
+    """Messages from the previous run (jobs just started), shown once."""
+    for message in st.session_state.pop(FLASH_KEY, []):
+        st.success(message)

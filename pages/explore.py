@@ -1,0 +1,201 @@
+"""Explore: move the preference (utility, robustness, compression) and see the policy's blueprint at once: per-layer
+allocation against visual sensitivity, what each layer keeps, its size, and the nearest plans already evaluated."""
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from hipp_core import api
+from hipp_core.baselines import names as baseline_names
+from hipp_core.errors import HippError
+from hipp_core.policy import Planner
+from hipp_core.ui_state import (
+    FLOPS_SEQ_LEN,
+    PREFERENCE_NAMES,
+    kept_grid,
+    layer_table,
+    nearest_evaluated,
+    plan_size,
+    rebalance,
+)
+from pages._common import current_model, show_flash, store, submit_job
+
+st.title("Explore")
+st.caption(
+    "One policy call turns your preference into a whole pruning blueprint. Sliders stay on the simplex: moving one "
+    "shares the rest between the other two. Lock the sparsity to compare allocations at a matched budget."
+)
+show_flash()
+
+choice = current_model()
+if choice is None:
+    st.stop()
+
+
+@st.cache_resource(show_spinner="Loading model, calibration and policy…", max_entries=4)
+def _planner(spec: str, store_path: str, policy_key: str) -> Planner:
+    """Cached per model and per trained policy version, so a policy finished by a job is picked up on the next run."""
+    return api.planner(spec, store())
+
+
+latest = store().latest_policy(choice.model_id)
+if latest is None:
+    st.warning(f"No trained policy for {choice.spec} yet: blueprints come from the policy.")
+    if st.button("Train the policy", type="primary"):
+        submit_job("train-policy", {"spec": choice.spec}, "policy training")
+    st.stop()
+try:
+    planner = _planner(choice.spec, str(store().path), f"{latest.policy_id}@{latest.updated_at.isoformat()}")
+except HippError as exc:
+    st.error(str(exc))
+    st.stop()
+
+# -- preference and budget ------------------------------------------------------------------------------------------
+KEYS = tuple(f"w_{name}" for name in PREFERENCE_NAMES)
+if "preference" not in st.session_state:
+    st.session_state["preference"] = (0.34, 0.33, 0.33)
+for key, value in zip(KEYS, st.session_state["preference"]):
+    st.session_state.setdefault(key, round(value, 2))
+
+
+def _moved(index: int) -> None:
+    current = tuple(st.session_state[k] for k in KEYS)
+    new = rebalance(current, index, st.session_state[KEYS[index]])
+    for key, value in zip(KEYS, new):
+        st.session_state[key] = round(value, 2)
+    st.session_state["preference"] = new
+
+
+controls, budget = st.columns([3, 1])
+cols = controls.columns(3)
+for i, (col, name) in enumerate(zip(cols, PREFERENCE_NAMES)):
+    col.slider(name.capitalize(), 0.0, 1.0, step=0.01, key=KEYS[i], on_change=_moved, args=(i,))
+locked = budget.checkbox("Match a sparsity", key="lock_sparsity", help="Override the policy's budget.")
+sparsity = budget.slider(
+    "Sparsity",
+    0.05,
+    0.85,
+    value=0.3,
+    step=0.01,
+    key="locked_sparsity",
+    disabled=not locked,
+    label_visibility="collapsed",
+)
+weights = tuple(st.session_state[k] for k in KEYS)
+if sum(weights) <= 0:
+    st.error("All three weights are 0; give at least one a positive weight.")
+    st.stop()
+preference = tuple(w / sum(weights) for w in weights)
+try:
+    blueprint = planner.blueprint(preference, sparsity if locked else None)
+except HippError as exc:
+    st.error(str(exc))
+    st.stop()
+
+# -- numbers --------------------------------------------------------------------------------------------------------
+size = plan_size(blueprint, planner.shapes)
+m = st.columns(3)
+m[0].metric(
+    "Sparsity",
+    f"{blueprint.achieved:.1%}",
+    f"budget {blueprint.budget:.1%}",
+    delta_color="off",
+    help="Fraction of decoder-layer parameters removed (achieved after rounding to whole units).",
+)
+m[1].metric(
+    "Decoder parameters", f"{size.params_kept:,}", f"{size.params_kept / size.params_dense - 1:.1%}", delta_color="off"
+)
+m[2].metric(
+    "Decoder FLOPs", f"{size.flops_kept:.3g}", f"{size.flops_kept / size.flops_dense - 1:.1%}", delta_color="off"
+)
+st.caption(
+    f"Plan `{blueprint.plan_id}` · preference w = {' / '.join(f'{w:.2f}' for w in preference)} "
+    f"(utility / robustness / compression) · FLOPs for one {FLOPS_SEQ_LEN}-token sequence"
+)
+
+# -- allocation over visual sensitivity -----------------------------------------------------------------------------
+table = layer_table(blueprint, planner.shapes)
+baseline = st.session_state.get("baseline")
+baseline = baseline if baseline and baseline[0] == blueprint.plan_id else None
+layers = list(table.index)
+v_attn = np.asarray(planner.features.v_attn, dtype=float)
+alloc = make_subplots(specs=[[{"secondary_y": True}]])
+alloc.add_trace(go.Bar(x=layers, y=table["attention"], name="attention sparsity", marker_color="#1f77b4"))
+alloc.add_trace(go.Bar(x=layers, y=table["mlp"], name="MLP sparsity", marker_color="#ff7f0e"))
+if baseline:
+    alloc.add_trace(
+        go.Scatter(
+            x=layers,
+            y=list(baseline[2].sparsities),
+            name=f"{baseline[1]} baseline (layer sparsity)",
+            mode="lines+markers",
+            line={"color": "#2ca02c", "dash": "dash"},
+        )
+    )
+alloc.add_trace(
+    go.Scatter(x=layers, y=v_attn, name="visual sensitivity (v_attn)", mode="lines+markers", line={"color": "black"}),
+    secondary_y=True,
+)
+alloc.update_layout(
+    barmode="group", height=380, margin={"t": 30}, legend={"orientation": "h", "y": -0.2}, xaxis_title="decoder layer"
+)
+alloc.update_yaxes(title_text="fraction removed", range=[0, 1], secondary_y=False)
+alloc.update_yaxes(title_text="attention mass on image tokens", secondary_y=True, rangemode="tozero")
+st.plotly_chart(alloc, width="stretch", key="allocation_chart")
+
+heads, mlp = kept_grid(blueprint, planner.shapes)
+grid = make_subplots(rows=1, cols=2, column_widths=[0.25, 0.75], subplot_titles=("query heads", "MLP channels"))
+common = {"colorscale": [[0, "#f0f0f0"], [1, "#08519c"]], "zmin": 0, "zmax": 1, "y": layers}
+grid.add_trace(go.Heatmap(z=heads, showscale=False, **common), row=1, col=1)
+grid.add_trace(go.Heatmap(z=mlp, colorbar={"title": "kept"}, **common), row=1, col=2)
+grid.update_xaxes(title_text="head", row=1, col=1)
+grid.update_xaxes(title_text="channel block", row=1, col=2)
+grid.update_yaxes(title_text="layer", autorange="reversed", row=1, col=1)
+grid.update_yaxes(autorange="reversed", row=1, col=2)
+grid.update_layout(height=300, margin={"t": 40})
+st.plotly_chart(grid, width="stretch", key="kept_chart")
+
+with st.expander("Per-layer numbers"):
+    st.dataframe(table.style.format({"attention": "{:.1%}", "mlp": "{:.1%}", "sparsity": "{:.1%}"}), width="stretch")
+
+# -- nearest evaluated plans ----------------------------------------------------------------------------------------
+st.subheader("Nearest evaluated plans")
+st.caption(
+    "Other plans, evaluated earlier, whose preference is closest to yours: evidence, not this blueprint's score."
+)
+near = nearest_evaluated(store(), planner.model_id, preference)
+if near.empty:
+    st.info("No evaluated policy plans yet; evaluate this one to start the map.")
+else:
+    st.dataframe(near, width="stretch", hide_index=True)
+
+# -- actions --------------------------------------------------------------------------------------------------------
+a, b, c, d = st.columns([1, 1, 1, 1])
+if a.button("Save plan", key="save"):
+    record = store().put_plan(api.plan_draft(blueprint))
+    st.success(f"Saved plan {record.plan_id}; it is listed on Export.")
+if b.button("Evaluate this plan", key="evaluate", type="primary"):
+    store().put_plan(api.plan_draft(blueprint))
+    submit_job("evaluate", {"spec": choice.spec, "plan_id": blueprint.plan_id, "split": "dev"}, "the evaluation")
+method = c.selectbox("Baseline", baseline_names(), label_visibility="collapsed")
+if d.button(f"Compare with {method}", key="compare"):
+    try:
+        other = api.plan_baseline(choice.spec, method, blueprint.achieved, store=store())
+    except HippError as exc:
+        st.error(str(exc))
+    else:
+        st.session_state["baseline"] = (blueprint.plan_id, method, other)
+        st.rerun()
+if baseline:
+    other = baseline[2]
+    st.caption(
+        f"{baseline[1]} baseline at the same sparsity ({other.achieved:.1%}): plan {other.plan_id}. "
+        "Evaluate both to see them side by side on Pareto."
+    )
+    if st.button("Evaluate both on dev", key="evaluate_both"):
+        for bp in (blueprint, other):
+            store().put_plan(api.plan_draft(bp))
+            params = {"spec": choice.spec, "plan_id": bp.plan_id, "split": "dev"}
+            submit_job("evaluate", params, f"evaluating plan {bp.plan_id}", rerun=False)
+        st.rerun()

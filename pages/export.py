@@ -1,0 +1,99 @@
+"""Export: write a plan (pruned from the base model, or its LoRA-recovered weights) as a checkpoint plain transformers
+loads; show and download its model card and plan JSON."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from hipp_core import jobs
+from hipp_core.export import PLAN_FILE
+from hipp_core.ui_state import headline, plan_label
+from pages._common import current_model, show_flash, store, submit_job
+
+st.title("Export")
+st.caption(
+    "An export is a Hugging Face checkpoint with the pruned shapes, its plan and a model card. It is verified by "
+    "reloading before it is moved into place, and an existing directory is replaced only when you ask."
+)
+show_flash()
+
+choice = current_model()
+if choice is None:
+    st.stop()
+plans = list(reversed(store().list_plans(choice.model_id)))
+if not plans:
+    st.info("No plans for this model yet: save one on Explore, or evaluate some to see them on Pareto.")
+    st.stop()
+
+by_id = {p.plan_id: p for p in plans}
+plan_id = st.selectbox("Plan", list(by_id), format_func=lambda i: plan_label(by_id[i]))
+plan = by_id[plan_id]
+artifacts = store().list_artifacts(plan_id)
+recovered = [a.path for a in artifacts if a.kind == "recovered" and Path(a.path).is_dir()]
+
+evaluations = store().plan_evaluations(plan_id)
+if evaluations:
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {"split": e.key.split, "questions": e.sample_count, "mode": e.key.mode, **headline(e.metrics)}
+                for e in evaluations
+            ]
+        ),
+        width="stretch",
+        hide_index=True,
+    )
+else:
+    st.caption("This plan has not been evaluated yet.")
+plan_json = json.dumps(plan.blueprint, indent=2)
+left, right = st.columns([1, 3])
+left.download_button(
+    "Download plan JSON", plan_json, file_name=f"plan-{plan_id}.json", mime="application/json", key="plan-json"
+)
+with right.expander("Plan JSON"):
+    st.code(plan_json, language="json")
+
+# -- recovery -------------------------------------------------------------------------------------------------------
+with st.expander("LoRA recovery" + (f" ({len(recovered)} recovered)" if recovered else "")):
+    a, b, c = st.columns(3)
+    steps = a.number_input("Steps", min_value=1, max_value=100_000, value=300, step=50)
+    rank = b.number_input("LoRA rank", min_value=1, max_value=1024, value=8)
+    running = jobs.find_jobs(store(), "recover", plan_id=plan_id)
+    if running:
+        c.progress(running[0].progress, text=running[0].message or running[0].status)
+    elif c.button("Recover this plan"):
+        params = {"spec": choice.spec, "plan_id": plan_id, "steps": int(steps), "rank": int(rank)}
+        submit_job("recover", params, "LoRA recovery")
+
+# -- export ---------------------------------------------------------------------------------------------------------
+st.subheader("Export to a directory")
+variants = {"pruned weights (from the base model)": None} | {f"recovered: {p}": p for p in recovered}
+variant = st.radio("Weights", list(variants), horizontal=True)
+out_dir = st.text_input("Directory to create", value=str(Path.home() / f"hipp-{choice.family}-{plan_id}"))
+overwrite = st.checkbox("Replace it if it already holds an export", value=False)
+active = jobs.find_jobs(store(), "export", plan_id=plan_id)
+if active:
+    st.progress(active[0].progress, text=f"exporting to {active[0].params['out_dir']}: {active[0].message}")
+elif st.button("Export", type="primary"):
+    params = {"spec": choice.spec, "plan_id": plan_id, "out_dir": out_dir, "overwrite": overwrite}
+    submit_job("export", params | {"artifact": variants[variant]}, "the export")
+
+# -- what was exported ----------------------------------------------------------------------------------------------
+exported = [a.path for a in reversed(artifacts) if a.kind == "exported" and (Path(a.path) / "README.md").exists()]
+if exported:
+    st.subheader("Exports of this plan")
+    where = Path(st.selectbox("Export", exported))
+    card = (where / "README.md").read_text()
+    left, right = st.columns(2)
+    left.download_button("Download model card", card, file_name="README.md", mime="text/markdown", key="card")
+    right.download_button(
+        "Download exported plan.json",
+        (where / PLAN_FILE).read_text(),
+        file_name=f"plan-{plan_id}.json",
+        mime="application/json",
+        key="export-plan",
+    )
+    with st.container(border=True):
+        st.markdown(card.split("---\n", 2)[-1])  # without the YAML front matter

@@ -1,0 +1,158 @@
+"""Background jobs: parameters are refused at submit with one line, workers run detached and report through the store,
+cancel is honoured, failures are recorded as one line, dead workers are reaped, and the CLI lists and cancels."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from hipp_core import jobs
+from hipp_core.errors import HippError
+from hipp_core.ui_state import check_model
+from plan_store import PlanStore
+
+
+@pytest.fixture(scope="module")
+def plan_id(tiny_llava) -> str:
+    from hipp_core import api
+
+    blueprint = api.plan_baseline(str(tiny_llava), "uniform", 0.3)
+    return PlanStore().put_plan(api.plan_draft(blueprint)).plan_id
+
+
+def wait(store: PlanStore, job_id: str, seconds: float = 120) -> str:
+    deadline = time.time() + seconds
+    while (status := store.get_job(job_id).status) in jobs.ACTIVE and time.time() < deadline:
+        time.sleep(0.3)
+    return status
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "message"),
+    [
+        ("compile", {}, "unknown job kind 'compile'; available: evaluate"),
+        ("evaluate", {"spec": "embedded", "limit": 0}, "limit must be a whole number from 1"),
+        ("evaluate", {"spec": "embedded", "split": "val"}, "split must be one of train, calib, dev, test"),
+        ("evaluate", {"spec": "embedded", "plan_id": "nope"}, "plan 'nope' is not in the plan store"),
+        ("evaluate", {"spec": "embedded", "bench": "pope"}, "unknown parameters bench"),
+        ("calibrate", {"spec": "/no/such/model"}, "does not exist"),
+        ("recover", {"spec": "embedded", "plan_id": None}, "is not in the plan store"),
+        ("train-policy", {"spec": "embedded", "group_size": 1}, "group_size must be a whole number from 2"),
+    ],
+)
+def test_submit_refuses_bad_parameters_in_one_line(kind, params, message):
+    store = PlanStore()
+    before = len(store.list_jobs())
+    with pytest.raises(HippError, match=message) as err:
+        jobs.submit(kind, params, store)
+    assert "\n" not in str(err.value)
+    assert len(store.list_jobs()) == before, "a refused job is not recorded"
+
+
+def test_export_target_is_validated_and_never_overwritten_unasked(tiny_llava, plan_id, tmp_path):
+    spec = str(tiny_llava)
+    base = {"spec": spec, "plan_id": plan_id}
+    with pytest.raises(HippError, match="relative path"):
+        jobs.submit("export", base | {"out_dir": "exports/x"})
+    with pytest.raises(HippError, match="parent folder .* does not exist"):
+        jobs.submit("export", base | {"out_dir": str(tmp_path / "a" / "b")})
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(HippError, match="already exists"):
+        jobs.submit("export", base | {"out_dir": str(tmp_path / "mine")})
+    with pytest.raises(HippError, match="not a HiPP-Prune export; refusing"):
+        jobs.submit("export", base | {"out_dir": str(tmp_path / "mine"), "overwrite": True})
+    with pytest.raises(HippError, match="not a recovered artifact"):
+        jobs.submit("export", base | {"out_dir": str(tmp_path / "new"), "artifact": str(tmp_path / "mine")})
+
+
+def test_evaluate_job_runs_detached_and_lands_in_the_store(tiny_llava, plan_id):
+    store = PlanStore()
+    job_id = jobs.submit("evaluate", {"spec": str(tiny_llava), "plan_id": plan_id, "limit": 4}, store)
+    job = store.get_job(job_id)
+    assert job.status == "running" and job.pid != os.getpid()
+    assert wait(store, job_id) == "done", store.get_job(job_id).error
+    job = store.get_job(job_id)
+    assert job.progress == 1.0 and job.message.startswith(f"plan {plan_id} on dev: POPE balanced accuracy")
+    evaluations = store.list_evaluations(check_model(str(tiny_llava)).model_id, split="dev", mode="masked")
+    assert any(ev.key.plan_id == plan_id and ev.key.limit == 4 for _, ev in evaluations)
+    log = jobs.log_path(store, job_id).read_text()
+    assert "evaluate started in process" in log and job.message in log
+
+
+def test_cancel_request_stops_a_running_job(tiny_llava, plan_id):
+    store = PlanStore()
+    job_id = store.create_job("evaluate", {"spec": str(tiny_llava), "plan_id": plan_id, "split": "dev", "limit": 3})
+    store.start_job(job_id)
+    store.request_cancel(job_id)
+    assert jobs.run_job(job_id, store) == "cancelled"
+    assert "cancelled on request" in jobs.log_path(store, job_id).read_text()
+
+
+def test_failure_is_recorded_as_one_line(tmp_path):
+    store = PlanStore()
+    missing = str(tmp_path / "deleted-model")
+    job_id = store.create_job("calibrate", {"spec": missing, "samples": 4})  # valid when submitted, gone since
+    assert jobs.run_job(job_id, store) == "failed"
+    job = store.get_job(job_id)
+    assert "does not exist" in job.error and "\n" not in job.error
+    assert jobs.run_job(job_id, store) == "failed", "a finished job is never run again"
+
+
+def test_progress_reports_are_throttled_but_stage_changes_and_ends_are_kept():
+    store = PlanStore()
+    job_id = store.create_job("evaluate", {})
+    store.start_job(job_id)
+    writes: list[str] = []
+    real_update = store.update_job
+
+    def counting(job_id, progress, message, log_line=None):
+        writes.append(message)
+        return real_update(job_id, progress, message, log_line)
+
+    store.update_job = counting
+    report = jobs.Reporter(store, job_id)
+    for i in range(1, 2001):
+        report("pope", i, 2000)
+    report("sqa", 0, 10, {"acc": 0.5})
+    assert 2 <= len(writes) <= 6, writes
+    assert writes[-2] == "pope: 2000/2000" and writes[-1] == "sqa: 0/10  acc=0.500"
+    job = store.get_job(job_id)
+    assert job.log_tail.splitlines() == ["pope: started", "pope: 2000/2000", "sqa: started"]
+    store.finish_job(job_id, "done")
+
+
+def test_a_killed_worker_is_reaped_as_failed(tiny_llava):
+    store = PlanStore()
+    job_id = jobs.submit("calibrate", {"spec": str(tiny_llava), "samples": 64}, store)
+    pid = store.get_job(job_id).pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 30
+    while store.get_job(job_id).status == "running" and time.time() < deadline:
+        store.reap_dead_jobs()
+        time.sleep(0.2)
+    job = store.get_job(job_id)
+    assert job.status == "failed" and str(pid) in job.error
+
+
+def test_cli_lists_and_cancels_jobs():
+    store = PlanStore()
+    job_id = store.create_job("evaluate", {"spec": "embedded"})
+    listed = run_cli("jobs", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert any(row["job_id"] == job_id and row["status"] == "queued" for row in json.loads(listed.stdout))
+    cancelled = run_cli("jobs", "cancel", job_id)
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
+    assert store.get_job(job_id).status == "cancelled"
+    missing = run_cli("jobs", "cancel", "no-such-job")
+    assert missing.returncode == 2 and "no job 'no-such-job'" in missing.stderr
+
+
+def test_log_lives_beside_the_store(tmp_path):
+    store = PlanStore(tmp_path / "elsewhere" / "plans.duckdb")
+    assert jobs.log_path(store, "abc") == Path(tmp_path / "elsewhere" / "jobs" / "abc.log")
