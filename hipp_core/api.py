@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from hipp_core import baselines
-from hipp_core.blueprint import Blueprint, make_blueprint, validate
+from hipp_core.blueprint import Blueprint, LayerShape, make_blueprint, validate
 from hipp_core.calibrate import CalibrationFeatures, calibrate
-from hipp_core.config import cache_dir
+from hipp_core.config import cache_dir, home_dir
 from hipp_core.data import build as data_build
 from hipp_core.data.pope import load_pope, load_pope_dir
 from hipp_core.data.records import PopeItem, SQAItem
@@ -17,9 +20,16 @@ from hipp_core.data.sqa import load_sqa
 from hipp_core.data.world import SPLITS
 from hipp_core.errors import HippError
 from hipp_core.evaluate import BENCHES, EvalResult, Progress, evaluate
-from hipp_core.models.loading import load_model
-from hipp_core.prune import masked, materialize
+from hipp_core.evaluator import make_evaluator
+from hipp_core.export import check_target, copy_export, export_pruned
+from hipp_core.grpo import GRPOConfig, GRPOTrainer, load_policy, policy_id_for
+from hipp_core.models.loading import LoadedModel, load_model
+from hipp_core.peers import torch_pruning_blueprint
+from hipp_core.policy import Planner, check_preference, check_sparsity
+from hipp_core.prune import check_pruned, masked, materialize
+from hipp_core.recover import RecoveryConfig, RecoveryResult, recover_plan
 from plan_store import DENSE_PLAN_ID, EvalKey, PlanDraft, PlanStore
+from plan_store.records import PolicyRecord
 
 
 def ensure_data(progress: Progress | None = None) -> Path:
@@ -117,38 +127,74 @@ def evaluate_model(
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
     plan_id = DENSE_PLAN_ID
     if blueprint is not None:
-        if blueprint.model_id != loaded.model_id:
-            raise HippError(f"the plan was made for model {blueprint.model_id}, not {spec} ({loaded.model_id})")
-        validate(blueprint, loaded.adapter.layer_shapes(), loaded.model_id)
-        draft = PlanDraft(
-            loaded.model_id, blueprint.to_json(), blueprint.source, blueprint.achieved, blueprint.preference
-        )
-        plan_id = store.put_plan(draft).plan_id
-    key = EvalKey(
-        model_id=loaded.model_id,
-        plan_id=plan_id,
-        bench=bench_key(bench, image_free, [pope_dir, sqa_dir, pope_images, pope_labels]),
-        split=split,
-        mode="dense" if blueprint is None else mode,
-        scoring=scoring,
-        limit=limit,
-    )
+        check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
+        plan_id = store.put_plan(plan_draft(blueprint)).plan_id
+    paths = [pope_dir, sqa_dir, pope_images, pope_labels]
+    key = eval_key(loaded.model_id, plan_id, bench_key(bench, image_free, paths), split, limit, scoring, mode)
 
     def compute() -> tuple[dict[str, float], int]:
-        def run(adapter) -> EvalResult:
-            return evaluate(adapter, loaded.model_id, pope, sqa, split, scoring, image_free, batch_size, progress)
-
-        if blueprint is None:
-            result = run(loaded.adapter)
-        elif mode == "masked":
-            with masked(loaded.adapter, blueprint):
-                result = run(loaded.adapter)
-        else:
-            result = run(materialize(loaded.adapter, blueprint))
+        result = score_plan(loaded, pope, sqa, split, blueprint, scoring, image_free, batch_size, progress, mode)
         return result.to_metrics(), result.questions
 
     record, cached = store.get_or_compute_evaluation(key, compute)
     return EvalResult.from_metrics(loaded.model_id, split, scoring, record.metrics, record.seconds, cached)
+
+
+# The pieces of `evaluate_model` that every evaluator backend shares, so a plan scored in this process and one
+# scored on a Ray worker land in the plan store under the same key with the same numbers.
+
+
+def check_plan(blueprint: Blueprint, model_id: str, shapes: list[LayerShape], spec: str) -> None:
+    """Refuse a blueprint made for another model, or one that does not fit this model's layers."""
+    if blueprint.model_id != model_id:
+        raise HippError(f"the plan was made for model {blueprint.model_id}, not {spec} ({model_id})")
+    validate(blueprint, shapes, model_id)
+
+
+def plan_draft(blueprint: Blueprint) -> PlanDraft:
+    return PlanDraft(
+        blueprint.model_id, blueprint.to_json(), blueprint.source, blueprint.achieved, blueprint.preference
+    )
+
+
+def eval_key(
+    model_id: str, plan_id: str, bench: str, split: str, limit: int | None, scoring: str, mode: str
+) -> EvalKey:
+    """The store key of one evaluation; `bench` is a `bench_key`. The dense model is always mode `dense`."""
+    return EvalKey(
+        model_id=model_id,
+        plan_id=plan_id,
+        bench=bench,
+        split=split,
+        mode="dense" if plan_id == DENSE_PLAN_ID else mode,
+        scoring=scoring,
+        limit=limit,
+    )
+
+
+def score_plan(
+    loaded: LoadedModel,
+    pope: dict[str, list[PopeItem]],
+    sqa: list[SQAItem],
+    split: str,
+    blueprint: Blueprint | None,
+    scoring: str = "logits",
+    image_free: bool = True,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+    mode: str = "masked",
+) -> EvalResult:
+    """Score one plan (None = dense) on an already loaded model and question set; no store involved."""
+
+    def run(adapter) -> EvalResult:
+        return evaluate(adapter, loaded.model_id, pope, sqa, split, scoring, image_free, batch_size, progress)
+
+    if blueprint is None:
+        return run(loaded.adapter)
+    if mode == "masked":
+        with masked(loaded.adapter, blueprint):
+            return run(loaded.adapter)
+    return run(materialize(loaded.adapter, blueprint))
 
 
 def calibrate_model(
@@ -189,6 +235,9 @@ def channel_multiple(intermediate: int) -> int:
     return 64 if intermediate >= 4096 else 8
 
 
+PEER = "torch-pruning"  # the external peer, offered beside the heuristics wherever a baseline method is named
+
+
 def plan_baseline(
     spec: str,
     method: str,
@@ -202,9 +251,14 @@ def plan_baseline(
     progress: Progress | None = None,
 ) -> Blueprint:
     """A baseline blueprint at `sparsity`. `random` draws `n_random` Dirichlet(1) allocations (seeded) and keeps
-    the best on the dev split by 0.5·ScienceQA accuracy + 0.5·mean POPE balanced accuracy (masked evaluation)."""
+    the best on the dev split by 0.5·ScienceQA accuracy + 0.5·mean POPE balanced accuracy (masked evaluation).
+    `torch-pruning` is the external peer (`hipp_core.peers`): the library's own choice at the same sparsity."""
     if not (isinstance(sparsity, float | int) and 0.0 < sparsity < 0.9):
         raise HippError(f"--sparsity must be between 0 and 0.9 (exclusive), got {sparsity}")
+    if method == PEER:
+        loaded = load_model(spec)
+        m = channel_multiple(max(s.intermediate for s in loaded.adapter.layer_shapes()))
+        return torch_pruning_blueprint(loaded.adapter, loaded.model_id, loaded.family, sparsity, m)
     if method != "random":
         baseline = baselines.get(method)
     if n_random < 1:
@@ -234,3 +288,255 @@ def plan_baseline(
         if score > best_score:
             best, best_score = candidate, score
     return best
+
+
+BUNDLED_POLICY = "hipp_policy.pt"
+
+
+# -- the policy -----------------------------------------------------------------------------------------------------
+def planner(spec: str, store: PlanStore | None = None, samples: int = 128) -> Planner:
+    """What blueprints of `spec` need, loaded once: shapes, calibration (computed on first use), Wanda unit scores,
+    and the model's most recently trained policy if there is one (`planner.trained`)."""
+    store = store or PlanStore()
+    features, _ = calibrate_model(spec, samples, store=store)
+    loaded = load_model(spec)
+    shapes = loaded.adapter.layer_shapes()
+    result = Planner(
+        spec=spec,
+        model_id=loaded.model_id,
+        family=loaded.family,
+        shapes=shapes,
+        features=features,
+        scores=baselines.unit_scores(features, "wanda"),
+        m=channel_multiple(max(s.intermediate for s in shapes)),
+    )
+    record = store.latest_policy(loaded.model_id) or _bundled_policy(loaded, store)
+    if record is not None and record.checkpoint_path:
+        result.policy, _ = load_policy(Path(record.checkpoint_path))
+        result.policy_id = record.policy_id
+    return result
+
+
+def _bundled_policy(loaded: LoadedModel, store: PlanStore) -> PolicyRecord | None:
+    """A policy shipped inside the checkpoint directory (`hipp_policy.pt`, as the embedded models have), registered
+    in the store on first use, when it was trained for exactly these weights."""
+    path = loaded.path / BUNDLED_POLICY
+    if not path.exists():
+        return None
+    _, ckpt = load_policy(path)
+    if ckpt.get("model_id") != loaded.model_id:
+        return None
+    curve = json.loads(ckpt["state"])["curve"]
+    config = json.loads(ckpt["config"])
+    return store.put_policy(policy_id_for(loaded.model_id, GRPOConfig.from_json(config)), loaded.model_id, config, path, curve)
+
+
+def policy_checkpoint_path(policy_id: str) -> Path:
+    """Trained policies are user state (they cost evaluations), so they live beside the store, not in the cache."""
+    return home_dir() / "policies" / f"{policy_id}.pt"
+
+
+def train_policy(
+    spec: str,
+    iters: int | None = None,
+    group_size: int | None = None,
+    resume: bool = True,
+    config: GRPOConfig | None = None,
+    backend: str = "local",
+    backend_options: dict | None = None,
+    store: PlanStore | None = None,
+    progress: Progress | None = None,
+) -> PolicyRecord:
+    """Train (or continue training) the preference-conditioned policy of `spec` with plan-level GRPO on dev.
+
+    The run is identified by its configuration (iterations aside): rerunning the same command after a kill resumes
+    from the last checkpoint, and asking for more iterations continues a finished run. `resume=False` starts over.
+    """
+    config = config or GRPOConfig()
+    overrides = {k: v for k, v in (("iters", iters), ("group_size", group_size)) if v is not None}
+    if overrides:
+        config = GRPOConfig(**{**{f: getattr(config, f) for f in config.__dataclass_fields__}, **overrides})
+    store = store or PlanStore()
+    plans = planner(spec, store)
+    evaluator = make_evaluator(spec, config.split, config.limit, store, backend, **(backend_options or {}))
+    checkpoint = policy_checkpoint_path(policy_id_for(plans.model_id, config))
+    trainer = GRPOTrainer(plans, evaluator, store, config, checkpoint, progress)
+    try:
+        if resume:
+            trainer.resume()
+        trainer.run()
+    finally:
+        evaluator.close()
+    return store.get_policy(trainer.policy_id)
+
+
+def policy_blueprint(
+    spec: str, preference: Sequence[float], sparsity: float | None = None, store: PlanStore | None = None
+) -> Blueprint:
+    """The trained policy's blueprint for `preference` (U, R, C); `sparsity` overrides its budget."""
+    return planner(spec, store).blueprint(preference, sparsity)
+
+
+# -- recovery -------------------------------------------------------------------------------------------------------
+# (imports of this appended section; they belong with the ones at the top)
+
+
+def evaluate_recovered(
+    spec: str,
+    blueprint: Blueprint,
+    recovered: LoadedModel,
+    bench: str = "all",
+    split: str = "test",
+    limit: int | None = None,
+    scoring: str = "logits",
+    image_free: bool = True,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+    store: PlanStore | None = None,
+) -> EvalResult:
+    """Evaluate a recovered model of `blueprint` (a `hipp_core.recover` artifact, loaded with `load_pruned`) on
+    ShapesWorld, stored in mode `recovered` under the dense model and the plan. The store's key has no field for
+    how a plan was recovered, so the recovered weights' id goes into the benchmark key: two recoveries of one plan
+    are two measurements."""
+    if batch_size < 1:
+        raise HippError(f"batch size must be at least 1, got {batch_size}")
+    loaded = load_model(spec)
+    check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
+    check_pruned(recovered.adapter, blueprint)
+    pope, sqa = load_benchmark(bench, split, limit)
+    store = store or PlanStore()
+    store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
+    plan_id = store.put_plan(plan_draft(blueprint)).plan_id
+    bench_id = f"{bench_key(bench, image_free, [])}:recovered-{recovered.model_id}"
+    key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, "recovered")
+
+    def compute() -> tuple[dict[str, float], int]:
+        result = score_plan(recovered, pope, sqa, split, None, scoring, image_free, batch_size, progress)
+        return result.to_metrics(), result.questions
+
+    record, cached = store.get_or_compute_evaluation(key, compute)
+    return EvalResult.from_metrics(loaded.model_id, split, scoring, record.metrics, record.seconds, cached)
+
+
+def recover(
+    spec: str,
+    blueprint: Blueprint,
+    steps: int = 300,
+    rank: int = 8,
+    data: Path | None = None,
+    seed: int = 0,
+    lr: float = 2e-3,
+    store: PlanStore | None = None,
+    progress: Progress | None = None,
+    limit: int | None = None,
+) -> RecoveryResult:
+    """LoRA-recover the physically pruned model of `blueprint` on ShapesWorld `train` (or the LLaVA-format
+    instruction file `data`), merge, and store it as the plan's `recovered` artifact (an export: plain transformers
+    loads it). Returns the pruned and recovered scores on the test split (`limit` questions per set, None = all).
+    The same (model, plan, steps, rank, data, seed, lr) again returns the stored artifact without training; a killed
+    run, rerun, resumes from its last checkpoint."""
+    config = RecoveryConfig(steps=steps, rank=rank, lr=lr, seed=seed)
+    return recover_plan(spec, blueprint, config, Path(data) if data else None, store, progress, limit)
+
+
+# -- export ---------------------------------------------------------------------------------------------------------
+def export_plan(
+    spec: str,
+    blueprint: Blueprint,
+    out_dir: Path,
+    overwrite: bool = False,
+    artifact: Path | None = None,
+    store: PlanStore | None = None,
+) -> Path:
+    """Write `blueprint` of `spec` as a checkpoint plain transformers loads: pruned from the dense weights, or, with
+    `artifact`, the plan's recovered checkpoint copied into place. Either way atomically, recorded as the plan's
+    `exported` artifact, and the model card carries the plan's stored scores."""
+    store = store or PlanStore()
+    if artifact is not None:
+        copy_export(Path(artifact), Path(out_dir), overwrite)
+    else:
+        loaded = load_model(spec)
+        metrics = card_metrics(store, blueprint.plan_id)
+        export_pruned(loaded.adapter, blueprint, Path(out_dir), spec=spec, metrics=metrics, overwrite=overwrite)
+    store.put_plan(plan_draft(blueprint))
+    store.put_artifact(blueprint.plan_id, "exported", out_dir)
+    return Path(out_dir)
+
+
+def card_metrics(store: PlanStore, plan_id: str) -> dict[str, float] | None:
+    """The plan's headline scores for the model card, from its largest stored evaluation per split."""
+    best: dict[str, tuple] = {}
+    for ev in store.plan_evaluations(plan_id):
+        if ev.key.mode in ("masked", "physical") and ev.sample_count >= best.get(ev.key.split, (0, None))[0]:
+            best[ev.key.split] = (ev.sample_count, ev)
+    metrics = {}
+    for split, (_, ev) in sorted(best.items()):
+        for name in ("pope_balanced_accuracy", "sqa.accuracy"):
+            if name in ev.metrics:
+                metrics[f"{split} {name} (n={ev.sample_count})"] = float(ev.metrics[name])
+    return metrics or None
+
+
+# -- the whole pipeline ---------------------------------------------------------------------------------------------
+@dataclass
+class PipelineResult:
+    blueprint: Blueprint
+    dense: EvalResult  # test split, same questions as the rest
+    recovery: RecoveryResult  # pruned (physically) and recovered scores on test, and the recovered checkpoint
+    export_dir: Path
+    stages: list[tuple[str, bool, float]]  # (stage, reused from the store, seconds)
+
+
+def pipeline(
+    spec: str,
+    preference: Sequence[float],
+    sparsity: float | None,
+    out_dir: Path,
+    steps: int = 300,
+    rank: int = 8,
+    iters: int | None = None,
+    limit: int | None = None,
+    overwrite: bool = False,
+    store: PlanStore | None = None,
+    progress: Progress | None = None,
+) -> PipelineResult:
+    """calibrate → policy (trained if the model has none) → blueprint → materialize + LoRA recovery → evaluate on
+    test → export, each stage reusing what the store already holds. The target directory is checked first, so a
+    long run never ends on a refused path."""
+    preference = check_preference(preference)
+    if sparsity is not None:
+        check_sparsity(sparsity)
+    out_dir = Path(out_dir).expanduser().absolute()
+    check_target(out_dir, overwrite)
+    if not out_dir.parent.is_dir():
+        raise HippError(f"the parent folder {out_dir.parent} does not exist; create it first or choose another path")
+    store = store or PlanStore()
+    stages: list[tuple[str, bool, float]] = []
+
+    def stage(name: str, fn):
+        t0 = time.perf_counter()
+        value, reused = fn()
+        stages.append((name, reused, time.perf_counter() - t0))
+        return value
+
+    stage("calibrate", lambda: calibrate_model(spec, progress=progress, store=store))
+    plans = planner(spec, store)
+    if not plans.trained:
+        stage("train policy", lambda: (train_policy(spec, iters, store=store, progress=progress), False))
+        plans = planner(spec, store)
+    else:
+        stages.append(("train policy", True, 0.0))
+    blueprint = stage("blueprint", lambda: (plans.blueprint(preference, sparsity), False))
+    dense = stage("evaluate dense", lambda: _cached(evaluate_model(spec, split="test", limit=limit, store=store)))
+    recovery = stage(
+        "materialize + recover + evaluate",
+        lambda: _cached(recover(spec, blueprint, steps, rank, store=store, progress=progress, limit=limit)),
+    )
+    export_dir = stage(
+        "export", lambda: (export_plan(spec, blueprint, out_dir, overwrite, recovery.artifact_dir, store), False)
+    )
+    return PipelineResult(blueprint, dense, recovery, export_dir, stages)
+
+
+def _cached(result):
+    return result, bool(result.cached)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -295,7 +296,10 @@ def calibrate_cmd(
 @plan_app.command("baseline")
 def plan_baseline_cmd(
     model: ModelArg,
-    method: Annotated[str, typer.Option(help="uniform, owl, visual, magnitude or random (best of N on dev).")],
+    method: Annotated[
+        str,
+        typer.Option(help="uniform, owl, visual, magnitude, random (best of N on dev) or torch-pruning (the peer)."),
+    ],
     sparsity: Annotated[float, typer.Option(help="Fraction of decoder-layer parameters to remove, in (0, 0.9).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the blueprint JSON.")],
     n_random: Annotated[int, typer.Option(help="Candidates for --method random.")] = 8,
@@ -307,12 +311,90 @@ def plan_baseline_cmd(
     def body() -> None:
         with progress_bar() as cb:
             blueprint = plan_baseline(model, method, sparsity, n_random=n_random, seed=seed, progress=cb)
-        tmp = output.with_name(output.name + ".tmp")
-        tmp.write_text(json.dumps(blueprint.to_json(), indent=1))
-        tmp.replace(output)
+        _write_plan(blueprint, output)
         out.print(
             f"{method}: plan {blueprint.plan_id}, {blueprint.achieved:.2%} of decoder parameters removed "
             f"(asked {sparsity:.2%}) → {output}"
+        )
+
+    run(body)
+
+
+def _write_plan(blueprint, output: Path) -> None:
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(json.dumps(blueprint.to_json(), indent=1))
+    tmp.replace(output)
+
+
+def _parse_preference(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise HippError(
+            f"--pref must be three comma-separated numbers U,R,C such as 0.2,0.7,0.1, got {text!r}"
+        ) from None
+
+
+@app.command("train-policy")
+def train_policy_cmd(
+    model: ModelArg,
+    iters: Annotated[int | None, typer.Option(help="GRPO iterations (total; a rerun continues up to it).")] = None,
+    group_size: Annotated[int | None, typer.Option(help="Plans sampled per preference (the GRPO group).")] = None,
+    prefs: Annotated[int, typer.Option(help="Preferences per iteration; half of them run at a fixed budget.")] = 4,
+    resume: Annotated[bool, typer.Option(help="Continue the last checkpoint of the same run if there is one.")] = True,
+    reward: Annotated[str, typer.Option(help="linear or tchebycheff (augmented).")] = "linear",
+    seed: Annotated[int, typer.Option(help="Seed of preferences, plans and the network's initialisation.")] = 0,
+    limit: Annotated[
+        int, typer.Option(help="Dev questions per POPE category and of ScienceQA behind each reward.")
+    ] = 100,
+    backend: Annotated[str, typer.Option(help="Evaluator backend: local or ray.")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (auto, local or ray://...).")] = None,
+) -> None:
+    """Train the preference-conditioned policy with plan-level GRPO on the dev split (resumable)."""
+    from hipp_core.api import train_policy
+    from hipp_core.grpo import GRPOConfig
+
+    def body() -> None:
+        if limit < 1:
+            raise HippError(f"--limit must be a positive number of questions, got {limit}")
+        config = GRPOConfig(reward=reward, seed=seed, limit=limit, prefs_per_iter=prefs, fixed_budget_groups=prefs // 2)
+        options = {"address": address} if address else {}
+        with progress_bar() as cb:
+            record = train_policy(model, iters, group_size, resume, config, backend, options, progress=cb)
+        last = record.curve[-1] if record.curve else {}
+        out.print(
+            f"policy {record.policy_id}: {last.get('iter', 0)} iterations, {last.get('evaluations', 0)} distinct plans "
+            f"evaluated, {last.get('gated', 0)} gated ({last.get('false_gates', 0)} of {last.get('audited', 0)} "
+            f"audited were false gates), last mean reward {last.get('reward_mean', float('nan')):.3f}, "
+            f"front {last.get('front_size', 0)} plans"
+        )
+
+    run(body)
+
+
+@app.command("blueprint")
+def blueprint_cmd(
+    model: ModelArg,
+    pref: Annotated[str, typer.Option("--pref", help="Preference U,R,C: utility, robustness, compression.")],
+    sparsity: Annotated[float | None, typer.Option(help="Fix the budget (matched sparsity), in (0, 0.9).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the blueprint JSON here.")] = None,
+) -> None:
+    """The trained policy's blueprint for a preference, in milliseconds."""
+    from hipp_core.api import planner
+
+    def body() -> None:
+        preference = _parse_preference(pref)
+        plans = planner(model)
+        t0 = time.perf_counter()
+        blueprint = plans.blueprint(preference, sparsity)
+        ms = (time.perf_counter() - t0) * 1000
+        if output is None:
+            sys.stdout.write(json.dumps(blueprint.to_json(), indent=1) + "\n")
+            return
+        _write_plan(blueprint, output)
+        out.print(
+            f"plan {blueprint.plan_id}: {blueprint.achieved:.2%} of decoder parameters removed, per layer "
+            f"{', '.join(f'{x:.2f}' for x in blueprint.sparsities)} ({ms:.1f} ms) → {output}"
         )
 
     run(body)
@@ -326,17 +408,11 @@ def export_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export at --output.")] = False,
 ) -> None:
     """Write the pruned model as a checkpoint that plain transformers loads (trust_remote_code=True)."""
-    from hipp_core.blueprint import Blueprint
     from hipp_core.export import export_pruned
     from hipp_core.models.loading import load_model
 
     def body() -> None:
-        try:
-            blueprint = Blueprint.from_json(json.loads(plan.read_text()))
-        except FileNotFoundError:
-            raise HippError(f"plan file {plan} does not exist") from None
-        except json.JSONDecodeError as exc:
-            raise HippError(f"{plan} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+        blueprint = _read_plan(plan)
         loaded = load_model(model)
         if blueprint.model_id != loaded.model_id:
             raise HippError(
@@ -375,6 +451,159 @@ def store_import(directory: Annotated[Path, typer.Argument(help="A folder writte
         out.print(
             f"added {summary.models_added} models, {summary.plans_added} plans, "
             f"{summary.evaluations_added} evaluations; skipped {summary.skipped} already present"
+        )
+
+    run(body)
+
+
+jobs_app = typer.Typer(
+    help="Background jobs started from the dashboard (state in the plan store).", no_args_is_help=True
+)
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("list")
+def jobs_list(
+    limit: Annotated[int, typer.Option(help="Newest N jobs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
+) -> None:
+    """Jobs newest first, with progress; jobs whose worker died are marked failed first."""
+    from plan_store import PlanStore
+
+    def body() -> None:
+        if limit < 1:
+            raise HippError(f"--limit must be at least 1, got {limit}")
+        store = PlanStore()
+        store.reap_dead_jobs()
+        jobs = store.list_jobs(limit=limit)
+        if as_json:
+            rows = [
+                {k: getattr(j, k) for k in ("job_id", "kind", "status", "progress", "message", "error", "params")}
+                for j in jobs
+            ]
+            sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+            return
+        table = Table("job", "kind", "status", "progress", "message", "created (UTC)")
+        for j in jobs:
+            message = j.error if j.status == "failed" else j.message
+            table.add_row(j.job_id, j.kind, j.status, f"{j.progress:.0%}", message, f"{j.created_at:%Y-%m-%d %H:%M:%S}")
+        out.print(table if jobs else "no jobs")
+
+    run(body)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: Annotated[str, typer.Argument(help="The id `hipp jobs list` shows.")]) -> None:
+    """Ask a job to stop: a queued one is cancelled at once, a running one stops at its next progress report."""
+    from plan_store import PlanStore
+
+    def body() -> None:
+        job = PlanStore().request_cancel(job_id)
+        if job.status == "running":
+            out.print(f"cancel requested; job {job_id} stops at its next progress report")
+        else:
+            out.print(f"job {job_id} is {job.status}")
+
+    run(body)
+
+
+def _read_plan(plan: Path):
+    """A blueprint JSON file written by `hipp plan ...`, `hipp blueprint -o` or the dashboard."""
+    from hipp_core.blueprint import Blueprint
+
+    try:
+        return Blueprint.from_json(json.loads(plan.read_text()))
+    except FileNotFoundError:
+        raise HippError(f"plan file {plan} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise HippError(f"{plan} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HippError(
+            f"{plan} is not a blueprint ({type(exc).__name__}: {exc}); write one with `hipp plan`"
+        ) from None
+
+
+@app.command("recover")
+def recover_cmd(
+    model: ModelArg,
+    plan: Annotated[Path, typer.Option("--plan", help="Blueprint JSON (from `hipp plan ...` or `hipp blueprint`).")],
+    steps: Annotated[int, typer.Option(help="LoRA training steps (at least 1).")] = 300,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="LLaVA-format instruction file: a JSON list of {id, image, conversations: [{from: human, value: "
+            "'<image>\\n...'}, {from: gpt, value}]}, images relative to the file (default: ShapesWorld train)."
+        ),
+    ] = None,
+    rank: Annotated[int, typer.Option(help="LoRA rank, 1 to 256.")] = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (> 0).")] = 2e-3,
+    seed: Annotated[int, typer.Option(help="Seed of the data order and the adapters' initialisation.")] = 0,
+    limit: Annotated[
+        int | None, typer.Option(help="Evaluate on the first N test questions per POPE category and of ScienceQA.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
+) -> None:
+    """LoRA-recover a pruned model (language decoder only), merge, store it as an export, and compare test scores
+    before and after. Rerunning after a kill resumes; the same settings again return the stored model."""
+    from hipp_core.api import recover
+
+    def body() -> None:
+        blueprint = _read_plan(plan)
+        with progress_bar() as cb:
+            result = recover(model, blueprint, steps, rank, data, seed, lr, progress=cb, limit=limit)
+        if as_json:
+            report = {"artifact_dir": str(result.artifact_dir), "seconds": result.seconds, "steps": result.steps}
+            report |= {"cached": result.cached, "before": result.before.to_json(), "after": result.after.to_json()}
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+            return
+        table = Table("", "pruned", "recovered", title=f"test split, plan {blueprint.plan_id}")
+        for cat, m in result.before.pope.items():
+            after = result.after.pope[cat].balanced_accuracy
+            table.add_row(f"POPE {cat} balanced acc", f"{m.balanced_accuracy:.3f}", f"{after:.3f}")
+        if result.before.sqa and result.after.sqa:
+            table.add_row("ScienceQA accuracy", f"{result.before.sqa.accuracy:.3f}", f"{result.after.sqa.accuracy:.3f}")
+        out.print(table)
+        origin = "read from the plan store" if result.cached else "trained"
+        out.print(f"{origin}: {result.steps} steps in {result.seconds:.0f} s → {result.artifact_dir}")
+
+    run(body)
+
+
+@app.command("pipeline")
+def pipeline_cmd(
+    model: ModelArg,
+    pref: Annotated[str, typer.Option("--pref", help="Preference U,R,C: utility, robustness, compression.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Directory to create for the exported model.")],
+    sparsity: Annotated[float | None, typer.Option(help="Fix the budget (matched sparsity), in (0, 0.9).")] = None,
+    steps: Annotated[int, typer.Option(help="LoRA recovery steps.")] = 300,
+    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
+    iters: Annotated[int | None, typer.Option(help="GRPO iterations if the model has no trained policy yet.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Test questions per set (default: all).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing export at --output.")] = False,
+) -> None:
+    """calibrate → blueprint → materialize → recover → evaluate → export, reusing everything already computed."""
+    from hipp_core.api import pipeline
+
+    def body() -> None:
+        preference = _parse_preference(pref)
+        with progress_bar() as cb:
+            result = pipeline(model, preference, sparsity, output, steps, rank, iters, limit, overwrite, progress=cb)
+        stages = Table("stage", "", "seconds", title="pipeline")
+        for name, reused, seconds in result.stages:
+            stages.add_row(name, "reused" if reused else "computed", f"{seconds:.1f}")
+        out.print(stages)
+        bp, rec = result.blueprint, result.recovery
+        table = Table("model", "removed", "POPE rand", "POPE pop", "POPE adv", "SQA", title="test (balanced accuracy)")
+        for name, r, removed in (
+            ("dense", result.dense, "0%"),
+            ("pruned", rec.before, f"{bp.achieved:.1%}"),
+            ("recovered", rec.after, f"{bp.achieved:.1%}"),
+        ):
+            pope = [f"{r.pope[c].balanced_accuracy:.3f}" for c in ("random", "popular", "adversarial")]
+            table.add_row(name, removed, *pope, f"{r.sqa.accuracy:.3f}")
+        out.print(table)
+        out.print(
+            f"plan {bp.plan_id} (preference {', '.join(f'{x:.2f}' for x in bp.preference)}) → {result.export_dir}"
         )
 
     run(body)

@@ -97,3 +97,21 @@ def test_export_command_writes_a_loadable_export(tmp_path, tiny_llava):
     other.write_text(json.dumps({**blueprint.to_json(), "model_id": "0" * 16}))
     wrong = run_cli("export", str(tiny_llava), "--plan", str(other), "-o", str(tmp_path / "out2"), env=env)
     assert wrong.returncode == 2 and "was made for model" in wrong.stderr
+
+
+def test_pipeline_runs_end_to_end_then_reuses_everything(tmp_path, tiny_llava):
+    from hipp_core.models.loading import prune_plan
+
+    env = {**_env(tmp_path), "HIPP_THREADS": "1"}
+    args = ["pipeline", str(tiny_llava), "--pref", "0.2,0.7,0.1", "--sparsity", "0.3", "--iters", "1"]
+    args += ["--steps", "4", "--limit", "4"]
+    first = run_cli(*args, "-o", str(tmp_path / "out1"), env=env)
+    assert first.returncode == 0, first.stderr
+    assert "recovered" in first.stdout and prune_plan(tmp_path / "out1") is not None
+    second = run_cli(*args, "-o", str(tmp_path / "out2"), env=env)
+    assert second.returncode == 0, second.stderr
+    for stage in ("calibrate", "train policy", "evaluate dense", "recover"):
+        line = next(x for x in second.stdout.splitlines() if stage in x)
+        assert "reused" in line, second.stdout
+    again = run_cli(*args, "-o", str(tmp_path / "out2"), env=env)
+    assert again.returncode == 2 and "already exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
