@@ -25,6 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from results_io import emit
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 SPEC = "embedded:llava"
@@ -91,10 +93,34 @@ def measure(url: str, moves: int) -> list[float]:
     return times
 
 
+def screenshots(url: str, out_dir: Path) -> list[Path]:
+    """Every page as the README shows it, from the store being served (`--home`)."""
+    from playwright.sync_api import sync_playwright
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        tab = browser.new_page(viewport={"width": 1400, "height": 1500})
+        tab.goto(url)  # the entry page first, so later deep links run inside app.py's navigation
+        for page in ("", "explore", "pareto", "jobs", "export"):
+            tab.goto(f"{url}/{page}")
+            tab.wait_for_timeout(1500)
+            tab.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=180_000)
+            tab.wait_for_timeout(1500)
+            path = out_dir / f"{page or 'home'}.png"
+            tab.screenshot(path=str(path))
+            saved.append(path)
+        browser.close()
+    return saved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moves", type=int, default=20)
     parser.add_argument("--home", type=Path, default=None, help="Existing $HIPP_HOME with a trained policy.")
+    parser.add_argument("--screenshots", type=Path, default=None, help="Also save every page as PNG in this folder.")
+    parser.add_argument("--save", action="store_true", help="also write benchmarks/results/app_latency.json")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit(json.dumps({"error": f"{CHROMIUM} is missing (apt-get install chromium)"}))
@@ -108,26 +134,27 @@ def main() -> None:
         server = _serve(port, env)
         try:
             times = measure(f"http://127.0.0.1:{port}", args.moves)
+            if args.screenshots:
+                screenshots(f"http://127.0.0.1:{port}", args.screenshots)
         finally:
             server.terminate()
             server.wait(timeout=20)
     ms = sorted(t * 1000 for t in times)
-    print(
-        json.dumps(
-            {
-                "benchmark": "explore slider move → redrawn blueprint (browser)",
-                "model": SPEC,
-                "policy": "store at --home" if args.home else "one-iteration policy (timing only)",
-                "moves": len(ms),
-                "median_ms": round(statistics.median(ms), 1),
-                "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 1),
-                "min_ms": round(ms[0], 1),
-                "max_ms": round(ms[-1], 1),
-                "target_ms": 300,
-                "threads": os.environ.get("HIPP_THREADS", "default"),
-            },
-            indent=2,
-        )
+    emit(
+        "app_latency",
+        {
+            "benchmark": "explore slider move → redrawn blueprint (browser)",
+            "model": SPEC,
+            "policy": "store at --home" if args.home else "one-iteration policy (timing only)",
+            "moves": len(ms),
+            "median_ms": round(statistics.median(ms), 1),
+            "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 1),
+            "min_ms": round(ms[0], 1),
+            "max_ms": round(ms[-1], 1),
+            "target_ms": 300,
+            "threads": os.environ.get("HIPP_THREADS", "default"),
+        },
+        args.save,
     )
 
 

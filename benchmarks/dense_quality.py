@@ -10,8 +10,8 @@ issue: POPE balanced accuracy >= 0.90 on every category and ShapesSQA accuracy >
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+
+from results_io import emit
 
 from hipp_core.api import evaluate_model
 from hipp_core.config import quiet_libraries, set_threads
@@ -49,11 +49,7 @@ def main() -> None:
             "train_seconds": info.get("seconds_this_run"),
             "train_config": info.get("train_config"),
         }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.save:
-        out = Path(__file__).parent / "results" / "dense_quality.json"
-        out.write_text(text + "\n")
+    emit("dense_quality", report, args.save)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ medians is the figure to read (absolute speed depends on the machine and its loa
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
+
+from results_io import emit
 
 from hipp_core.api import load_benchmark
 from hipp_core.config import quiet_libraries, set_threads
@@ -26,6 +27,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--save", action="store_true", help="also write benchmarks/results/eval_throughput.json")
     args = parser.parse_args()
     quiet_libraries()
     threads = set_threads(args.threads)
@@ -52,7 +54,7 @@ def main() -> None:
             "speedup_logits_over_generate": round(qps["logits"] / qps["generate"], 2),
             "answer_agreement": agree,
         }
-    print(json.dumps(report, indent=2))
+    emit("eval_throughput", report, args.save)
 
 
 if __name__ == "__main__":

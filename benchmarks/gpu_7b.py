@@ -19,11 +19,11 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import llava7b
 import torch
 from prune_speed import decode_seconds, prefill_seconds
+from results_io import emit
 
 from hipp_core.api import channel_multiple
 from hipp_core.blueprint import count_params, decoder_flops, make_blueprint
@@ -185,13 +185,7 @@ def main() -> None:
     report["physical"] = [
         physical_speed(adapter, plan(float(s)), ids, args.new_tokens, args.repeats) for s in args.sparsities.split(",")
     ]
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.save:
-        out = Path(__file__).parent / "results" / "gpu_7b.json"
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(out)
+    emit("gpu_7b", report, args.save)
 
 
 if __name__ == "__main__":

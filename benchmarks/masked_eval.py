@@ -9,9 +9,10 @@ Prints JSON. Dense and masked evaluations alternate in one process; the ratio of
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
+
+from results_io import emit
 
 from hipp_core.api import load_benchmark, plan_baseline
 from hipp_core.config import quiet_libraries, set_threads
@@ -26,6 +27,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--save", action="store_true", help="also write benchmarks/results/masked_eval.json")
     args = parser.parse_args()
     quiet_libraries()
     threads = set_threads(args.threads)
@@ -43,20 +45,19 @@ def main() -> None:
         masked_t.append(time.perf_counter() - t0)
     questions = sum(len(v) for v in pope.values()) + len(sqa)
     ratio = statistics.median(masked_t) / statistics.median(dense_t)
-    print(
-        json.dumps(
-            {
-                "model": args.model,
-                "threads": threads,
-                "questions_per_plan": questions,
-                "dense_seconds_median": round(statistics.median(dense_t), 3),
-                "masked_seconds_median": round(statistics.median(masked_t), 3),
-                "masked_over_dense": round(ratio, 3),
-                "meets_target_1.15": ratio <= 1.15,
-                "plans_per_minute": round(60 / statistics.median(masked_t), 1),
-            },
-            indent=2,
-        )
+    emit(
+        "masked_eval",
+        {
+            "model": args.model,
+            "threads": threads,
+            "questions_per_plan": questions,
+            "dense_seconds_median": round(statistics.median(dense_t), 3),
+            "masked_seconds_median": round(statistics.median(masked_t), 3),
+            "masked_over_dense": round(ratio, 3),
+            "meets_target_1.15": ratio <= 1.15,
+            "plans_per_minute": round(60 / statistics.median(masked_t), 1),
+        },
+        args.save,
     )
 
 

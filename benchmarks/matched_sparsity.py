@@ -14,10 +14,9 @@ heuristics' adversarial balanced accuracies at 30% sparsity (target >= 0.03 on e
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
+from results_io import emit
 from tqdm import tqdm
 
 from hipp_core import baselines
@@ -80,13 +79,7 @@ def main() -> None:
             "plans": rows[spec],
             "spread_adversarial_at_0.3": round(max(at_03) - min(at_03), 4) if at_03 else None,
         }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.save:
-        out = Path(__file__).parent / "results" / "matched_sparsity.json"
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(out)
+    emit("matched_sparsity", report, args.save)
 
 
 if __name__ == "__main__":

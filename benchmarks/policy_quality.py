@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_io import emit, load, write
 from scipy.stats import spearmanr
 
 from hipp_core import baselines
@@ -218,20 +219,12 @@ def main() -> None:
     quiet_libraries()
     threads = set_threads(args.threads)
     report = {"threads": threads, "seed": args.seed, "models": {spec: run_model(spec, args) for spec in args.models}}
-    text = json.dumps(report, indent=2)
-    print(text)
     if args.save:  # models run separately (e.g. in parallel) merge into one report
-        out = Path(__file__).parent / "results"
-        saved = out / "policy_quality.json"
-        if saved.exists():
-            merged = json.loads(saved.read_text())
-            merged["models"].update(report["models"])
-            report = {**report, "models": merged["models"]}
-            text = json.dumps(report, indent=2)
-        for name, content in (("policy_quality.json", text + "\n"), ("policy_quality.md", markdown(report) + "\n")):
-            tmp = out / (name + ".tmp")
-            tmp.write_text(content)
-            tmp.replace(out / name)
+        saved = load("policy_quality")
+        if saved:
+            report = {**report, "models": {**saved["models"], **report["models"]}}
+        write("policy_quality.md", markdown(report) + "\n")
+    emit("policy_quality", report, args.save)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ on shared CPUs is ±20% (DESIGN §5). Uniform blueprints (Wanda scores) at each 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import torch
+from results_io import emit
 
 from hipp_core.api import plan_baseline
 from hipp_core.blueprint import count_params, decoder_flops
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--save", action="store_true", help="also write benchmarks/results/prune_speed.json")
     args = parser.parse_args()
     quiet_libraries()
     threads = set_threads(args.threads)
@@ -96,7 +97,7 @@ def main() -> None:
                 "prefill_ratio_within_1.25x_of_flops": prefill_ratio <= 1.25 * flops_ratio,
             }
         )
-    print(json.dumps(report, indent=2))
+    emit("prune_speed", report, args.save)
 
 
 if __name__ == "__main__":

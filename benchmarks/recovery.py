@@ -16,10 +16,10 @@ no policy is trained, its row says so and the `visual` heuristic stands in for i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
-from pathlib import Path
+
+from results_io import emit
 
 from hipp_core import api
 from hipp_core.config import quiet_libraries, set_threads
@@ -119,13 +119,7 @@ def main() -> None:
         "rows": rows,
         "targets": {str(s): verdict(rows, s) for s in args.sparsities},
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.save:
-        out = Path(__file__).parent / "results" / "recovery.json"
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, out)
+    emit("recovery", report, args.save)
 
 
 if __name__ == "__main__":

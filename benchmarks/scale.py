@@ -18,7 +18,6 @@ measured by benchmarks/gpu_7b.py to add a scenario built on a measurement.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import llava7b
 import numpy as np
+from results_io import emit
 
 from hipp_core.api import channel_multiple, load_benchmark
 from hipp_core.blueprint import Blueprint, UnitScores, decoder_flops, make_blueprint
@@ -233,13 +233,7 @@ def main() -> None:
         "ray_1_over_in_process_plans_per_minute": round(one["plans_per_minute"] / local["plans_per_minute"], 3),
         "cost_model_7b": cost_model(args, questions, embedded, one["driver_overhead_seconds_per_plan"]),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.save:
-        out = Path(__file__).parent / "results" / "scale.json"
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(out)
+    emit("scale", report, args.save)
 
 
 if __name__ == "__main__":

@@ -310,25 +310,27 @@ def planner(spec: str, store: PlanStore | None = None, samples: int = 128) -> Pl
         scores=baselines.unit_scores(features, "wanda"),
         m=channel_multiple(max(s.intermediate for s in shapes)),
     )
-    record = store.latest_policy(loaded.model_id) or _bundled_policy(loaded, store)
+    record = policy_record(loaded.model_id, loaded.path, store)
     if record is not None and record.checkpoint_path:
         result.policy, _ = load_policy(Path(record.checkpoint_path))
         result.policy_id = record.policy_id
     return result
 
 
-def _bundled_policy(loaded: LoadedModel, store: PlanStore) -> PolicyRecord | None:
-    """A policy shipped inside the checkpoint directory (`hipp_policy.pt`, as the embedded models have), registered
-    in the store on first use, when it was trained for exactly these weights."""
-    path = loaded.path / BUNDLED_POLICY
-    if not path.exists():
+def policy_record(model_id: str, path: Path, store: PlanStore) -> PolicyRecord | None:
+    """The policy blueprints of this model come from: the most recently trained one in the store, else a policy
+    shipped inside the checkpoint directory (`hipp_policy.pt`, as the embedded models have) that was trained for
+    exactly these weights, registered in the store on first use. No model is loaded."""
+    record = store.latest_policy(model_id)
+    bundled = Path(path) / BUNDLED_POLICY
+    if record is not None or not bundled.exists():
+        return record
+    _, ckpt = load_policy(bundled)
+    if ckpt.get("model_id") != model_id:
         return None
-    _, ckpt = load_policy(path)
-    if ckpt.get("model_id") != loaded.model_id:
-        return None
-    curve = json.loads(ckpt["state"])["curve"]
     config = json.loads(ckpt["config"])
-    return store.put_policy(policy_id_for(loaded.model_id, GRPOConfig.from_json(config)), loaded.model_id, config, path, curve)
+    curve = json.loads(ckpt["state"])["curve"]
+    return store.put_policy(policy_id_for(model_id, GRPOConfig.from_json(config)), model_id, config, bundled, curve)
 
 
 def policy_checkpoint_path(policy_id: str) -> Path:

@@ -52,11 +52,12 @@ class Readiness:
 
 
 def readiness(store: PlanStore, choice: ModelChoice) -> Readiness:
-    policies = store.list_policies(choice.model_id)
+    from hipp_core.api import policy_record
+
     active = [j for j in store.list_jobs(limit=200) if j.status in ("queued", "running")]
     return Readiness(
         calibrated=bool(store.list_calibrations(choice.model_id)),
-        policy=policies[0] if policies else None,
+        policy=policy_record(choice.model_id, choice.path, store),
         plans=len(store.list_plans(choice.model_id)),
         evaluations=len(store.list_evaluations(choice.model_id)),
         active_jobs=[j for j in active if j.params.get("spec") == choice.spec],

@@ -39,7 +39,7 @@ def _planner(spec: str, store_path: str, policy_key: str) -> Planner:
     return api.planner(spec, store())
 
 
-latest = store().latest_policy(choice.model_id)
+latest = api.policy_record(choice.model_id, choice.path, store())
 if latest is None:
     st.warning(f"No trained policy for {choice.spec} yet: blueprints come from the policy.")
     if st.button("Train the policy", type="primary"):

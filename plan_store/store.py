@@ -404,14 +404,6 @@ class PlanStore:
             ).fetchone()
             return None if row is None else self._policy(conn, row[0])
 
-    def list_policies(self, model_id: str) -> list[PolicyRecord]:
-        """The model's policies, most recently updated first (a status page shows the newest)."""
-        with self._db.transaction(read_only=True) as conn:
-            ids = conn.execute(
-                "SELECT policy_id FROM policies WHERE model_id = ? ORDER BY updated_at DESC, policy_id", [model_id]
-            ).fetchall()
-            return [self._policy(conn, policy_id) for (policy_id,) in ids]
-
     def list_calibrations(self, model_id: str) -> list[CalibrationRecord]:
         """The model's calibration results under every key, oldest first."""
         with self._db.transaction(read_only=True) as conn:

@@ -208,3 +208,24 @@ def test_search_peers_score_the_same_space(plans, tiny_llava):
         assert np.isfinite(point.objectives).all() and point.objectives[2] == point.blueprint.achieved
     assert hypervolume(np.stack([p.objectives for p in nsga])) > 0
     assert hypervolume(np.array([[1.0, 1.0, 0.5]])) == pytest.approx(0.5)
+
+
+def test_a_policy_bundled_with_the_checkpoint_is_used_only_for_its_own_weights(tiny_llava, tmp_path, monkeypatch):
+    import shutil
+
+    from hipp_core.api import BUNDLED_POLICY, train_policy
+
+    monkeypatch.setenv("HIPP_HOME", str(tmp_path / "trainer"))
+    config = GRPOConfig(iters=1, prefs_per_iter=2, group_size=2, fixed_budget_groups=1, limit=LIMIT)
+    trained = train_policy(str(tiny_llava), config=config)
+    model_dir = tmp_path / "ckpt"
+    shutil.copytree(tiny_llava, model_dir)
+    shutil.copy(trained.checkpoint_path, model_dir / BUNDLED_POLICY)
+    monkeypatch.setenv("HIPP_HOME", str(tmp_path / "fresh"))  # a store that never saw the training
+    assert planner(str(model_dir)).trained
+    assert PlanStore().latest_policy(trained.model_id).policy_id == trained.policy_id
+    ckpt = torch.load(model_dir / BUNDLED_POLICY, weights_only=True)
+    ckpt["model_id"] = "someone-else"
+    torch.save(ckpt, model_dir / BUNDLED_POLICY)
+    monkeypatch.setenv("HIPP_HOME", str(tmp_path / "fresh2"))
+    assert not planner(str(model_dir)).trained

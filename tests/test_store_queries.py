@@ -43,13 +43,13 @@ def test_list_evaluations_returns_every_evaluated_plan_with_filters(store: PlanS
     assert store.plan_evaluations("no-such-plan") == []
 
 
-def test_list_policies_and_calibrations_are_per_model(store: PlanStore, tmp_path: Path) -> None:
-    assert store.list_policies(MODEL) == [] and store.list_calibrations(MODEL) == []
+def test_latest_policy_and_calibrations_are_per_model(store: PlanStore, tmp_path: Path) -> None:
+    assert store.latest_policy(MODEL) is None and store.list_calibrations(MODEL) == []
     store.put_policy("p-old", MODEL, {"hidden": 8}, curve=[{"iter": 0, "reward_mean": 0.1}])
     store.put_policy("p-new", MODEL, {"hidden": 8}, curve=[{"iter": 0, "reward_mean": 0.2}, {"iter": 1}])
     store.put_policy("p-foreign", OTHER, {"hidden": 8})
-    assert [p.policy_id for p in store.list_policies(MODEL)] == ["p-new", "p-old"]
-    assert len(store.list_policies(MODEL)[0].curve) == 2
+    assert store.latest_policy(MODEL).policy_id == "p-new"
+    assert len(store.latest_policy(MODEL).curve) == 2
 
     store.put_calibration(MODEL, "pope-calib:n32", payload={"v": [1.0]})
     store.put_calibration(MODEL, "pope-calib:n128", payload_path=tmp_path / "features.json")

@@ -1,0 +1,164 @@
+"""Regenerate the README's results section from benchmarks/results/*.json: no number in it is typed by hand.
+
+Rewrites what lies between the `<!-- results:start -->` and `<!-- results:end -->` markers of README.md; a result
+file that is missing is listed with the command that produces it.
+
+    python benchmarks/readme.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from results_io import RESULTS, load
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+CATS = ("random", "popular", "adversarial")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _missing(name: str, command: str) -> list[str]:
+    return [f"*Not measured yet* (`{command}` writes `benchmarks/results/{name}.json`).", ""]
+
+
+def dense_quality() -> list[str]:
+    r = load("dense_quality")
+    out = ["### Dense embedded models (test split)", ""]
+    if r is None:
+        return out + _missing("dense_quality", "python benchmarks/dense_quality.py --save")
+    rows = []
+    for spec, m in r["models"].items():
+        b, free = m["pope_balanced_accuracy"], m["pope_image_free_balanced_accuracy"]
+        rows.append(
+            [
+                spec,
+                " / ".join(f"{b[c]:.3f}" for c in CATS),
+                " / ".join(f"{free[c]:.3f}" for c in CATS),
+                f"{m['sqa_accuracy']:.3f}",
+                f"≥ {m['targets']['pope_each_category']} / ≥ {m['targets']['sqa']}",
+                "yes" if m["meets_targets"] else "**no**",
+            ]
+        )
+    header = ["model", "POPE bal. acc. r / p / a", "blank image", "SQA acc.", "target POPE / SQA", "met"]
+    return [*out, *_table(header, rows), ""]
+
+
+def matched_sparsity() -> list[str]:
+    r = load("matched_sparsity")
+    out = ["### Heuristics and the Torch-Pruning peer at matched sparsity (dev split)", ""]
+    if r is None:
+        return out + _missing("matched_sparsity", "python benchmarks/matched_sparsity.py --save")
+    out += ["Adversarial POPE balanced accuracy / ScienceQA accuracy per decoder sparsity.", ""]
+    for spec, m in r["models"].items():
+        sparsities = sorted({p["sparsity"] for p in m["plans"]})
+        methods = list(dict.fromkeys(p["method"] for p in m["plans"]))
+        cell = {(p["method"], p["sparsity"]): p for p in m["plans"]}
+        rows = []
+        for method in methods:
+            row = [method]
+            for s in sparsities:
+                p = cell.get((method, s))
+                row.append(
+                    "n/a"
+                    if p is None or "error" in p
+                    else f"{p['pope_balanced_accuracy']['adversarial']:.3f} / {p['sqa_accuracy']:.3f}"
+                )
+            rows.append(row)
+        dense = m["dense"]
+        out += [
+            f"**{spec}** (dense: {dense['pope_balanced_accuracy']['adversarial']:.3f} / {dense['sqa_accuracy']:.3f}; "
+            f"spread of the heuristics at 0.3: {m['spread_adversarial_at_0.3']:.3f})",
+            "",
+            *_table(["method", *[str(s) for s in sparsities]], rows),
+            "",
+        ]
+    return out
+
+
+def policy_quality() -> list[str]:
+    out = ["### The policy against search and heuristics", ""]
+    md = RESULTS / "policy_quality.md"
+    if not md.exists():
+        return out + _missing("policy_quality", "python benchmarks/policy_quality.py --save")
+    return [*out, md.read_text().strip(), ""]
+
+
+def recovery() -> list[str]:
+    r = load("recovery")
+    out = ["### LoRA recovery (test split)", ""]
+    if r is None:
+        return out + _missing("recovery", "python benchmarks/recovery.py --save")
+    rows = []
+    for row in r["rows"]:
+        if "before" not in row:
+            rows.append([row["method"], str(row["sparsity"]), row.get("error", "n/a"), "", "", "", ""])
+            continue
+        before, after = row["before"]["pope_balanced_accuracy"], row["after"]["pope_balanced_accuracy"]
+        share = row["regained_share"]
+        rows.append(
+            [
+                row["method"],
+                str(row["sparsity"]),
+                " / ".join(f"{before[c]:.3f}" for c in CATS),
+                " / ".join(f"{after[c]:.3f}" for c in CATS),
+                f"{row['before']['sqa_accuracy']:.3f} → {row['after']['sqa_accuracy']:.3f}",
+                "nothing lost" if share is None else f"{share:.0%}",
+                f"{row['train_seconds']:.0f}",
+            ]
+        )
+    header = ["plan", "sparsity", "before r / p / a", "after r / p / a", "SQA", "regained", "train s"]
+    return [*out, *_table(header, rows), ""]
+
+
+def speed() -> list[str]:
+    out = ["### Speed", ""]
+    rows = []
+    masked = load("masked_eval")
+    if masked:
+        rows.append(["masked / dense evaluation time", f"{masked['masked_over_dense']}", "≤ 1.15"])
+        rows.append(["plans scored per minute (dev subset)", f"{masked['plans_per_minute']}", ""])
+    prune = load("prune_speed")
+    for p in (prune or {}).get("plans", []):
+        rows.append(
+            [
+                f"pruned / dense prefill at {p['sparsity_asked']} (FLOPs ratio {p['decoder_flops_ratio']})",
+                f"{p['prefill_latency_ratio']}",
+                "≤ 1.25 × FLOPs ratio",
+            ]
+        )
+        rows.append([f"pruned / dense decode latency at {p['sparsity_asked']}", f"{p['decode_latency_ratio']}", ""])
+    scale = load("scale")
+    if scale:
+        rows.append(["Ray 2 workers / 1 worker, plans per minute", f"{scale['ray_2_over_1_plans_per_minute']}", ""])
+    latency = load("app_latency")
+    if latency:
+        rows.append(["dashboard slider move → redraw, median ms", f"{latency['median_ms']}", "≤ 300"])
+    if not rows:
+        return out + ["*Not measured yet* (run the speed benchmarks with `--save`).", ""]
+    return [*out, *_table(["measure", "value", "target"], rows), ""]
+
+
+def main() -> None:
+    text = README.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"README.md lacks the {START} / {END} markers")
+    body = [
+        "Generated by `python benchmarks/readme.py` from `benchmarks/results/*.json` (2 CPU cores, no GPU).",
+        "",
+        *dense_quality(),
+        *matched_sparsity(),
+        *policy_quality(),
+        *recovery(),
+        *speed(),
+    ]
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    README.write_text(head + START + "\n" + "\n".join(body) + "\n" + END + tail)
+
+
+if __name__ == "__main__":
+    main()
