@@ -70,8 +70,10 @@ def matched_sparsity() -> list[str]:
             rows.append(row)
         dense = m["dense"]
         out += [
-            f"**{spec}** (dense: {dense['pope_balanced_accuracy']['adversarial']:.3f} / {dense['sqa_accuracy']:.3f}; "
-            f"spread of the heuristics at 0.3: {m['spread_adversarial_at_0.3']:.3f})",
+            (
+                f"**{spec}** (dense: {dense['pope_balanced_accuracy']['adversarial']:.3f} / {dense['sqa_accuracy']:.3f}; "
+                f"spread of the heuristics at 0.3: {m['spread_adversarial_at_0.3']:.3f})"
+            ),
             "",
             *_table(["method", *[str(s) for s in sparsities]], rows),
             "",
