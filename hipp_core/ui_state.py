@@ -152,19 +152,7 @@ def nearest_evaluated(store: PlanStore, model_id: str, preference: Sequence[floa
     """The `k` evaluated plans with a preference nearest to `preference`, each with its largest evaluation: what the
     dashboard shows as evidence for an unevaluated blueprint (they are other plans, marked as such). One store query:
     this runs on every slider move."""
-    target = np.asarray(preference, dtype=float) / float(sum(preference))
-    best: dict[str, tuple[PlanRecord, EvaluationRecord]] = {}
-    for plan, ev in store.list_evaluations(model_id):
-        known = best.get(plan.plan_id)
-        if plan.preference is not None and (known is None or ev.sample_count > known[1].sample_count):
-            best[plan.plan_id] = (plan, ev)
-    ranked = sorted(
-        (
-            (float(np.linalg.norm(np.asarray(plan.preference) - target)), plan.plan_id, plan, ev)
-            for plan, ev in best.values()
-        ),
-        key=lambda item: item[:2],
-    )
+    ranked = store.nearest_evaluated(model_id, tuple(preference), k)
     rows = [
         {
             "plan": plan.plan_id,
@@ -174,7 +162,7 @@ def nearest_evaluated(store: PlanStore, model_id: str, preference: Sequence[floa
             **headline(ev.metrics),
             "measured on": f"{ev.key.split} · {ev.sample_count} q · {ev.key.mode}",
         }
-        for distance, _, plan, ev in ranked[:k]
+        for plan, ev, distance in ranked
     ]
     return pd.DataFrame(rows)
 

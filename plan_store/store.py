@@ -357,6 +357,32 @@ class PlanStore:
         split_at = len(_PLAN_COLUMNS)
         return [(_plan_from_row(row[:split_at]), _evaluation_from_row(row[split_at:])) for row in rows]
 
+    def nearest_evaluated(
+        self, model_id: str, w: Preference, k: int
+    ) -> list[tuple[PlanRecord, EvaluationRecord, float]]:
+        """The `k` evaluated plans whose preference is nearest `w`, each with its largest evaluation and the distance.
+        Ranked inside DuckDB: the dashboard asks on every slider move, and reading every plan's blueprint to rank
+        them in Python took a third of a second once GRPO had stored a few hundred plans."""
+        if k < 0:
+            raise ValueError(f"k must be non-negative, got {k}")
+        target = normalize_preference(w)
+        with self._db.transaction(read_only=True) as conn:
+            rows = conn.execute(
+                f"WITH ranked AS (SELECT p.plan_id, e.bench, e.split, e.mode, e.scoring, e.sample_limit, "
+                "sqrt((p.w0 - ?) ** 2 + (p.w1 - ?) ** 2 + (p.w2 - ?) ** 2) AS distance, "
+                "row_number() OVER (PARTITION BY p.plan_id ORDER BY e.sample_count DESC, e.created_at DESC) AS rn "
+                "FROM plans p JOIN evaluations e ON e.plan_id = p.plan_id "
+                "WHERE p.model_id = ? AND p.w0 IS NOT NULL) "
+                f"SELECT {_select(_PLAN_COLUMNS, 'p')}, {_select(_EVAL_COLUMNS, 'e')}, r.distance FROM ranked r "
+                "JOIN plans p ON p.plan_id = r.plan_id JOIN evaluations e ON e.plan_id = r.plan_id "
+                "AND e.bench = r.bench AND e.split = r.split AND e.mode = r.mode AND e.scoring = r.scoring "
+                "AND e.sample_limit = r.sample_limit "
+                "WHERE r.rn = 1 ORDER BY r.distance, r.plan_id LIMIT ?",
+                [*target, model_id, k],
+            ).fetchall()
+        split_at = len(_PLAN_COLUMNS)
+        return [(_plan_from_row(row[:split_at]), _evaluation_from_row(row[split_at:-1]), row[-1]) for row in rows]
+
     def plan_evaluations(self, plan_id: str) -> list[EvaluationRecord]:
         """All stored measurements of one plan (splits, limits, masked / physical / recovered), oldest first."""
         with self._db.transaction(read_only=True) as conn:

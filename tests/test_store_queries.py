@@ -57,3 +57,17 @@ def test_latest_policy_and_calibrations_are_per_model(store: PlanStore, tmp_path
     records = store.list_calibrations(MODEL)
     assert {r.calib_key for r in records} == {"pope-calib:n32", "pope-calib:n128"}
     assert all(r.model_id == MODEL for r in records)
+
+
+def test_nearest_evaluated_ranks_by_preference_and_keeps_each_plans_largest_evaluation(store: PlanStore) -> None:
+    prefs = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.5, 0.5, 0.0), (0.0, 0.0, 1.0)]
+    plans = store.put_plans([PlanDraft(MODEL, {"i": i}, "policy", 0.3, w) for i, w in enumerate(prefs)])
+    unevaluated = store.put_plan(PlanDraft(MODEL, {"i": 9}, "policy", 0.3, (0.0, 0.9, 0.1)))
+    for i, plan in enumerate(plans):
+        store.put_evaluation(EvalKey(MODEL, plan.plan_id, "all", "dev", "masked", "logits", 10), {"a": i}, 10, 1.0)
+    store.put_evaluation(EvalKey(MODEL, plans[1].plan_id, "all", "test", "masked", "logits"), {"a": 70}, 900, 1.0)
+    near = store.nearest_evaluated(MODEL, (0.1, 0.9, 0.0), k=2)
+    assert [plan.plan_id for plan, _, _ in near] == [plans[1].plan_id, plans[2].plan_id]
+    assert near[0][1].metrics == {"a": 70} and near[0][1].sample_count == 900  # the larger measurement wins
+    assert near[0][2] == pytest.approx(((0.1**2) * 2) ** 0.5)
+    assert unevaluated.plan_id not in {plan.plan_id for plan, _, _ in store.nearest_evaluated(MODEL, (0, 1, 0), 10)}
