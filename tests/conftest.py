@@ -110,3 +110,46 @@ def steered_policy(spec: str) -> str:
     head["budget.0.bias"] = torch.zeros_like(head["budget.0.bias"])
     torch.save(checkpoint, record.checkpoint_path)
     return spec
+
+
+_PLAIN_LOAD = """
+import sys
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+torch.set_num_threads(1)
+ref = torch.load("reference.pt", weights_only=True)
+for auto in (AutoModelForImageTextToText, AutoModelForCausalLM):
+    model = auto.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+    assert type(model).__name__.startswith("HippPruned"), type(model)
+    if "lm_head" in ref:
+        assert torch.equal(model.lm_head.weight, ref["lm_head"]), "lm_head was re-initialised"
+    with torch.no_grad():
+        logits = model(**ref["inputs"]).logits
+    diff = (logits - ref["logits"]).abs().max().item()
+    assert diff <= 1e-5, f"{auto.__name__}: max logit diff {diff}"
+assert "hipp_core" not in sys.modules
+print("ok")
+"""
+
+
+def assert_plain_transformers_loads(path: Path, tmp_path: Path, reference: dict) -> None:
+    """In a fresh process without hipp_core importable, plain transformers (trust_remote_code) loads the export
+    in `path` through both Auto classes and reproduces `reference["logits"]` from `reference["inputs"]`."""
+    import os
+
+    import torch
+
+    torch.save(reference, tmp_path / "reference.pt")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "hf_modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    child = subprocess.run(
+        [sys.executable, "-c", _PLAIN_LOAD, str(path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == 0 and child.stdout.strip().endswith("ok"), child.stderr[-3000:]
