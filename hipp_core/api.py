@@ -249,9 +249,12 @@ def plan_baseline(
     limit: int = 100,
     store: PlanStore | None = None,
     progress: Progress | None = None,
+    backend: str = "local",
+    backend_options: dict | None = None,
 ) -> Blueprint:
     """A baseline blueprint at `sparsity`. `random` draws `n_random` Dirichlet(1) allocations (seeded) and keeps
-    the best on the dev split by 0.5·ScienceQA accuracy + 0.5·mean POPE balanced accuracy (masked evaluation).
+    the best on the dev split by 0.5·ScienceQA accuracy + 0.5·mean POPE balanced accuracy (masked evaluation, on
+    the evaluator `backend`, first best on ties).
     `torch-pruning` is the external peer (`hipp_core.peers`): the library's own choice at the same sparsity."""
     if not (isinstance(sparsity, float | int) and 0.0 < sparsity < 0.9):
         raise HippError(f"--sparsity must be between 0 and 0.9 (exclusive), got {sparsity}")
@@ -278,16 +281,14 @@ def plan_baseline(
 
     if method != "random":
         return blueprint_for(baseline.allocate(features, sparsity))
-    best, best_score = None, -1.0
-    for alpha in baselines.random_allocations(len(shapes), n_random, seed):
-        candidate = blueprint_for(alpha)
-        result = evaluate_model(
-            spec, "all", "dev", limit, image_free=False, store=store, blueprint=candidate, progress=progress
-        )
-        score = 0.5 * result.sqa.accuracy + 0.5 * result.pope_balanced_accuracy
-        if score > best_score:
-            best, best_score = candidate, score
-    return best
+    candidates = [blueprint_for(alpha) for alpha in baselines.random_allocations(len(shapes), n_random, seed)]
+    evaluator = make_evaluator(spec, "dev", limit, store, backend, **(backend_options or {}))
+    try:
+        results = evaluator.evaluate(candidates, progress)
+    finally:
+        evaluator.close()
+    score = [0.5 * r.sqa.accuracy + 0.5 * r.pope_balanced_accuracy for r in results]
+    return candidates[score.index(max(score))]
 
 
 BUNDLED_POLICY = "hipp_policy.pt"

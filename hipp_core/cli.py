@@ -46,6 +46,15 @@ ModelArg = Annotated[
 ]
 
 
+BackendOpt = Annotated[str, typer.Option(help="Evaluator backend: local (this process) or ray.")]
+AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster: local (start one), auto, or ray://host:port.")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Ray workers (default: the cluster's GPUs, else its CPUs).")]
+
+
+def _backend_options(address: str | None, num_workers: int | None) -> dict:
+    return {"address": address, "num_workers": num_workers}
+
+
 @contextmanager
 def progress_bar() -> Callable:
     """A rich progress bar on stderr, one task per stage name; yields the callback the core expects."""
@@ -304,13 +313,25 @@ def plan_baseline_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the blueprint JSON.")],
     n_random: Annotated[int, typer.Option(help="Candidates for --method random.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the random candidates.")] = 0,
+    backend: BackendOpt = "local",
+    address: AddressOpt = None,
+    num_workers: WorkersOpt = None,
 ) -> None:
     """A heuristic blueprint at a given sparsity (what the policy is compared against)."""
     from hipp_core.api import plan_baseline
 
     def body() -> None:
         with progress_bar() as cb:
-            blueprint = plan_baseline(model, method, sparsity, n_random=n_random, seed=seed, progress=cb)
+            blueprint = plan_baseline(
+                model,
+                method,
+                sparsity,
+                n_random=n_random,
+                seed=seed,
+                progress=cb,
+                backend=backend,
+                backend_options=_backend_options(address, num_workers),
+            )
         _write_plan(blueprint, output)
         out.print(
             f"{method}: plan {blueprint.plan_id}, {blueprint.achieved:.2%} of decoder parameters removed "
@@ -347,8 +368,9 @@ def train_policy_cmd(
     limit: Annotated[
         int, typer.Option(help="Dev questions per POPE category and of ScienceQA behind each reward.")
     ] = 100,
-    backend: Annotated[str, typer.Option(help="Evaluator backend: local or ray.")] = "local",
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (auto, local or ray://...).")] = None,
+    backend: BackendOpt = "local",
+    address: AddressOpt = None,
+    num_workers: WorkersOpt = None,
 ) -> None:
     """Train the preference-conditioned policy with plan-level GRPO on the dev split (resumable)."""
     from hipp_core.api import train_policy
@@ -358,7 +380,7 @@ def train_policy_cmd(
         if limit < 1:
             raise HippError(f"--limit must be a positive number of questions, got {limit}")
         config = GRPOConfig(reward=reward, seed=seed, limit=limit, prefs_per_iter=prefs, fixed_budget_groups=prefs // 2)
-        options = {"address": address} if address else {}
+        options = _backend_options(address, num_workers)
         with progress_bar() as cb:
             record = train_policy(model, iters, group_size, resume, config, backend, options, progress=cb)
         last = record.curve[-1] if record.curve else {}
