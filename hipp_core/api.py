@@ -23,7 +23,7 @@ from hipp_core.evaluate import BENCHES, EvalResult, Progress, evaluate
 from hipp_core.evaluator import make_evaluator
 from hipp_core.export import check_target, copy_export, export_pruned
 from hipp_core.grpo import GRPOConfig, GRPOTrainer, load_policy, policy_id_for
-from hipp_core.models.loading import LoadedModel, load_model
+from hipp_core.models.loading import LoadedModel, inspect_checkpoint, load_model
 from hipp_core.peers import torch_pruning_blueprint
 from hipp_core.policy import Planner, check_preference, check_sparsity
 from hipp_core.prune import check_pruned, masked, materialize
@@ -329,6 +329,9 @@ def policy_record(model_id: str, path: Path, store: PlanStore) -> PolicyRecord |
     _, ckpt = load_policy(bundled)
     if ckpt.get("model_id") != model_id:
         return None
+    if store.get_model(model_id) is None:  # the store may not have met this model yet
+        config = json.loads((Path(path) / "config.json").read_text())
+        store.put_model(model_id, str(path), inspect_checkpoint(Path(path)), config)
     config = json.loads(ckpt["config"])
     curve = json.loads(ckpt["state"])["curve"]
     return store.put_policy(policy_id_for(model_id, GRPOConfig.from_json(config)), model_id, config, bundled, curve)
