@@ -32,8 +32,9 @@ LIMIT = 4  # dev questions per set behind each reward: the tiny models are rando
 
 
 @pytest.fixture(scope="module")
-def plans(tiny_llava):
-    return planner(str(tiny_llava))
+def plans(tiny_llava, tmp_path_factory):
+    """A store of its own: other test files train policies for the same tiny model in the session's store."""
+    return planner(str(tiny_llava), PlanStore(tmp_path_factory.mktemp("untrained") / "plans.duckdb"))
 
 
 def _state(plans) -> torch.Tensor:
