@@ -107,6 +107,12 @@ def screenshots(url: str, out_dir: Path) -> list[Path]:
             tab.goto(f"{url}/{page}")
             tab.wait_for_timeout(1500)
             tab.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=180_000)
+            if page == "":  # the models table is drawn last
+                tab.locator('[data-testid="stTable"] table').first.wait_for(timeout=60_000)
+            if page == "pareto":  # the largest measurement (the default is the newest, e.g. one recovered plan)
+                tab.locator('[data-testid="stSelectbox"]').first.click()
+                tab.get_by_role("option").first.click()
+                tab.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=180_000)
             tab.wait_for_timeout(1500)
             path = out_dir / f"{page or 'home'}.png"
             tab.screenshot(path=str(path))
