@@ -174,7 +174,7 @@ def _spearman(x, y) -> float | None:
 def markdown(report: dict) -> str:
     lines = []
     for spec, r in report["models"].items():
-        lines += [f"### {spec}", "", "| method | hypervolume (dev) |", "|---|---|"]
+        lines += [f"#### {spec}", "", "| method | hypervolume (dev) |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in r["hypervolume_dev"].items()]
         lines += [
             "",
