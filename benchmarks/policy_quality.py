@@ -32,7 +32,7 @@ from hipp_core import baselines
 from hipp_core.api import PEER, evaluate_model, plan_baseline, planner, train_policy
 from hipp_core.config import quiet_libraries, set_threads
 from hipp_core.errors import HippError
-from hipp_core.evaluator import InProcessEvaluator
+from hipp_core.evaluator import make_evaluator
 from hipp_core.grpo import GRPOConfig, load_policy, objectives
 from hipp_core.search import hypervolume, nsga2_search, random_search
 
@@ -57,13 +57,16 @@ def _metrics(result) -> dict:
 
 def run_model(spec: str, args) -> dict:
     t0 = time.perf_counter()
-    record = train_policy(spec, config=GRPOConfig(iters=args.iters, seed=args.seed))
+    options = {"address": args.address, "num_workers": args.num_workers}
+    record = train_policy(
+        spec, config=GRPOConfig(iters=args.iters, seed=args.seed), backend=args.backend, backend_options=options
+    )
     _, ckpt = load_policy(Path(record.checkpoint_path))
     state = json.loads(ckpt["state"])
     curve = state["curve"]
     n_evals = len(state["scored"])
     plans = planner(spec)
-    evaluator = InProcessEvaluator(spec, "dev", GRPOConfig().limit)
+    evaluator = make_evaluator(spec, "dev", GRPOConfig().limit, backend=args.backend, **options)
     dense = evaluator.evaluate([None])[0]
 
     def objs(blueprints) -> np.ndarray:
@@ -123,6 +126,7 @@ def run_model(spec: str, args) -> dict:
     rho_r = _spearman([w[1] for w in robust_ws], robust_pope)
     rho_c = _spearman([w[2] for w in comp_ws], comp_sparsity)
 
+    evaluator.close()
     latencies = []
     rng = np.random.default_rng(args.seed)
     for w in rng.dirichlet(np.ones(3), size=200):
@@ -214,6 +218,9 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=GRPOConfig().iters)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--backend", default="local", help="evaluator backend for GRPO and the search peers")
+    parser.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    parser.add_argument("--num-workers", type=int, default=None, help="Ray workers (with --backend ray)")
     parser.add_argument("--save", action="store_true")
     args = parser.parse_args()
     quiet_libraries()

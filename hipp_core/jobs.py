@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hipp_core.errors import HippError
+from hipp_core.evaluator import BACKENDS
 from plan_store import JobRecord, PlanRecord, PlanStore
 
 JobProgress = Callable[..., None]  # (stage, done, total, metrics=None): what the API's long functions call
@@ -311,12 +312,18 @@ def _run_calibrate(params: dict[str, Any], store: PlanStore, progress: JobProgre
 
 # -- train-policy -----------------------------------------------------------------------------------------------
 def _check_train(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
-    _known(params, ("spec", "iters", "group_size", "resume"), "train-policy")
+    _known(params, ("spec", "iters", "group_size", "resume", "backend", "address", "num_workers"), "train-policy")
+    address = params.get("address")
+    if address is not None and not (isinstance(address, str) and address.strip()):
+        raise HippError(f"address must be local, auto or ray://host:port, got {address!r}")
     return {
         "spec": _spec(params),
         "iters": _int(params, "iters", None, 1, 100_000),
         "group_size": _int(params, "group_size", None, 2, 1024),
         "resume": _bool(params, "resume", True),
+        "backend": _choice(params, "backend", "local", tuple(BACKENDS)),
+        "address": address,
+        "num_workers": _int(params, "num_workers", None, 1, 4096),
     }
 
 
@@ -329,6 +336,8 @@ def _run_train(params: dict[str, Any], store: PlanStore, progress: JobProgress) 
         iters=params["iters"],
         group_size=params["group_size"],
         resume=params["resume"],
+        backend=params.get("backend", "local"),
+        backend_options={"address": params.get("address"), "num_workers": params.get("num_workers")},
         store=store,
         progress=progress,
     )
