@@ -103,7 +103,7 @@ def screenshots(url: str, out_dir: Path) -> list[Path]:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
         tab = browser.new_page(viewport={"width": 1400, "height": 1500})
         tab.goto(url)  # the entry page first, so later deep links run inside app.py's navigation
-        for page in ("", "explore", "pareto", "jobs", "export"):
+        for page in ("", "explore", "pareto", "jobs", "export", "benchmark"):
             tab.goto(f"{url}/{page}")
             tab.wait_for_timeout(1500)
             tab.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=180_000)
