@@ -86,7 +86,7 @@ def page(server):
         # Open the app at its root first: while a server has not yet run app.py (and its st.navigation), Streamlit
         # serves a deep link from the pages/ folder in its legacy mode, bypassing app.py.
         tab.goto(server)
-        tab.get_by_role("heading", name="HiPP-Prune").wait_for(timeout=60_000)
+        tab.get_by_role("heading", name="HiPP-Prune", exact=True).wait_for(timeout=60_000)
         yield tab
         browser.close()
 
@@ -99,7 +99,7 @@ def _settle(tab) -> None:
 
 def test_home_page_renders_model_table(page, server):
     page.goto(server)
-    page.get_by_role("heading", name="HiPP-Prune").wait_for(timeout=60_000)
+    page.get_by_role("heading", name="HiPP-Prune", exact=True).wait_for(timeout=60_000)
     _settle(page)
     # Tables and links are lazily loaded components: wait until they are really drawn, not skeletons.
     page.locator('[data-testid="stTable"] table').wait_for(timeout=30_000)
@@ -111,7 +111,7 @@ def test_home_page_renders_model_table(page, server):
 
 def test_benchmark_page_evaluates_and_draws_chart(page, server):
     page.goto(f"{server}/benchmark")
-    page.get_by_role("heading", name="Benchmark").wait_for(timeout=60_000)
+    page.get_by_role("heading", name="Benchmark", exact=True).wait_for(timeout=60_000)
     _settle(page)
     limit = page.get_by_label("Questions per part")
     limit.fill("20")
@@ -144,7 +144,7 @@ def embedded_policy(server) -> str:
 
 def test_explore_slider_redraws_the_blueprint(page, server, embedded_policy):
     page.goto(f"{server}/explore")
-    page.get_by_role("heading", name="Explore").wait_for(timeout=60_000)
+    page.get_by_role("heading", name="Explore", exact=True).wait_for(timeout=60_000)
     page.locator(".js-plotly-plot").nth(1).wait_for(timeout=120_000)
     _settle(page)
     before = _chart_data(page)
@@ -178,7 +178,7 @@ def test_evaluation_job_finishes_and_appears_on_pareto(page, server, embedded_po
     store = PlanStore()
     job = next(j for j in store.list_jobs() if j.kind == "evaluate")
     page.goto(f"{server}/jobs")
-    page.get_by_role("heading", name="Jobs").wait_for(timeout=60_000)
+    page.get_by_role("heading", name="Jobs", exact=True).wait_for(timeout=60_000)
     deadline = time.time() + 240
     while store.get_job(job.job_id).status in ("queued", "running") and time.time() < deadline:
         time.sleep(1)
@@ -189,7 +189,7 @@ def test_evaluation_job_finishes_and_appears_on_pareto(page, server, embedded_po
     page.screenshot(path=str(ARTIFACTS / "jobs.png"), full_page=True)
 
     page.goto(f"{server}/pareto")
-    page.get_by_role("heading", name="Pareto").wait_for(timeout=60_000)
+    page.get_by_role("heading", name="Pareto", exact=True).wait_for(timeout=60_000)
     page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
     page.get_by_text("1 points, 1 non-dominated").wait_for(timeout=30_000)  # the newest measurement: the job's
     _settle(page)
@@ -199,7 +199,7 @@ def test_evaluation_job_finishes_and_appears_on_pareto(page, server, embedded_po
 
 def test_export_page_lists_the_evaluated_plan(page, server, embedded_policy):
     page.goto(f"{server}/export")
-    page.get_by_role("heading", name="Export").wait_for(timeout=60_000)
+    page.get_by_role("heading", name="Export", exact=True).wait_for(timeout=60_000)
     page.get_by_role("button", name="Download plan JSON").wait_for(timeout=60_000)
     _settle(page)
     assert page.get_by_text("Traceback").count() == 0
