@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hipp_core import baselines
@@ -132,12 +132,11 @@ def evaluate_model(
     paths = [pope_dir, sqa_dir, pope_images, pope_labels]
     key = eval_key(loaded.model_id, plan_id, bench_key(bench, image_free, paths), split, limit, scoring, mode)
 
-    def compute() -> tuple[dict[str, float], int]:
-        result = score_plan(loaded, pope, sqa, split, blueprint, scoring, image_free, batch_size, progress, mode)
-        return result.to_metrics(), result.questions
-
-    record, cached = store.get_or_compute_evaluation(key, compute)
-    return EvalResult.from_metrics(loaded.model_id, split, scoring, record.metrics, record.seconds, cached)
+    return stored_score(
+        store,
+        key,
+        lambda: score_plan(loaded, pope, sqa, split, blueprint, scoring, image_free, batch_size, progress, mode),
+    )
 
 
 # The pieces of `evaluate_model` that every evaluator backend shares, so a plan scored in this process and one
@@ -170,6 +169,17 @@ def eval_key(
         scoring=scoring,
         limit=limit,
     )
+
+
+def stored_score(store: PlanStore, key: EvalKey, score: Callable[[], EvalResult]) -> EvalResult:
+    """The evaluation under `key`: read from the store, or computed by `score()` and stored first."""
+
+    def compute() -> tuple[dict[str, float], int]:
+        result = score()
+        return result.to_metrics(), result.questions
+
+    record, cached = store.get_or_compute_evaluation(key, compute)
+    return EvalResult.from_metrics(key.model_id, key.split, key.scoring, record.metrics, record.seconds, cached)
 
 
 def score_plan(
@@ -361,7 +371,7 @@ def train_policy(
     config = config or GRPOConfig()
     overrides = {k: v for k, v in (("iters", iters), ("group_size", group_size)) if v is not None}
     if overrides:
-        config = GRPOConfig(**{**{f: getattr(config, f) for f in config.__dataclass_fields__}, **overrides})
+        config = replace(config, **overrides)  # re-validated by __post_init__
     store = store or PlanStore()
     plans = planner(spec, store)
     evaluator = make_evaluator(spec, config.split, config.limit, store, backend, **(backend_options or {}))
@@ -384,7 +394,6 @@ def policy_blueprint(
 
 
 # -- recovery -------------------------------------------------------------------------------------------------------
-# (imports of this appended section; they belong with the ones at the top)
 
 
 def evaluate_recovered(
@@ -416,12 +425,9 @@ def evaluate_recovered(
     bench_id = f"{bench_key(bench, image_free, [])}:recovered-{recovered.model_id}"
     key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, "recovered")
 
-    def compute() -> tuple[dict[str, float], int]:
-        result = score_plan(recovered, pope, sqa, split, None, scoring, image_free, batch_size, progress)
-        return result.to_metrics(), result.questions
-
-    record, cached = store.get_or_compute_evaluation(key, compute)
-    return EvalResult.from_metrics(loaded.model_id, split, scoring, record.metrics, record.seconds, cached)
+    return stored_score(
+        store, key, lambda: score_plan(recovered, pope, sqa, split, None, scoring, image_free, batch_size, progress)
+    )
 
 
 def recover(

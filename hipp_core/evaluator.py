@@ -49,7 +49,7 @@ class InProcessEvaluator:
         self.store.put_model(self.loaded.model_id, spec, self.loaded.family, self.loaded.model.config.to_dict())
 
     def evaluate(self, blueprints: Sequence[Blueprint | None], progress: Progress | None = None) -> list[EvalResult]:
-        from hipp_core.api import check_plan, eval_key, plan_draft, score_plan
+        from hipp_core.api import check_plan, eval_key, plan_draft, score_plan, stored_score
 
         model_id = self.loaded.model_id
         results = []
@@ -59,15 +59,8 @@ class InProcessEvaluator:
                 check_plan(blueprint, model_id, self.shapes, self.spec)
                 plan_id = self.store.put_plan(plan_draft(blueprint)).plan_id
             key = eval_key(model_id, plan_id, self.bench, self.split, self.limit, "logits", "masked")
-
-            def compute(blueprint=blueprint) -> tuple[dict[str, float], int]:
-                result = score_plan(self.loaded, self.pope, self.sqa, self.split, blueprint, image_free=False)
-                return result.to_metrics(), result.questions
-
-            record, cached = self.store.get_or_compute_evaluation(key, compute)
-            results.append(
-                EvalResult.from_metrics(model_id, self.split, "logits", record.metrics, record.seconds, cached)
-            )
+            score = lambda bp=blueprint: score_plan(self.loaded, self.pope, self.sqa, self.split, bp, image_free=False)
+            results.append(stored_score(self.store, key, score))
             if progress:
                 progress("plans", i + 1, len(blueprints))
         return results

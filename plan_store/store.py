@@ -296,30 +296,15 @@ class PlanStore:
         """
         if not objectives:
             raise HippError("pareto_front needs at least one objective")
-        conditions = ["e.model_id = ?", "e.plan_id <> ?"]
-        params: list[Any] = [model_id, DENSE_PLAN_ID]
-        for column, value in (("bench", bench), ("split", split), ("mode", mode), ("scoring", scoring)):
-            if value is not None:
-                conditions.append(f"e.{column} = ?")
-                params.append(value)
+        band: tuple[str, list[Any]] | None = None
         if sparsity_band is not None:
             low, high = sparsity_band
             if not 0.0 <= low <= high <= 1.0:
                 raise HippError(f"sparsity band {sparsity_band} must satisfy 0 <= low <= high <= 1")
-            conditions.append("p.sparsity BETWEEN ? AND ?")
-            params += [low, high]
-        with self._db.transaction(read_only=True) as conn:
-            rows = conn.execute(
-                f"SELECT {_select(_PLAN_COLUMNS, 'p')}, {_select(_EVAL_COLUMNS, 'e')} "
-                "FROM evaluations e JOIN plans p ON p.plan_id = e.plan_id "
-                f"WHERE {' AND '.join(conditions)}",
-                params,
-            ).fetchall()
+            band = ("p.sparsity BETWEEN ? AND ?", [low, high])
         names = [name for name, _ in objectives]
-        split_at = len(_PLAN_COLUMNS)
         candidates = []
-        for row in rows:
-            plan, evaluation = _plan_from_row(row[:split_at]), _evaluation_from_row(row[split_at:])
+        for plan, evaluation in self._evaluations_with_plans(model_id, bench, split, mode, scoring, band):
             values = [_objective_value(name, plan, evaluation) for name in names]
             if None not in values:
                 candidates.append(ParetoPoint(plan, evaluation, tuple(values)))
@@ -342,11 +327,27 @@ class PlanStore:
     ) -> list[tuple[PlanRecord, EvaluationRecord]]:
         """Every evaluation of the model's plans with its plan, oldest first: the whole cloud the dashboard plots,
         where `pareto_front` returns only its non-dominated part. The dense model has no plan row and is left out."""
+        return self._evaluations_with_plans(model_id, bench, split, mode, scoring)
+
+    def _evaluations_with_plans(
+        self,
+        model_id: str,
+        bench: str | None,
+        split: str | None,
+        mode: EvalMode | None,
+        scoring: Scoring | None,
+        extra: tuple[str, list[Any]] | None = None,
+    ) -> list[tuple[PlanRecord, EvaluationRecord]]:
+        """The model's plan evaluations (dense left out) matching the given key fields and an `extra` SQL condition
+        on `p` (plans) / `e` (evaluations) with its parameters, oldest first."""
         conditions, params = ["e.model_id = ?", "e.plan_id <> ?"], [model_id, DENSE_PLAN_ID]
         for column, value in (("bench", bench), ("split", split), ("mode", mode), ("scoring", scoring)):
             if value is not None:
                 conditions.append(f"e.{column} = ?")
                 params.append(value)
+        if extra is not None:
+            conditions.append(extra[0])
+            params += extra[1]
         with self._db.transaction(read_only=True) as conn:
             rows = conn.execute(
                 f"SELECT {_select(_PLAN_COLUMNS, 'p')}, {_select(_EVAL_COLUMNS, 'e')} "
