@@ -35,6 +35,9 @@ PREFERENCE_TEXT = """() => {
     .find(e => e.innerText.includes('preference w = '));
   return c ? c.innerText : '';
 }"""
+CHARTS_PAINTED = """n => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'))
+  .filter(c => c.querySelector('.main-svg')).length >= n"""
+CHARTS = {"explore": 2, "pareto": 1, "benchmark": 1}  # at least these many charts are drawn from a filled store
 
 
 def _free_port() -> int:
@@ -113,6 +116,8 @@ def screenshots(url: str, out_dir: Path) -> list[Path]:
                 tab.locator('[data-testid="stSelectbox"]').first.click()
                 tab.get_by_role("option").first.click()
                 tab.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=180_000)
+            # Plotly's script loads lazily on a page's first chart: wait until every chart has painted its SVG.
+            tab.wait_for_function(CHARTS_PAINTED, arg=CHARTS.get(page, 0), timeout=120_000)
             tab.wait_for_timeout(1500)
             path = out_dir / f"{page or 'home'}.png"
             tab.screenshot(path=str(path))

@@ -148,23 +148,38 @@ def mean_yes_ratio(metrics: dict[str, float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def nearest_evaluated(store: PlanStore, model_id: str, preference: Sequence[float], k: int = 5) -> pd.DataFrame:
-    """The `k` evaluated plans with a preference nearest to `preference`, each with its largest evaluation: what the
-    dashboard shows as evidence for an unevaluated blueprint (they are other plans, marked as such). One store query:
-    this runs on every slider move."""
-    ranked = store.nearest_evaluated(model_id, tuple(preference), k)
+def evaluated_preferences(store: PlanStore, model_id: str) -> pd.DataFrame:
+    """Every evaluated plan that has a preference, each with its largest evaluation: one store query, which the
+    dashboard runs once per store version (`PlanStore.version`); `nearest_plans` then ranks it on every slider move
+    without touching the store. Columns `w0`-`w2` hold the preference; the rest are for display."""
     rows = [
         {
             "plan": plan.plan_id,
-            "distance": distance,
+            "w0": plan.preference[0],
+            "w1": plan.preference[1],
+            "w2": plan.preference[2],
             "preference (U, R, C)": ", ".join(f"{x:.2f}" for x in plan.preference),
             "sparsity": plan.sparsity,
             **headline(ev.metrics),
             "measured on": f"{ev.key.split} · {ev.sample_count} q · {ev.key.mode}",
         }
-        for plan, ev, distance in ranked
+        for plan, ev, _ in store.nearest_evaluated(model_id, (1.0, 1.0, 1.0), None)
     ]
     return pd.DataFrame(rows)
+
+
+def nearest_plans(evaluated: pd.DataFrame, preference: Sequence[float], k: int = 5) -> pd.DataFrame:
+    """The `k` rows of `evaluated_preferences` nearest `preference` (normalised to the simplex), with the distance:
+    what the dashboard shows as evidence for an unevaluated blueprint (other plans, marked as such)."""
+    if evaluated.empty:
+        return evaluated
+    w = np.asarray(preference, dtype=float)
+    w = w / w.sum()
+    distance = np.sqrt(((evaluated[["w0", "w1", "w2"]].to_numpy(dtype=float) - w) ** 2).sum(axis=1))
+    near = evaluated.drop(columns=["w0", "w1", "w2"]).assign(distance=distance)
+    near = near.sort_values(["distance", "plan"], kind="stable").head(k)
+    columns = ["plan", "distance", *[c for c in near.columns if c not in ("plan", "distance")]]
+    return near[columns].reset_index(drop=True)
 
 
 # -- the Pareto cloud -------------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Explore: move the preference (utility, robustness, compression) and see the policy's blueprint at once: per-layer
 allocation against visual sensitivity, what each layer keeps, its size, and the nearest plans already evaluated."""
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from hipp_core import api
 from hipp_core.baselines import names as baseline_names
@@ -13,13 +15,15 @@ from hipp_core.policy import Planner
 from hipp_core.ui_state import (
     FLOPS_SEQ_LEN,
     PREFERENCE_NAMES,
+    evaluated_preferences,
     kept_grid,
     layer_table,
-    nearest_evaluated,
+    nearest_plans,
     plan_size,
     rebalance,
 )
 from pages._common import current_model, show_flash, store, submit_job
+from plan_store import PolicyRecord
 
 st.title("Explore")
 st.caption(
@@ -39,7 +43,18 @@ def _planner(spec: str, store_path: str, policy_key: str) -> Planner:
     return api.planner(spec, store())
 
 
-latest = api.policy_record(choice.model_id, choice.path, store())
+# Store reads are cached per store version: a slider move opens no database connection unless a job has written.
+@st.cache_data(show_spinner=False, max_entries=8)
+def _policy_record(model_id: str, path: str, store_path: str, version: tuple[int, ...]) -> PolicyRecord | None:
+    return api.policy_record(model_id, Path(path), store())
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _evaluated(model_id: str, store_path: str, version: tuple[int, ...]) -> pd.DataFrame:
+    return evaluated_preferences(store(), model_id)
+
+
+latest = _policy_record(choice.model_id, str(choice.path), str(store().path), store().version())
 if latest is None:
     st.warning(f"No trained policy for {choice.spec} yet: blueprints come from the policy.")
     if st.button("Train the policy", type="primary"):
@@ -120,11 +135,12 @@ baseline = st.session_state.get("baseline")
 baseline = baseline if baseline and baseline[0] == blueprint.plan_id else None
 layers = list(table.index)
 v_attn = np.asarray(planner.features.v_attn, dtype=float)
-alloc = make_subplots(specs=[[{"secondary_y": True}]])
-alloc.add_trace(go.Bar(x=layers, y=table["attention"], name="attention sparsity", marker_color="#1f77b4"))
-alloc.add_trace(go.Bar(x=layers, y=table["mlp"], name="MLP sparsity", marker_color="#ff7f0e"))
+bars = [
+    go.Bar(x=layers, y=table["attention"], name="attention sparsity", marker_color="#1f77b4"),
+    go.Bar(x=layers, y=table["mlp"], name="MLP sparsity", marker_color="#ff7f0e"),
+]
 if baseline:
-    alloc.add_trace(
+    bars.append(
         go.Scatter(
             x=layers,
             y=list(baseline[2].sparsities),
@@ -133,38 +149,63 @@ if baseline:
             line={"color": "#2ca02c", "dash": "dash"},
         )
     )
-alloc.add_trace(
-    go.Scatter(x=layers, y=v_attn, name="visual sensitivity (v_attn)", mode="lines+markers", line={"color": "black"}),
-    secondary_y=True,
+visual = go.Scatter(
+    x=layers, y=v_attn, name="visual sensitivity (v_attn)", mode="lines+markers", line={"color": "black"}, yaxis="y2"
 )
-alloc.update_layout(
-    barmode="group", height=380, margin={"t": 30}, legend={"orientation": "h", "y": -0.2}, xaxis_title="decoder layer"
+# Figures are built in one constructor call each: make_subplots and update_* calls cost ~30 ms of every slider move.
+alloc = go.Figure(
+    data=[*bars, visual],
+    layout={
+        "barmode": "group",
+        "height": 380,
+        "margin": {"t": 30},
+        "legend": {"orientation": "h", "y": -0.2},
+        "xaxis": {"title": {"text": "decoder layer"}},
+        "yaxis": {"title": {"text": "fraction removed"}, "range": [0, 1]},
+        "yaxis2": {
+            "title": {"text": "attention mass on image tokens"},
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+            "showgrid": False,
+        },
+    },
 )
-alloc.update_yaxes(title_text="fraction removed", range=[0, 1], secondary_y=False)
-alloc.update_yaxes(title_text="attention mass on image tokens", secondary_y=True, rangemode="tozero")
 st.plotly_chart(alloc, width="stretch", key="allocation_chart")
 
 heads, mlp = kept_grid(blueprint, planner.shapes)
-grid = make_subplots(rows=1, cols=2, column_widths=[0.25, 0.75], subplot_titles=("query heads", "MLP channels"))
 common = {"colorscale": [[0, "#f0f0f0"], [1, "#08519c"]], "zmin": 0, "zmax": 1, "y": layers}
-grid.add_trace(go.Heatmap(z=heads, showscale=False, **common), row=1, col=1)
-grid.add_trace(go.Heatmap(z=mlp, colorbar={"title": "kept"}, **common), row=1, col=2)
-grid.update_xaxes(title_text="head", row=1, col=1)
-grid.update_xaxes(title_text="channel block", row=1, col=2)
-grid.update_yaxes(title_text="layer", autorange="reversed", row=1, col=1)
-grid.update_yaxes(autorange="reversed", row=1, col=2)
-grid.update_layout(height=300, margin={"t": 40})
+split = 0.22  # the heads panel's share of the width
+grid = go.Figure(
+    data=[
+        go.Heatmap(z=heads, showscale=False, **common),
+        go.Heatmap(z=mlp, colorbar={"title": {"text": "kept"}}, xaxis="x2", yaxis="y2", **common),
+    ],
+    layout={
+        "height": 300,
+        "margin": {"t": 40},
+        "xaxis": {"domain": [0, split], "title": {"text": "head"}},
+        "xaxis2": {"domain": [split + 0.05, 1], "title": {"text": "channel block"}},
+        "yaxis": {"title": {"text": "layer"}, "autorange": "reversed"},
+        "yaxis2": {"anchor": "x2", "autorange": "reversed"},
+        "annotations": [
+            {"text": title, "x": x, "y": 1.0, "xref": "paper", "yref": "paper", "yanchor": "bottom", "showarrow": False}
+            for title, x in (("query heads", split / 2), ("MLP channels", (split + 0.05 + 1) / 2))
+        ],
+    },
+)
 st.plotly_chart(grid, width="stretch", key="kept_chart")
 
 with st.expander("Per-layer numbers"):
-    st.dataframe(table.style.format({"attention": "{:.1%}", "mlp": "{:.1%}", "sparsity": "{:.1%}"}), width="stretch")
+    percent = st.column_config.NumberColumn(format="percent")
+    st.dataframe(table, column_config=dict.fromkeys(("attention", "mlp", "sparsity"), percent), width="stretch")
 
 # -- nearest evaluated plans ----------------------------------------------------------------------------------------
 st.subheader("Nearest evaluated plans")
 st.caption(
     "Other plans, evaluated earlier, whose preference is closest to yours: evidence, not this blueprint's score."
 )
-near = nearest_evaluated(store(), planner.model_id, preference)
+near = nearest_plans(_evaluated(planner.model_id, str(store().path), store().version()), preference)
 if near.empty:
     st.info("No evaluated policy plans yet; evaluate this one to start the map.")
 else:

@@ -148,6 +148,20 @@ class PlanStore:
         self.path = Path(path).expanduser().resolve() if path is not None else default_store_path().resolve()
         self._db = Database(self.path, timeout)
 
+    def version(self) -> tuple[int, ...]:
+        """A token that changes whenever the file is written, read without opening a connection (DuckDB appends to
+        `<file>.wal` on commit and rewrites the file on checkpoint): the dashboard keys its cached queries on it, so
+        a slider move reads nothing from disk unless a job has written meanwhile."""
+        token: list[int] = []
+        for path in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                token += [0, 0]
+            else:
+                token += [st.st_mtime_ns, st.st_size]
+        return tuple(token)
+
     # models and calibrations
 
     def put_model(self, model_id: str, spec: str, family: str, config: dict[str, Any]) -> ModelRecord:
@@ -359,12 +373,12 @@ class PlanStore:
         return [(_plan_from_row(row[:split_at]), _evaluation_from_row(row[split_at:])) for row in rows]
 
     def nearest_evaluated(
-        self, model_id: str, w: Preference, k: int
+        self, model_id: str, w: Preference, k: int | None
     ) -> list[tuple[PlanRecord, EvaluationRecord, float]]:
-        """The `k` evaluated plans whose preference is nearest `w`, each with its largest evaluation and the distance.
-        Ranked inside DuckDB: the dashboard asks on every slider move, and reading every plan's blueprint to rank
-        them in Python took a third of a second once GRPO had stored a few hundred plans."""
-        if k < 0:
+        """The `k` evaluated plans (all with `k=None`) whose preference is nearest `w`, each with its largest
+        evaluation and the distance. Ranked inside DuckDB: reading every plan's blueprint to rank them in Python took
+        a third of a second once GRPO had stored a few hundred plans."""
+        if k is not None and k < 0:
             raise ValueError(f"k must be non-negative, got {k}")
         target = normalize_preference(w)
         with self._db.transaction(read_only=True) as conn:
@@ -378,8 +392,8 @@ class PlanStore:
                 "JOIN plans p ON p.plan_id = r.plan_id JOIN evaluations e ON e.plan_id = r.plan_id "
                 "AND e.bench = r.bench AND e.split = r.split AND e.mode = r.mode AND e.scoring = r.scoring "
                 "AND e.sample_limit = r.sample_limit "
-                "WHERE r.rn = 1 ORDER BY r.distance, r.plan_id LIMIT ?",
-                [*target, model_id, k],
+                "WHERE r.rn = 1 ORDER BY r.distance, r.plan_id" + ("" if k is None else f" LIMIT {int(k)}"),
+                [*target, model_id],
             ).fetchall()
         split_at = len(_PLAN_COLUMNS)
         return [(_plan_from_row(row[:split_at]), _evaluation_from_row(row[split_at:-1]), row[-1]) for row in rows]

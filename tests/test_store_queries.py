@@ -71,3 +71,35 @@ def test_nearest_evaluated_ranks_by_preference_and_keeps_each_plans_largest_eval
     assert near[0][1].metrics == {"a": 70} and near[0][1].sample_count == 900  # the larger measurement wins
     assert near[0][2] == pytest.approx(((0.1**2) * 2) ** 0.5)
     assert unevaluated.plan_id not in {plan.plan_id for plan, _, _ in store.nearest_evaluated(MODEL, (0, 1, 0), 10)}
+    assert len(store.nearest_evaluated(MODEL, (0, 1, 0), None)) == len(plans)  # k=None: every evaluated plan
+
+
+def test_version_changes_on_every_write_and_not_on_reads(store: PlanStore) -> None:
+    before = store.version()
+    store.list_evaluations(MODEL)
+    store.latest_policy(MODEL)
+    assert store.version() == before
+    store.put_plan(PlanDraft(MODEL, {"i": 1}, "policy", 0.3, (1.0, 0.0, 0.0)))
+    after = store.version()
+    assert after != before
+    store.put_policy("p", MODEL, {"hidden": 8})
+    assert store.version() != after
+
+
+def test_dashboard_ranks_the_cached_evaluated_plans_like_the_store(store: PlanStore) -> None:
+    from hipp_core.ui_state import evaluated_preferences, nearest_plans
+
+    prefs = [(0.2, 0.3, 0.5), (0.6, 0.2, 0.2), (0.1, 0.8, 0.1), (0.4, 0.4, 0.2), (0.0, 0.0, 1.0)]
+    plans = store.put_plans([PlanDraft(MODEL, {"i": i}, "policy", 0.1 * i, w) for i, w in enumerate(prefs)])
+    for i, plan in enumerate(plans):
+        metrics = {"sqa.accuracy": i / 10, "pope.random.yes_ratio": 0.5}
+        store.put_evaluation(EvalKey(MODEL, plan.plan_id, "all", "dev", "masked", "logits", 10), metrics, 10, 1.0)
+    table = evaluated_preferences(store, MODEL)
+    assert len(table) == len(plans) and evaluated_preferences(store, OTHER).empty
+    for w in [(0.3, 0.3, 0.4), (1.0, 0.0, 0.0), (2.0, 6.0, 2.0)]:  # the last one is not normalised
+        near = nearest_plans(table, w, k=3)
+        expected = store.nearest_evaluated(MODEL, w, 3)
+        assert list(near["plan"]) == [plan.plan_id for plan, _, _ in expected]
+        assert near["distance"].to_numpy() == pytest.approx([d for _, _, d in expected])
+        assert "w0" not in near.columns and near.columns[:2].tolist() == ["plan", "distance"]
+    assert nearest_plans(evaluated_preferences(store, OTHER), (1, 1, 1)).empty
