@@ -89,7 +89,8 @@ class GRPOConfig:
     @classmethod
     def from_json(cls, data: dict) -> GRPOConfig:
         data = dict(data)
-        data["policy"] = PolicyConfig(**data["policy"])
+        # Checkpoints written before the compression prior existed were trained without it.
+        data["policy"] = PolicyConfig(**{"compression_prior": False, **data["policy"]})
         data["fixed_budget_range"] = tuple(data["fixed_budget_range"])
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 

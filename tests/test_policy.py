@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -48,14 +49,30 @@ def test_layer_state_is_normalized_across_layers(plans):
     assert state[0, -1] == 0 and state[-1, -1] == 1  # depth
 
 
-def test_untrained_policy_starts_at_uniform_blocks_and_mid_budget(plans):
+def test_untrained_policy_starts_at_uniform_blocks_and_a_budget_rising_with_compression(plans):
     policy = PrunePolicy(len(STATE_FEATURES))
-    w = torch.tensor([[0.2, 0.7, 0.1]])
-    plan = policy.act(_state(plans), w, deterministic=True)[0]
-    assert np.allclose(plan.alpha, 1 / (2 * len(plans.shapes)))
-    assert plan.budget == pytest.approx((policy.config.budget_min + policy.config.budget_max) / 2, abs=1e-6)
-    fixed = policy.act(_state(plans), w, torch.tensor([0.3]), deterministic=True)[0]
+    c = policy.config
+    w = torch.tensor([[0.2, 0.7, 0.1], [0.25, 0.25, 0.5], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]])
+    budgets = [p.budget for p in policy.act(_state(plans), w, deterministic=True)]
+    assert all(
+        np.allclose(p.alpha, 1 / (2 * len(plans.shapes))) for p in policy.act(_state(plans), w, deterministic=True)
+    )
+    assert budgets[1] == pytest.approx((c.budget_min + c.budget_max) / 2, abs=1e-6)  # Beta(4, 4) at w_c = ½
+    assert budgets[3] < budgets[0] < budgets[1] < budgets[2]  # Beta mean (1 + 6m) / 8, m = 0.05 + 0.9 w_c
+    assert budgets[2] == pytest.approx(c.budget_min + (c.budget_max - c.budget_min) * (1 + 6 * 0.95) / 8, abs=1e-5)
+    blind = PrunePolicy(len(STATE_FEATURES), replace(c, compression_prior=False))
+    assert {round(p.budget, 6) for p in blind.act(_state(plans), w, deterministic=True)} == {
+        round((c.budget_min + c.budget_max) / 2, 6)
+    }
+    fixed = policy.act(_state(plans), w[:1], torch.tensor([0.3]), deterministic=True)[0]
     assert fixed.overridden and fixed.budget == pytest.approx(0.3)
+
+
+def test_checkpoints_from_before_the_budget_prior_load_without_it():
+    old = GRPOConfig().to_json()
+    del old["policy"]["compression_prior"]
+    assert GRPOConfig.from_json(old).policy.compression_prior is False
+    assert GRPOConfig.from_json(GRPOConfig().to_json()).policy.compression_prior is True
 
 
 def test_seeded_sampling_repeats_and_leaves_global_rng_alone(plans):
