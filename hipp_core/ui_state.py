@@ -151,7 +151,8 @@ def mean_yes_ratio(metrics: dict[str, float]) -> float | None:
 def evaluated_preferences(store: PlanStore, model_id: str) -> pd.DataFrame:
     """Every evaluated plan that has a preference, each with its largest evaluation: one store query, which the
     dashboard runs once per store version (`PlanStore.version`); `nearest_plans` then ranks it on every slider move
-    without touching the store. Columns `w0`-`w2` hold the preference; the rest are for display."""
+    without touching the store. Rows are sorted by plan id; columns `w0`-`w2` hold the preference, the rest are for
+    display."""
     rows = [
         {
             "plan": plan.plan_id,
@@ -165,7 +166,8 @@ def evaluated_preferences(store: PlanStore, model_id: str) -> pd.DataFrame:
         }
         for plan, ev, _ in store.nearest_evaluated(model_id, (1.0, 1.0, 1.0), None)
     ]
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    return frame.sort_values("plan", ignore_index=True) if rows else frame
 
 
 def nearest_plans(evaluated: pd.DataFrame, preference: Sequence[float], k: int = 5) -> pd.DataFrame:
@@ -176,10 +178,10 @@ def nearest_plans(evaluated: pd.DataFrame, preference: Sequence[float], k: int =
     w = np.asarray(preference, dtype=float)
     w = w / w.sum()
     distance = np.sqrt(((evaluated[["w0", "w1", "w2"]].to_numpy(dtype=float) - w) ** 2).sum(axis=1))
-    near = evaluated.drop(columns=["w0", "w1", "w2"]).assign(distance=distance)
-    near = near.sort_values(["distance", "plan"], kind="stable").head(k)
-    columns = ["plan", "distance", *[c for c in near.columns if c not in ("plan", "distance")]]
-    return near[columns].reset_index(drop=True)
+    order = np.argsort(distance, kind="stable")[:k]  # rows are sorted by plan id: ties keep that order
+    near = evaluated.iloc[order].drop(columns=["w0", "w1", "w2"])
+    near.insert(1, "distance", distance[order])
+    return near.reset_index(drop=True)
 
 
 # -- the Pareto cloud -------------------------------------------------------------------------------------------

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import streamlit as st
 
+from hipp_core.config import set_threads
 from hipp_core.errors import HippError
 from hipp_core.ui_state import DEFAULT_SPEC, ModelChoice, check_model
 from plan_store import PlanStore, default_store_path
+
+# Like the CLI: $HIPP_THREADS, else one core left free. Here rather than in app.py because a deep link (/explore)
+# runs the page without app.py. With torch's default (every core) beside the browser, one tiny policy layer took up to
+# 5 ms and a slider move's redraw 360 ms.
+set_threads()
 
 MODEL_KEY = "model_spec"  # a plain session key, not a widget key: it survives pages that do not draw the picker
 
