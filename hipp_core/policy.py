@@ -96,8 +96,9 @@ class PrunePolicy(nn.Module):
         self.allocation = nn.Sequential(nn.Linear(2 * h, h), nn.Tanh(), nn.Linear(h, 2))  # attention, MLP
         self.budget = nn.Sequential(nn.Linear(n_features + 3, h), nn.Tanh(), nn.Linear(h, 2))
         self.log_kappa = nn.Parameter(torch.tensor(math.log(config.concentration)))
-        # Start from the uniform allocation and a budget centred in its range (Beta(4, 4)), so the first plans are
-        # the uniform baseline's neighbours and learning moves away from it only where rewards say so.
+        # Start from the uniform allocation and a Beta(4, 4) budget (moved along the compression weight by
+        # `budget_prior`), so the first plans are the uniform baseline's neighbours and learning moves away from it
+        # only where rewards say so.
         for head, bias in ((self.allocation[-1], 0.0), (self.budget[-1], _BUDGET_INIT_LOGIT)):
             nn.init.zeros_(head.weight)
             nn.init.constant_(head.bias, bias)

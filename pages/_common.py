@@ -11,8 +11,8 @@ from hipp_core.ui_state import DEFAULT_SPEC, ModelChoice, check_model
 from plan_store import PlanStore, default_store_path
 
 # Like the CLI: $HIPP_THREADS, else one core left free. Here rather than in app.py because a deep link (/explore)
-# runs the page without app.py. With torch's default (every core) beside the browser, one tiny policy layer took up to
-# 5 ms and a slider move's redraw 360 ms.
+# runs the page without app.py. With torch's default (every core) beside the browser, 100 tiny policy-sized layers
+# took up to 0.5 s in the script thread (0.3-1.3 ms with one thread).
 set_threads()
 
 MODEL_KEY = "model_spec"  # a plain session key, not a widget key: it survives pages that do not draw the picker

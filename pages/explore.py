@@ -152,7 +152,7 @@ if baseline:
 visual = go.Scatter(
     x=layers, y=v_attn, name="visual sensitivity (v_attn)", mode="lines+markers", line={"color": "black"}, yaxis="y2"
 )
-# Figures are built in one constructor call each: make_subplots and update_* calls cost ~30 ms of every slider move.
+# Figures are built in one constructor call each: make_subplots and update_* calls took ~30 ms of script time per move.
 alloc = go.Figure(
     data=[*bars, visual],
     layout={
