@@ -138,7 +138,7 @@ def speed() -> list[str]:
         rows.append(["Ray 2 workers / 1 worker, plans per minute", f"{scale['ray_2_over_1_plans_per_minute']}", ""])
     latency = load("app_latency")
     if latency:
-        rows.append(["dashboard slider move → redraw, median ms", f"{latency['median_ms']}", "≤ 300"])
+        rows.append(["dashboard slider move → page redrawn, median ms", f"{latency['median_ms']}", "≤ 300"])
     if not rows:
         return out + ["*Not measured yet* (run the speed benchmarks with `--save`).", ""]
     return [*out, *_table(["measure", "value", "target"], rows), ""]

@@ -10,11 +10,6 @@ from hipp_core.errors import HippError
 from hipp_core.ui_state import DEFAULT_SPEC, ModelChoice, check_model
 from plan_store import PlanStore, default_store_path
 
-# Like the CLI: $HIPP_THREADS, else one core left free. Here rather than in app.py because a deep link (/explore)
-# runs the page without app.py. With torch's default (every core) beside the browser, 100 tiny policy-sized layers
-# took up to 0.5 s in the script thread (0.3-1.3 ms with one thread).
-set_threads()
-
 MODEL_KEY = "model_spec"  # a plain session key, not a widget key: it survives pages that do not draw the picker
 
 
@@ -37,8 +32,20 @@ def chosen_spec() -> str:
     return st.session_state.get(MODEL_KEY, DEFAULT_SPEC)
 
 
+def pin_threads() -> None:
+    """Torch's thread count as the CLI sets it ($HIPP_THREADS, else one core left free), for this script run.
+
+    Call it at the start of every run that may call torch, fragment reruns included: Streamlit gives each run a new OS
+    thread, and OpenMP keeps its thread count per thread, so a count set once at import held only in the first run's
+    thread (torch.get_num_threads() still said 1 in later ones). Measured beside the browser on 2 cores: one policy
+    call took ~55 ms in a later run's thread, 9 ms once pinned there; earlier, 100 tiny policy-sized layers had taken
+    up to 0.5 s with the default count."""
+    set_threads()
+
+
 def current_model() -> ModelChoice | None:
     """The model chosen on Home (embedded LLaVA until then), validated; None after showing why it is unusable."""
+    pin_threads()
     spec = chosen_spec()
     try:
         choice = _checked(spec)

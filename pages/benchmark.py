@@ -7,6 +7,7 @@ import streamlit as st
 from hipp_core import api
 from hipp_core.data.world import SPLITS
 from hipp_core.errors import HippError
+from pages._common import pin_threads
 
 EMBEDDED = {"Embedded LLaVA": "embedded:llava", "Embedded Qwen2.5-VL": "embedded:qwen2_5_vl"}
 
@@ -23,6 +24,7 @@ split = mid.selectbox("Split", SPLITS, index=SPLITS.index("test"))
 limit = right.number_input("Questions per part", min_value=10, max_value=5000, value=200, step=10)
 
 if st.button("Evaluate", type="primary", disabled=not spec):
+    pin_threads()
     bar = st.progress(0.0, text="loading model")
 
     def on_progress(stage: str, done: int, total: int) -> None:

@@ -15,6 +15,7 @@ from hipp_core.policy import Planner
 from hipp_core.ui_state import (
     FLOPS_SEQ_LEN,
     PREFERENCE_NAMES,
+    ModelChoice,
     evaluated_preferences,
     kept_grid,
     layer_table,
@@ -22,7 +23,7 @@ from hipp_core.ui_state import (
     plan_size,
     rebalance,
 )
-from pages._common import current_model, show_flash, store, submit_job
+from pages._common import current_model, pin_threads, show_flash, store, submit_job
 from plan_store import PolicyRecord
 
 st.title("Explore")
@@ -82,161 +83,166 @@ def _moved(index: int) -> None:
     st.session_state["preference"] = new
 
 
-controls, budget = st.columns([3, 1])
-cols = controls.columns(3)
-for i, (col, name) in enumerate(zip(cols, PREFERENCE_NAMES)):
-    col.slider(name.capitalize(), 0.0, 1.0, step=0.01, key=KEYS[i], on_change=_moved, args=(i,))
-locked = budget.checkbox("Match a sparsity", key="lock_sparsity", help="Override the policy's budget.")
-sparsity = budget.slider(
-    "Sparsity",
-    0.05,
-    0.85,
-    value=0.3,
-    step=0.01,
-    key="locked_sparsity",
-    disabled=not locked,
-    label_visibility="collapsed",
-)
-weights = tuple(st.session_state[k] for k in KEYS)
-if sum(weights) <= 0:
-    st.error("All three weights are 0; give at least one a positive weight.")
-    st.stop()
-preference = tuple(w / sum(weights) for w in weights)
-try:
-    blueprint = planner.blueprint(preference, sparsity if locked else None)
-except HippError as exc:
-    st.error(str(exc))
-    st.stop()
-
-# -- numbers --------------------------------------------------------------------------------------------------------
-size = plan_size(blueprint, planner.shapes)
-m = st.columns(3)
-m[0].metric(
-    "Sparsity",
-    f"{blueprint.achieved:.1%}",
-    f"budget {blueprint.budget:.1%}",
-    delta_color="off",
-    help="Fraction of decoder-layer parameters removed (achieved after rounding to whole units).",
-)
-m[1].metric(
-    "Decoder parameters", f"{size.params_kept:,}", f"{size.params_kept / size.params_dense - 1:.1%}", delta_color="off"
-)
-m[2].metric(
-    "Decoder FLOPs", f"{size.flops_kept:.3g}", f"{size.flops_kept / size.flops_dense - 1:.1%}", delta_color="off"
-)
-st.caption(
-    f"Plan `{blueprint.plan_id}` · preference w = {' / '.join(f'{w:.2f}' for w in preference)} "
-    f"(utility / robustness / compression) · FLOPs for one {FLOPS_SEQ_LEN}-token sequence"
-)
-
-# -- allocation over visual sensitivity -----------------------------------------------------------------------------
-table = layer_table(blueprint, planner.shapes)
-baseline = st.session_state.get("baseline")
-baseline = baseline if baseline and baseline[0] == blueprint.plan_id else None
-layers = list(table.index)
-v_attn = np.asarray(planner.features.v_attn, dtype=float)
-bars = [
-    go.Bar(x=layers, y=table["attention"], name="attention sparsity", marker_color="#1f77b4"),
-    go.Bar(x=layers, y=table["mlp"], name="MLP sparsity", marker_color="#ff7f0e"),
-]
-if baseline:
-    bars.append(
-        go.Scatter(
-            x=layers,
-            y=list(baseline[2].sparsities),
-            name=f"{baseline[1]} baseline (layer sparsity)",
-            mode="lines+markers",
-            line={"color": "#2ca02c", "dash": "dash"},
-        )
+@st.fragment
+def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
+    """Everything a preference move changes. A fragment, so a slider move reruns only this: not the navigation, the
+    model check and the store lookups above, and the browser redraws only these elements."""
+    pin_threads()  # a fragment rerun runs in a thread of its own
+    controls, budget = st.columns([3, 1])
+    cols = controls.columns(3)
+    for i, (col, name) in enumerate(zip(cols, PREFERENCE_NAMES)):
+        col.slider(name.capitalize(), 0.0, 1.0, step=0.01, key=KEYS[i], on_change=_moved, args=(i,))
+    locked = budget.checkbox("Match a sparsity", key="lock_sparsity", help="Override the policy's budget.")
+    sparsity = budget.slider(
+        "Sparsity",
+        0.05,
+        0.85,
+        value=0.3,
+        step=0.01,
+        key="locked_sparsity",
+        disabled=not locked,
+        label_visibility="collapsed",
     )
-visual = go.Scatter(
-    x=layers, y=v_attn, name="visual sensitivity (v_attn)", mode="lines+markers", line={"color": "black"}, yaxis="y2"
-)
-# Figures are built in one constructor call each: make_subplots and update_* calls took ~30 ms of script time per move.
-alloc = go.Figure(
-    data=[*bars, visual],
-    layout={
-        "barmode": "group",
-        "height": 380,
-        "margin": {"t": 30},
-        "legend": {"orientation": "h", "y": -0.2},
-        "xaxis": {"title": {"text": "decoder layer"}},
-        "yaxis": {"title": {"text": "fraction removed"}, "range": [0, 1]},
-        "yaxis2": {
-            "title": {"text": "attention mass on image tokens"},
-            "overlaying": "y",
-            "side": "right",
-            "rangemode": "tozero",
-            "showgrid": False,
-        },
-    },
-)
-st.plotly_chart(alloc, width="stretch", key="allocation_chart")
-
-heads, mlp = kept_grid(blueprint, planner.shapes)
-common = {"colorscale": [[0, "#f0f0f0"], [1, "#08519c"]], "zmin": 0, "zmax": 1, "y": layers}
-split = 0.22  # the heads panel's share of the width
-grid = go.Figure(
-    data=[
-        go.Heatmap(z=heads, showscale=False, **common),
-        go.Heatmap(z=mlp, colorbar={"title": {"text": "kept"}}, xaxis="x2", yaxis="y2", **common),
-    ],
-    layout={
-        "height": 300,
-        "margin": {"t": 40},
-        "xaxis": {"domain": [0, split], "title": {"text": "head"}},
-        "xaxis2": {"domain": [split + 0.05, 1], "title": {"text": "channel block"}},
-        "yaxis": {"title": {"text": "layer"}, "autorange": "reversed"},
-        "yaxis2": {"anchor": "x2", "autorange": "reversed"},
-        "annotations": [
-            {"text": title, "x": x, "y": 1.0, "xref": "paper", "yref": "paper", "yanchor": "bottom", "showarrow": False}
-            for title, x in (("query heads", split / 2), ("MLP channels", (split + 0.05 + 1) / 2))
-        ],
-    },
-)
-st.plotly_chart(grid, width="stretch", key="kept_chart")
-
-with st.expander("Per-layer numbers"):
-    percent = st.column_config.NumberColumn(format="percent")
-    st.dataframe(table, column_config=dict.fromkeys(("attention", "mlp", "sparsity"), percent), width="stretch")
-
-# -- nearest evaluated plans ----------------------------------------------------------------------------------------
-st.subheader("Nearest evaluated plans")
-st.caption(
-    "Other plans, evaluated earlier, whose preference is closest to yours: evidence, not this blueprint's score."
-)
-near = nearest_plans(_evaluated(planner.model_id, str(store().path), store().version()), preference)
-if near.empty:
-    st.info("No evaluated policy plans yet; evaluate this one to start the map.")
-else:
-    st.dataframe(near, width="stretch", hide_index=True)
-
-# -- actions --------------------------------------------------------------------------------------------------------
-a, b, c, d = st.columns([1, 1, 1, 1])
-if a.button("Save plan", key="save"):
-    record = store().put_plan(api.plan_draft(blueprint))
-    st.success(f"Saved plan {record.plan_id}; it is listed on Export.")
-if b.button("Evaluate this plan", key="evaluate", type="primary"):
-    store().put_plan(api.plan_draft(blueprint))
-    submit_job("evaluate", {"spec": choice.spec, "plan_id": blueprint.plan_id, "split": "dev"}, "the evaluation")
-method = c.selectbox("Baseline", baseline_names(), label_visibility="collapsed")
-if d.button(f"Compare with {method}", key="compare"):
+    weights = tuple(st.session_state[k] for k in KEYS)
+    if sum(weights) <= 0:
+        st.error("All three weights are 0; give at least one a positive weight.")
+        return
+    preference = tuple(w / sum(weights) for w in weights)
     try:
-        other = api.plan_baseline(choice.spec, method, blueprint.achieved, store=store())
+        blueprint = planner.blueprint(preference, sparsity if locked else None)
     except HippError as exc:
         st.error(str(exc))
-    else:
-        st.session_state["baseline"] = (blueprint.plan_id, method, other)
-        st.rerun()
-if baseline:
-    other = baseline[2]
-    st.caption(
-        f"{baseline[1]} baseline at the same sparsity ({other.achieved:.1%}): plan {other.plan_id}. "
-        "Evaluate both to see them side by side on Pareto."
+        return
+
+    # -- numbers --------------------------------------------------------------------------------------------------------
+    size = plan_size(blueprint, planner.shapes)
+    m = st.columns(3)
+    m[0].metric(
+        "Sparsity",
+        f"{blueprint.achieved:.1%}",
+        f"budget {blueprint.budget:.1%}",
+        delta_color="off",
+        help="Fraction of decoder-layer parameters removed (achieved after rounding to whole units).",
     )
-    if st.button("Evaluate both on dev", key="evaluate_both"):
-        for bp in (blueprint, other):
-            store().put_plan(api.plan_draft(bp))
-            params = {"spec": choice.spec, "plan_id": bp.plan_id, "split": "dev"}
-            submit_job("evaluate", params, f"evaluating plan {bp.plan_id}", rerun=False)
-        st.rerun()
+    m[1].metric(
+        "Decoder parameters",
+        f"{size.params_kept:,}",
+        f"{size.params_kept / size.params_dense - 1:.1%}",
+        delta_color="off",
+    )
+    m[2].metric(
+        "Decoder FLOPs", f"{size.flops_kept:.3g}", f"{size.flops_kept / size.flops_dense - 1:.1%}", delta_color="off"
+    )
+    st.caption(
+        f"Plan `{blueprint.plan_id}` · preference w = {' / '.join(f'{w:.2f}' for w in preference)} "
+        f"(utility / robustness / compression) · FLOPs for one {FLOPS_SEQ_LEN}-token sequence"
+    )
+
+    # -- allocation over visual sensitivity -----------------------------------------------------------------------------
+    table = layer_table(blueprint, planner.shapes)
+    baseline = st.session_state.get("baseline")
+    baseline = baseline if baseline and baseline[0] == blueprint.plan_id else None
+    layers = list(table.index)
+    v_attn = np.asarray(planner.features.v_attn, dtype=float)
+    bars = [
+        go.Bar(x=layers, y=table["attention"], name="attention sparsity", marker_color="#1f77b4"),
+        go.Bar(x=layers, y=table["mlp"], name="MLP sparsity", marker_color="#ff7f0e"),
+    ]
+    if baseline:
+        bars.append(
+            go.Scatter(
+                x=layers,
+                y=list(baseline[2].sparsities),
+                name=f"{baseline[1]} baseline (layer sparsity)",
+                mode="lines+markers",
+                line={"color": "#2ca02c", "dash": "dash"},
+            )
+        )
+    visual = go.Scatter(
+        x=layers,
+        y=v_attn,
+        name="visual sensitivity (v_attn)",
+        mode="lines+markers",
+        line={"color": "black"},
+        yaxis="y2",
+    )
+    heads, mlp = kept_grid(blueprint, planner.shapes)
+    kept = {"colorscale": [[0, "#f0f0f0"], [1, "#08519c"]], "zmin": 0, "zmax": 1, "x": layers, "xaxis": "x"}
+    # One figure whose three panels share the layer axis: the allocation over visual sensitivity on top, then which
+    # heads and which MLP channel blocks each layer keeps. A second Plotly chart cost the browser ~80-100 ms per
+    # slider move; a figure is built in one constructor call (make_subplots + update_* took ~30 ms of script time).
+    figure = go.Figure(
+        data=[
+            *bars,
+            visual,
+            go.Heatmap(z=heads.T, yaxis="y3", showscale=False, name="query heads", **kept),
+            go.Heatmap(z=mlp.T, yaxis="y4", colorbar={"title": {"text": "kept"}, "len": 0.45, "y": 0.2}, **kept),
+        ],
+        layout={
+            "barmode": "group",
+            "height": 640,
+            "margin": {"t": 30},
+            "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom"},
+            "xaxis": {"title": {"text": "decoder layer"}, "anchor": "y4", "dtick": 1},
+            "yaxis": {"title": {"text": "fraction removed"}, "range": [0, 1], "domain": [0.5, 1]},
+            "yaxis2": {
+                "title": {"text": "attention mass on image tokens"},
+                "overlaying": "y",
+                "side": "right",
+                "rangemode": "tozero",
+                "showgrid": False,
+            },
+            "yaxis3": {"title": {"text": "query head"}, "domain": [0.33, 0.45], "dtick": 1},
+            "yaxis4": {"title": {"text": "MLP channel block"}, "domain": [0, 0.28]},
+        },
+    )
+    st.plotly_chart(figure, width="stretch", key="blueprint_chart")
+
+    # Static tables: a handful of rows, drawn with the rest of the run; the interactive grid went on repainting
+    # its cells for up to ~200 ms after a slider move's run had finished.
+    with st.expander("Per-layer numbers"):
+        st.table(table.style.format("{:.1%}", subset=["attention", "mlp", "sparsity"]))
+
+    # -- nearest evaluated plans ----------------------------------------------------------------------------------------
+    st.subheader("Nearest evaluated plans")
+    st.caption(
+        "Other plans, evaluated earlier, whose preference is closest to yours: evidence, not this blueprint's score."
+    )
+    near = nearest_plans(_evaluated(planner.model_id, str(store().path), store().version()), preference)
+    if near.empty:
+        st.info("No evaluated policy plans yet; evaluate this one to start the map.")
+    else:
+        st.table(near.set_index("plan").style.format(precision=3))
+
+    # -- actions --------------------------------------------------------------------------------------------------------
+    a, b, c, d = st.columns([1, 1, 1, 1])
+    if a.button("Save plan", key="save"):
+        record = store().put_plan(api.plan_draft(blueprint))
+        st.success(f"Saved plan {record.plan_id}; it is listed on Export.")
+    if b.button("Evaluate this plan", key="evaluate", type="primary"):
+        store().put_plan(api.plan_draft(blueprint))
+        submit_job("evaluate", {"spec": choice.spec, "plan_id": blueprint.plan_id, "split": "dev"}, "the evaluation")
+    method = c.selectbox("Baseline", baseline_names(), label_visibility="collapsed")
+    if d.button(f"Compare with {method}", key="compare"):
+        try:
+            other = api.plan_baseline(choice.spec, method, blueprint.achieved, store=store())
+        except HippError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["baseline"] = (blueprint.plan_id, method, other)
+            st.rerun()
+    if baseline:
+        other = baseline[2]
+        st.caption(
+            f"{baseline[1]} baseline at the same sparsity ({other.achieved:.1%}): plan {other.plan_id}. "
+            "Evaluate both to see them side by side on Pareto."
+        )
+        if st.button("Evaluate both on dev", key="evaluate_both"):
+            for bp in (blueprint, other):
+                store().put_plan(api.plan_draft(bp))
+                params = {"spec": choice.spec, "plan_id": bp.plan_id, "split": "dev"}
+                submit_job("evaluate", params, f"evaluating plan {bp.plan_id}", rerun=False)
+            st.rerun()
+
+
+_blueprint_view(planner, choice)

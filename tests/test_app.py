@@ -139,7 +139,9 @@ def test_explore_sliders_stay_on_simplex_and_change_the_blueprint(trained):
     at = page("explore", trained)
     assert not at.exception and not at.error
     before_plan, before_charts = shown_plan(at), chart_specs(at)
-    assert len(before_charts) == 2  # allocation over sensitivity, kept-units heatmap
+    assert len(before_charts) == 1  # allocation over sensitivity above the kept-units heatmaps, on one layer axis
+    traces = [trace.get("type", "scatter") for trace in json.loads(before_charts[0])["data"]]
+    assert traces == ["bar", "bar", "scatter", "heatmap", "heatmap"]
     at.slider(key="w_compression").set_value(0.9).run()
     weights = [at.slider(key=k).value for k in ("w_utility", "w_robustness", "w_compression")]
     assert weights[2] == 0.9 and abs(sum(weights) - 1) < 0.02 and weights[0] > 0 and weights[1] > 0

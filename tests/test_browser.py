@@ -126,12 +126,16 @@ def test_benchmark_page_evaluates_and_draws_chart(page, server):
 
 
 # -- the pruning pages ----------------------------------------------------------------------------------------------
-def _chart_data(tab) -> list[str]:
-    """The traces' y values of every Plotly chart on the page, as drawn in the browser."""
-    return tab.evaluate(
-        "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
-        ".map(el => JSON.stringify((el.data || []).map(trace => Array.from(trace.y || []))))"
-    )
+# Every Plotly chart's trace values (y and z) as the browser holds them. plotly sends numpy arrays base64-encoded
+# ({dtype, bdata}), so the values are compared in that form: Array.from() of one gives [] and never changes.
+CHART_DATA = (
+    "() => JSON.stringify(Array.from(document.querySelectorAll('.js-plotly-plot'))"
+    ".map(el => (el.data || []).map(trace => [trace.y, trace.z])))"
+)
+
+
+def _chart_data(tab) -> str:
+    return tab.evaluate(CHART_DATA)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +149,7 @@ def embedded_policy(server) -> str:
 def test_explore_slider_redraws_the_blueprint(page, server, embedded_policy):
     page.goto(f"{server}/explore")
     page.get_by_role("heading", name="Explore", exact=True).wait_for(timeout=60_000)
-    page.locator(".js-plotly-plot").nth(1).wait_for(timeout=120_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
     _settle(page)
     before = _chart_data(page)
     thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Compression").get_by_role("slider")
@@ -153,15 +157,10 @@ def test_explore_slider_redraws_the_blueprint(page, server, embedded_policy):
     for _ in range(30):
         thumb.press("ArrowRight")
     _settle(page)
-    page.wait_for_function(
-        "before => JSON.stringify(Array.from(document.querySelectorAll('.js-plotly-plot'))"
-        ".map(el => JSON.stringify((el.data || []).map(t => Array.from(t.y || []))))) !== JSON.stringify(before)",
-        arg=before,
-        timeout=30_000,
-    )
+    page.wait_for_function(f"before => ({CHART_DATA})() !== before", arg=before, timeout=30_000)
     assert _chart_data(page) != before
     page.get_by_role("button", name="Evaluate this plan").wait_for(timeout=30_000)
-    page.locator('[data-testid="stDataFrame"], [data-testid="stAlert"]').last.wait_for(timeout=30_000)
+    page.locator('[data-testid="stTable"], [data-testid="stAlert"]').last.wait_for(timeout=30_000)
     _settle(page)
     assert page.get_by_text("Traceback").count() == 0
     page.screenshot(path=str(ARTIFACTS / "explore.png"), full_page=True)
@@ -171,7 +170,7 @@ def test_evaluation_job_finishes_and_appears_on_pareto(page, server, embedded_po
     from plan_store import PlanStore
 
     page.goto(f"{server}/explore")
-    page.locator(".js-plotly-plot").nth(1).wait_for(timeout=120_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
     _settle(page)
     page.get_by_role("button", name="Evaluate this plan").click()
     page.get_by_text("Started the evaluation").wait_for(timeout=60_000)
