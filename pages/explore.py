@@ -116,7 +116,7 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
         st.error(str(exc))
         return
 
-    # -- numbers --------------------------------------------------------------------------------------------------------
+    # -- numbers -------------------------------------------------------------------------------------------------------
     size = plan_size(blueprint, planner.shapes)
     m = st.columns(3)
     m[0].metric(
@@ -140,7 +140,7 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
         f"(utility / robustness / compression) · FLOPs for one {FLOPS_SEQ_LEN}-token sequence"
     )
 
-    # -- allocation over visual sensitivity -----------------------------------------------------------------------------
+    # -- allocation over visual sensitivity ----------------------------------------------------------------------------
     table = layer_table(blueprint, planner.shapes)
     baseline = st.session_state.get("baseline")
     baseline = baseline if baseline and baseline[0] == blueprint.plan_id else None
@@ -206,7 +206,7 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
     with st.expander("Per-layer numbers"):
         st.table(table.assign(**{c: table[c].map("{:.1%}".format) for c in ("attention", "mlp", "sparsity")}))
 
-    # -- nearest evaluated plans ----------------------------------------------------------------------------------------
+    # -- nearest evaluated plans ---------------------------------------------------------------------------------------
     st.subheader("Nearest evaluated plans")
     st.caption(
         "Other plans, evaluated earlier, whose preference is closest to yours: evidence, not this blueprint's score."
@@ -217,7 +217,7 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
     else:
         st.table(near.set_index("plan").map(lambda x: f"{x:.3f}" if isinstance(x, float) else x))
 
-    # -- actions --------------------------------------------------------------------------------------------------------
+    # -- actions -------------------------------------------------------------------------------------------------------
     a, b, c, d = st.columns([1, 1, 1, 1])
     if a.button("Save plan", key="save"):
         record = store().put_plan(api.plan_draft(blueprint))
