@@ -53,10 +53,9 @@ def test_untrained_policy_starts_at_uniform_blocks_and_a_budget_rising_with_comp
     policy = PrunePolicy(len(STATE_FEATURES))
     c = policy.config
     w = torch.tensor([[0.2, 0.7, 0.1], [0.25, 0.25, 0.5], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]])
-    budgets = [p.budget for p in policy.act(_state(plans), w, deterministic=True)]
-    assert all(
-        np.allclose(p.alpha, 1 / (2 * len(plans.shapes))) for p in policy.act(_state(plans), w, deterministic=True)
-    )
+    acted = policy.act(_state(plans), w, deterministic=True)
+    budgets = [p.budget for p in acted]
+    assert all(np.allclose(p.alpha, 1 / (2 * len(plans.shapes))) for p in acted)
     assert budgets[1] == pytest.approx((c.budget_min + c.budget_max) / 2, abs=1e-6)  # Beta(4, 4) at w_c = ½
     assert budgets[3] < budgets[0] < budgets[1] < budgets[2]  # Beta mean (1 + 6m) / 8, m = 0.05 + 0.9 w_c
     assert budgets[2] == pytest.approx(c.budget_min + (c.budget_max - c.budget_min) * (1 + 6 * 0.95) / 8, abs=1e-5)
