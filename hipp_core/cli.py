@@ -117,7 +117,9 @@ def zoo_build(
     retrain: Annotated[
         bool, typer.Option(help="Train again from scratch into $HIPP_CACHE/zoo (resumes if killed).")
     ] = False,
-    steps: Annotated[int | None, typer.Option(help="Decoder training steps (default: the shipped recipe's).")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Decoder steps after the letter drill (default: the shipped recipe's).")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default $HIPP_THREADS or cores - 1).")] = None,
 ) -> None:
     """Make sure the embedded models exist: the shipped checkpoints, or a reproducible retrain."""

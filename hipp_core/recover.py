@@ -79,7 +79,7 @@ class RecoveryConfig:
         return replace(TrainConfig(), seed=self.seed, batch_size=self.batch_size, lure_start=0.0)
 
     def schedule(self) -> TrainConfig:
-        return replace(TrainConfig(), steps=self.steps, warmup=min(self.warmup, self.steps))
+        return replace(TrainConfig(), letter_steps=0, steps=self.steps, warmup=min(self.warmup, self.steps))
 
 
 @dataclass

@@ -4,11 +4,18 @@ import pytest
 import torch
 
 from hipp_core.models.adapters import adapter_class
-from hipp_core.models.train import TrainConfig, cell_labels, draw_sample, train_decoder, train_probe
+from hipp_core.models.train import (
+    TrainConfig,
+    cell_labels,
+    draw_sample,
+    drill_batch,
+    train_decoder,
+    train_probe,
+)
 from hipp_core.models.zoo import build_model, build_processor
 from tests.conftest import TINY
 
-CFG = TrainConfig(batch_size=4, probe_steps=2, steps=4, warmup=1, checkpoint_every=2)
+CFG = TrainConfig(batch_size=4, probe_steps=2, letter_steps=2, steps=4, warmup=1, checkpoint_every=2)
 
 
 def _adapter(arch):
@@ -28,15 +35,15 @@ def test_resume_after_kill_matches_unbroken_run(arch, tmp_path):
     start = {k: v.clone() for k, v in unbroken.model.state_dict().items()}
     train_decoder(unbroken, CFG, tmp_path / "a.pt")
 
-    def die_at_step_3(stage, step, total, metrics):
-        if step == 3:
+    def die_at_step_5(stage, step, total, metrics):
+        if step == 5:
             raise Killed
 
     broken = _adapter(arch)
     broken.model.load_state_dict(start)
     with pytest.raises(Killed):
-        train_decoder(broken, CFG, tmp_path / "b.pt", die_at_step_3)
-    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 2
+        train_decoder(broken, CFG, tmp_path / "b.pt", die_at_step_5)
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 4  # past the letter drill
     resumed = _adapter(arch)  # a new process: fresh weights, everything comes from the checkpoint
     train_decoder(resumed, CFG, tmp_path / "b.pt")
     for (name, a), b in zip(unbroken.model.state_dict().items(), resumed.model.state_dict().values()):
@@ -51,8 +58,40 @@ def test_training_samples_mix_tasks_and_cells_are_labelled():
     rng, stream = random.Random(0), scenes_for_split("train", 3)
     samples = [draw_sample(stream, rng, TrainConfig()) for _ in range(400)]
     captions = sum(s.is_caption for s in samples)
+    drills = [s for s in samples if s.text.startswith("Which option is the ")]
+    assert 0.01 < len(drills) / 400 < 0.1 and all(s.image_scene is None and s.answer in "ABCDE" for s in drills)
+    drilled = drill_batch(rng, CFG)
+    assert all(s.text.startswith("Which option is the ") and s.image_scene is None for s in drilled)
     text_only = sum(s.image_scene is None for s in samples)
     assert 0.1 < captions / 400 < 0.3 and 0.1 < text_only / 400 < 0.25
     scene = next(stream)
     labels = cell_labels(scene)
     assert sum(label > 0 for label in labels) == len(scene.objects)
+
+
+@pytest.mark.parametrize("arch", ["llava", "qwen2_5_vl"])
+def test_prompt_loss_covers_the_prompt_text_only(arch):
+    """The prompt term is next-token loss on the prompt's words: never on image placeholders, padding or answers."""
+    from hipp_core.data.world import render, scenes_for_split
+    from hipp_core.models.train import answer_loss
+
+    adapter = _adapter(arch)
+    scene = next(scenes_for_split("train", 3))
+    texts = ["Is there a red circle in the image?", "How many corners does a square have?\nA. 4\nB. 3"]
+    images, answers = [render(scene), None], ["yes", "A"]
+    with torch.no_grad():
+        total, qa, cap = answer_loss(adapter, texts, images, answers, [False, False], 0.5, prompt_weight=2.0)
+        plain, _, _ = answer_loss(adapter, texts, images, answers, [False, False], 0.5)
+        enc = adapter.encode(texts, images, answers)
+        logits = adapter.model(**enc.inputs).logits.log_softmax(-1)
+    ids, attention = enc.inputs["input_ids"], enc.inputs["attention_mask"]
+    image_id = adapter.model.config.image_token_id
+    assert (ids == image_id).any() and (attention == 0).any()  # both exclusions are exercised
+    losses = []
+    for row in range(len(texts)):
+        answer_start = int((enc.labels[row] != -100).nonzero()[0])
+        for pos in range(1, answer_start):
+            if attention[row, pos] and ids[row, pos] != image_id:
+                losses.append(-logits[row, pos - 1, ids[row, pos]].item())
+    assert plain.item() == pytest.approx(qa.item() + 0.5 * cap.item())
+    assert total.item() == pytest.approx(plain.item() + 2.0 * sum(losses) / len(losses), rel=1e-5)

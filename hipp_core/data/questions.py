@@ -2,6 +2,9 @@
 
 Multiple-choice kinds come in two families of equal weight: `IMAGE_KINDS` can only be answered by looking;
 `TEXT_KINDS` are answered from world knowledge or the hint, like ScienceQA's text-only questions.
+`DRILL_KINDS` are for training only: "Which option is the red circle?" asks for nothing but the option letter
+that names an object, the step every multiple-choice answer ends with, and the one a small decoder is slowest
+to learn inside real questions.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ BAG_NAMES = ("bag", "box", "jar")
 
 IMAGE_KINDS = ("count", "colour_of_shape", "shape_of_colour", "position", "which_present")
 TEXT_KINDS = ("corners", "mix", "more")
+DRILL_KINDS = ("pointer",)
 
 
 def presence_question(obj: str) -> str:
@@ -71,6 +75,9 @@ def multiple_choice(scene: Scene | None, kind: str, rng: random.Random) -> Multi
         obj = rng.choice(scene.objects)
         absent = [o for o in OBJECTS if o not in scene.present]
         question, correct, pool = "Which object is in the image?", obj.name, [obj.name, *absent]
+    elif kind == "pointer":
+        obj = rng.choice(OBJECTS)
+        question, correct, pool = f"Which option is the {obj}?", obj, list(OBJECTS)
     elif kind == "corners":
         shape = rng.choice(SHAPES)
         question, correct, pool = f"How many corners does a {shape} have?", str(CORNERS[shape]), ["0", "3", "4", "12"]

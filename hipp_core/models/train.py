@@ -4,9 +4,17 @@ Two stages, after what DESIGN §5 measured:
 1. The vision encoder alone learns, through a linear probe, which object (or nothing) sits in each cell. We
    predict the joint colour-and-shape class rather than colour and shape apart, so each image token carries
    its object's identity linearly and the decoder never has to bind colour to shape itself.
-2. The encoder is frozen; projector (3x learning rate) and decoder learn from balanced yes/no questions
-   (P(yes | object) = 0.5, half the negatives with a same-colour or same-shape lure), multiple choice, and
-   dense captions, with separate loss terms for answers and captions.
+2. The encoder is frozen; the decoder first drills option letters on text alone ("Which option is the red
+   circle?", `letter_steps`), then projector (3x learning rate) and decoder learn from balanced yes/no questions
+   (P(yes | object) = 0.5, half the negatives with a same-colour or same-shape lure), multiple choice (with some
+   letter drill kept in), and dense captions, with separate loss terms for answers and captions, plus next-token
+   loss on the prompt text.
+
+Both additions are what multiple choice needs. Answering with a letter needs each option's text to know its letter
+(attention back to "B."), and an answer-only loss gives that circuit no gradient until the rest of it exists: on
+the letter drill alone the decoder stayed at chance for 1,000 steps (lr 1.5e-3 and 5e-3). Predicting the prompt's
+own next token ("B" after option A's text) trains that look-back: the same drill then reached 0.76 in 1,500
+steps. Mixed into the full task mix instead (30% of samples, 1,000 steps on a trained model), it stayed at chance.
 
 Training checkpoints every `checkpoint_every` steps (weights, optimizer, data-stream state); rerunning with
 the same output resumes where the last checkpoint left off.
@@ -27,7 +35,7 @@ from PIL import Image
 from torch import nn
 
 from hipp_core.data.prompts import CAPTION_PROMPT, LETTERS, pope_prompt, sqa_prompt
-from hipp_core.data.questions import IMAGE_KINDS, TEXT_KINDS, balanced_presence, multiple_choice
+from hipp_core.data.questions import DRILL_KINDS, IMAGE_KINDS, TEXT_KINDS, balanced_presence, multiple_choice
 from hipp_core.data.world import GRID, OBJECTS, Scene, render, scenes_for_split
 from hipp_core.models.adapters import ModelAdapter
 
@@ -40,21 +48,29 @@ class TrainConfig:
     batch_size: int = 64
     probe_steps: int = 400  # joint colour-shape classes reach 100% per-cell accuracy after ~300 steps
     probe_lr: float = 3e-3
-    steps: int = 3600  # stage 2
+    letter_steps: int = 1500  # stage 2 opens with the text-only letter drill
+    steps: int = 3600  # stage 2 after the drill
     lr: float = 1.5e-3
     projector_lr_mult: float = 3.0  # the bridge starts from nothing and must move fastest
     warmup: int = 100
     weight_decay: float = 0.01
     share_caption: float = 0.2
     share_choice: float = 0.44  # of the non-caption samples; the rest are yes/no presence questions
+    share_drill: float = 0.15  # of the multiple-choice samples: keeps the letter circuit while the rest is learnt
     # Same-colour / same-shape lures only after the first 30%: partial matching on colour or shape is the
     # stepping stone to grounding, and lures from the start took that gradient away (yes/no stayed at chance).
     lure_start: float = 0.3
     lure_prob: float = 0.5
     caption_weight: float = 0.5
+    prompt_weight: float = 1.0  # next-token loss on the prompt text (see the module docstring)
     checkpoint_every: int = 200
 
+    @property
+    def total_steps(self) -> int:
+        return self.letter_steps + self.steps
+
     def lures_at(self, step: int) -> float:
+        """`step` counts from the end of the letter drill."""
         return self.lure_prob if step >= self.lure_start * self.steps else 0.0
 
 
@@ -74,18 +90,30 @@ def draw_sample(stream, rng: random.Random, cfg: TrainConfig, step: int = 0) -> 
     if rng.random() < cfg.share_caption:
         return Sample(CAPTION_PROMPT, scene, scene.caption(), is_caption=True)
     if rng.random() < cfg.share_choice:
-        kinds = IMAGE_KINDS if rng.random() < 0.5 else TEXT_KINDS
-        while True:
-            q = multiple_choice(scene, rng.choice(kinds), rng)
-            if q is not None:
-                break
-        return Sample(sqa_prompt(q.question, q.choices, q.hint), scene if q.needs_image else None, LETTERS[q.answer])
+        return choice_sample(scene, rng, cfg.share_drill)
     scene, question, answer = balanced_presence(scene, rng, cfg.lures_at(step))
     return Sample(pope_prompt(question), scene, answer)
 
 
+def choice_sample(scene: Scene, rng: random.Random, share_drill: float) -> Sample:
+    if rng.random() < share_drill:
+        kinds = DRILL_KINDS
+    else:
+        kinds = IMAGE_KINDS if rng.random() < 0.5 else TEXT_KINDS
+    while True:
+        q = multiple_choice(scene, rng.choice(kinds), rng)
+        if q is not None:
+            break
+    return Sample(sqa_prompt(q.question, q.choices, q.hint), scene if q.needs_image else None, LETTERS[q.answer])
+
+
 def draw_batch(stream, rng: random.Random, cfg: TrainConfig, step: int = 0) -> list[Sample]:
+    """Stage-2 samples at stage-2 `step` (counted from the end of the letter drill)."""
     return [draw_sample(stream, rng, cfg, step) for _ in range(cfg.batch_size)]
+
+
+def drill_batch(rng: random.Random, cfg: TrainConfig) -> list[Sample]:
+    return [choice_sample(None, rng, share_drill=1.0) for _ in range(cfg.batch_size)]
 
 
 def answer_loss(
@@ -95,9 +123,11 @@ def answer_loss(
     answers: list[str],
     is_caption: list[bool],
     caption_weight: float,
+    prompt_weight: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(total, answer, caption) next-token losses on the answer tokens only. Answers and captions are separate
-    terms: captions are long, and pooled with the one-word answers they would drown the answer loss."""
+    """(total, answer, caption) next-token losses. Answers and captions are separate terms: captions are long,
+    and pooled with the one-word answers they would drown the answer loss. With `prompt_weight`, the total also
+    holds the mean next-token loss on the prompt's text tokens (image placeholders and padding excluded)."""
     enc = adapter.encode(texts, images, answers)
     logits = adapter.model(**enc.inputs).logits[:, :-1]
     target = enc.labels[:, 1:]
@@ -107,15 +137,21 @@ def answer_loss(
     is_qa = mask & ~is_cap
     qa_loss = token_loss[is_qa].mean() if is_qa.any() else torch.zeros(())
     cap_loss = token_loss[is_cap].mean() if is_cap.any() else torch.zeros(())
-    return qa_loss + caption_weight * cap_loss, qa_loss, cap_loss
+    total = qa_loss + caption_weight * cap_loss
+    if prompt_weight:
+        tokens = enc.inputs["input_ids"][:, 1:]
+        is_prompt = (enc.inputs["attention_mask"][:, 1:] == 1) & ~mask & (tokens != adapter.model.config.image_token_id)
+        prompt_loss = F.cross_entropy(logits[is_prompt], tokens[is_prompt])
+        total = total + prompt_weight * prompt_loss
+    return total, qa_loss, cap_loss
 
 
 def samples_loss(
-    adapter: ModelAdapter, samples: list[Sample], caption_weight: float
+    adapter: ModelAdapter, samples: list[Sample], caption_weight: float, prompt_weight: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     texts, answers = [s.text for s in samples], [s.answer for s in samples]
     images, captions = [s.image() for s in samples], [s.is_caption for s in samples]
-    return answer_loss(adapter, texts, images, answers, captions, caption_weight)
+    return answer_loss(adapter, texts, images, answers, captions, caption_weight, prompt_weight)
 
 
 def cell_labels(scene: Scene) -> list[int]:
@@ -157,15 +193,15 @@ def train_probe(adapter: ModelAdapter, cfg: TrainConfig, progress: Progress | No
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up over `cfg.warmup` steps, then cosine decay to 10% of the peak at `cfg.steps`."""
+    """Linear warm-up over `cfg.warmup` steps, then cosine decay to 10% of the peak at `cfg.total_steps`."""
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    t = (step - cfg.warmup) / max(1, cfg.total_steps - cfg.warmup)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def train_decoder(adapter: ModelAdapter, cfg: TrainConfig, checkpoint: Path, progress: Progress | None = None) -> None:
-    """Stage 2, resumable from `checkpoint`."""
+    """Stage 2 (letter drill, then the task mix), resumable from `checkpoint`."""
     model = adapter.model
     for p in adapter.vision_encoder().parameters():
         p.requires_grad_(False)
@@ -197,17 +233,20 @@ def train_decoder(adapter: ModelAdapter, cfg: TrainConfig, checkpoint: Path, pro
     # The scene stream is re-derived from the step so a resumed run sees the same data as an unbroken one.
     stream = scenes_for_split("train", seed=stream_seed + start)
     model.train()
-    for step in range(start, cfg.steps):
-        loss, qa_loss, cap_loss = samples_loss(adapter, draw_batch(stream, rng, cfg, step), cfg.caption_weight)
+    for step in range(start, cfg.total_steps):
+        drill = step < cfg.letter_steps
+        batch = drill_batch(rng, cfg) if drill else draw_batch(stream, rng, cfg, step - cfg.letter_steps)
+        loss, qa_loss, cap_loss = samples_loss(adapter, batch, cfg.caption_weight, cfg.prompt_weight)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         sched.step()
         if progress:
-            progress("decoder", step + 1, cfg.steps, {"qa_loss": qa_loss.item(), "caption_loss": cap_loss.item()})
+            losses = {"loss": loss.item(), "qa_loss": qa_loss.item(), "caption_loss": cap_loss.item()}
+            progress("letters" if drill else "decoder", step + 1, cfg.total_steps, losses)
         done = step + 1
-        if done % cfg.checkpoint_every == 0 and done < cfg.steps:
+        if done % cfg.checkpoint_every == 0 and done < cfg.total_steps:
             stream = scenes_for_split("train", seed=stream_seed + done)
             _save_atomic(
                 {
