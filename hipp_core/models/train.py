@@ -95,7 +95,8 @@ def draw_sample(stream, rng: random.Random, cfg: TrainConfig, step: int = 0) -> 
     return Sample(pope_prompt(question), scene, answer)
 
 
-def choice_sample(scene: Scene, rng: random.Random, share_drill: float) -> Sample:
+def choice_sample(scene: Scene | None, rng: random.Random, share_drill: float) -> Sample:
+    """A multiple-choice sample; drill questions (text only) with probability `share_drill`."""
     if rng.random() < share_drill:
         kinds = DRILL_KINDS
     else:
