@@ -131,19 +131,17 @@ def answer_loss(
     holds the mean next-token loss on the prompt's text tokens (image placeholders and padding excluded)."""
     enc = adapter.encode(texts, images, answers)
     logits = adapter.model(**enc.inputs).logits[:, :-1]
-    target = enc.labels[:, 1:]
-    token_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view_as(target)
-    mask = target != -100
+    tokens = enc.inputs["input_ids"][:, 1:]  # equal to the labels wherever they are set
+    token_loss = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view_as(tokens)
+    mask = enc.labels[:, 1:] != -100
     is_cap = torch.tensor(is_caption)[:, None] & mask
     is_qa = mask & ~is_cap
     qa_loss = token_loss[is_qa].mean() if is_qa.any() else torch.zeros(())
     cap_loss = token_loss[is_cap].mean() if is_cap.any() else torch.zeros(())
     total = qa_loss + caption_weight * cap_loss
     if prompt_weight:
-        tokens = enc.inputs["input_ids"][:, 1:]
         is_prompt = (enc.inputs["attention_mask"][:, 1:] == 1) & ~mask & (tokens != adapter.model.config.image_token_id)
-        prompt_loss = F.cross_entropy(logits[is_prompt], tokens[is_prompt])
-        total = total + prompt_weight * prompt_loss
+        total = total + prompt_weight * token_loss[is_prompt].mean()
     return total, qa_loss, cap_loss
 
 
