@@ -305,9 +305,10 @@ BUNDLED_POLICY = "hipp_policy.pt"
 
 
 # -- the policy -----------------------------------------------------------------------------------------------------
-def planner(spec: str, store: PlanStore | None = None, samples: int = 128) -> Planner:
+def planner(spec: str, store: PlanStore | None = None, samples: int = 128, with_policy: bool = True) -> Planner:
     """What blueprints of `spec` need, loaded once: shapes, calibration (computed on first use), Wanda unit scores,
-    and the model's most recently trained policy if there is one (`planner.trained`)."""
+    and the model's most recently trained policy if there is one (`planner.trained`). Training a policy asks for
+    none: it brings its own, and a stored one that an older version wrote must not stop it."""
     store = store or PlanStore()
     features, _ = calibrate_model(spec, samples, store=store)
     loaded = load_model(spec)
@@ -321,7 +322,7 @@ def planner(spec: str, store: PlanStore | None = None, samples: int = 128) -> Pl
         scores=baselines.unit_scores(features, "wanda"),
         m=channel_multiple(max(s.intermediate for s in shapes)),
     )
-    record = policy_record(loaded.model_id, loaded.path, store)
+    record = policy_record(loaded.model_id, loaded.path, store) if with_policy else None
     if record is not None and record.checkpoint_path:
         result.policy, _ = load_policy(Path(record.checkpoint_path))
         result.policy_id = record.policy_id
@@ -373,7 +374,7 @@ def train_policy(
     if overrides:
         config = replace(config, **overrides)  # re-validated by __post_init__
     store = store or PlanStore()
-    plans = planner(spec, store)
+    plans = planner(spec, store, with_policy=False)
     evaluator = make_evaluator(spec, config.split, config.limit, store, backend, **(backend_options or {}))
     checkpoint = policy_checkpoint_path(policy_id_for(plans.model_id, config))
     trainer = GRPOTrainer(plans, evaluator, store, config, checkpoint, progress)

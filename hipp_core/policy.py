@@ -2,12 +2,17 @@
 
 One call maps a preference w = (utility, robustness, compression) on the simplex to a whole plan:
 - budget head: ρ = ρ_min + (ρ_max − ρ_min)·x, x ~ Beta(a(w), b(w));
-- allocation head, conditioned on w and ρ: α ~ Dirichlet(κ·2L·softmax(z(w, ρ))) over the 2L blocks (each layer's
-  attention and its MLP), which `blueprint.allocate_split` water-fills into per-block sparsities (s_b ∝ α_b). Blocks
-  rather than layers because where to prune includes which kind of unit: on the embedded models, removing MLP
-  channels costs far less than removing heads at the same parameter count (benchmarks/matched_sparsity.py).
-log π(plan | w) = log p(ρ | w) + log p(α | w, ρ). With the budget overridden (matched sparsity) only the allocation
-is the policy's, and only log p(α | w, ρ) counts. Deterministic mode takes the means (Beta mean, Dirichlet mean),
+- split head, conditioned on w and ρ: the attention share β ~ Beta(c(w, ρ), d(w, ρ)) of the allocation, the rest
+  going to MLP blocks;
+- allocation head, conditioned on w and ρ: per kind, a distribution over the L layers, a ~ Dirichlet(κ·L·softmax(
+  z_attn(w, ρ))) and m ~ Dirichlet(κ·L·softmax(z_mlp(w, ρ))); α = (β·a, (1 − β)·m) weighs the 2L blocks, which
+  `blueprint.allocate_split` water-fills into per-block sparsities (s_b ∝ α_b).
+Blocks rather than layers because where to prune includes which kind of unit: on the embedded models, removing MLP
+channels costs far less than removing heads at the same parameter count (benchmarks/matched_sparsity.py). The split
+is its own Beta because one Dirichlet over the 2L blocks makes the attention share Beta(κL, κL) in disguise: its
+spread was ±0.04 at κ = 12, so GRPO never sampled a plan that spared attention, the plans that win on these models.
+log π(plan | w) = log p(ρ | w) + log p(β | w, ρ) + log p(a | w, ρ) + log p(m | w, ρ). With the budget overridden
+(matched sparsity) the budget term drops out. Deterministic mode takes the means (Beta means, Dirichlet means),
 which is what `hipp blueprint` and the dashboard show.
 
 The state of layer l is its calibration features normalized across layers (visual sensitivity v_attn / v_flow,
@@ -43,12 +48,17 @@ class PolicyConfig:
     hidden: int = 32
     budget_min: float = 0.05  # ρ range the budget head can propose
     budget_max: float = 0.7
-    concentration: float = 12.0  # initial κ: Dirichlet total = κ·L; higher = less exploration
+    concentration: float = 12.0  # initial κ: each kind's Dirichlet total = κ·L; higher = less exploration
+    split_spread: float = 4.0  # a + b of the attention share's initial Beta(a, b), a = b: lower = more exploration
     s_max: float = 0.9  # no layer loses more than this share of its parameters
     # The budget head starts with its mean rising with the compression weight (ρ ≈ 0.16 at w_c = 0 to 0.59 at
     # w_c = 1) instead of one mid budget for every w: trained from a w-blind start, the head stayed at ρ 0.45-0.49
     # for every preference in 16 iterations, which left the policy's front a narrow band of sparsities.
     compression_prior: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.split_spread > 2:
+            raise HippError(f"split_spread must be above 2 (Beta parameters of at least 1), got {self.split_spread}")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -95,11 +105,17 @@ class PrunePolicy(nn.Module):
         self.encode = nn.Sequential(nn.Linear(n_features + 4, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh())
         self.allocation = nn.Sequential(nn.Linear(2 * h, h), nn.Tanh(), nn.Linear(h, 2))  # attention, MLP
         self.budget = nn.Sequential(nn.Linear(n_features + 3, h), nn.Tanh(), nn.Linear(h, 2))
+        self.split = nn.Sequential(nn.Linear(n_features + 4, h), nn.Tanh(), nn.Linear(h, 2))
         self.log_kappa = nn.Parameter(torch.tensor(math.log(config.concentration)))
-        # Start from the uniform allocation and a Beta(4, 4) budget (moved along the compression weight by
-        # `budget_prior`), so the first plans are the uniform baseline's neighbours and learning moves away from it
-        # only where rewards say so.
-        for head, bias in ((self.allocation[-1], 0.0), (self.budget[-1], _BUDGET_INIT_LOGIT)):
+        # Start from the uniform allocation (an even split, uniform over layers) and a Beta(4, 4) budget (moved
+        # along the compression weight by `budget_prior`), so the first plans are the uniform baseline's neighbours
+        # and learning moves away from it only where rewards say so.
+        heads = (
+            (self.allocation[-1], 0.0),
+            (self.budget[-1], _BUDGET_INIT_LOGIT),
+            (self.split[-1], math.log(math.expm1(config.split_spread / 2 - 1))),
+        )
+        for head, bias in heads:
             nn.init.zeros_(head.weight)
             nn.init.constant_(head.bias, bias)
 
@@ -121,16 +137,22 @@ class PrunePolicy(nn.Module):
         target = torch.stack([_BUDGET_SPREAD * m, _BUDGET_SPREAD * (1 - m)], dim=1)
         return torch.log(torch.expm1(target)) - _BUDGET_INIT_LOGIT
 
-    def allocation_dist(self, state: torch.Tensor, w: torch.Tensor, budget: torch.Tensor) -> Dirichlet:
-        """Dirichlet over the 2L blocks (attention of layers 0..L−1, then their MLPs) per (w, ρ) row; mean softmax(z)."""
+    def split_dist(self, state: torch.Tensor, w: torch.Tensor, budget: torch.Tensor) -> Beta:
+        """The share of the allocation that goes to attention blocks, per (w, ρ) row."""
+        pooled = state.mean(0, keepdim=True).expand(w.shape[0], -1)
+        ab = nn.functional.softplus(self.split(torch.cat([pooled, w, budget[:, None]], dim=1))) + 1.0
+        return Beta(ab[:, 0], ab[:, 1])
+
+    def allocation_dists(self, state: torch.Tensor, w: torch.Tensor, budget: torch.Tensor) -> list[Dirichlet]:
+        """Per kind (attention, then MLP), a Dirichlet over the L layers per (w, ρ) row; means softmax(z_kind)."""
         B, (L, _) = w.shape[0], state.shape
         cond = torch.cat([w, budget[:, None]], dim=1)  # [B, 4]
         x = torch.cat([state[None].expand(B, -1, -1), cond[:, None, :].expand(-1, L, -1)], dim=2)
         hidden = self.encode(x)  # [B, L, h]
         context = hidden.mean(1, keepdim=True).expand(-1, L, -1)
-        logits = self.allocation(torch.cat([hidden, context], dim=2)).transpose(1, 2).reshape(B, 2 * L)
-        concentration = self.log_kappa.exp() * 2 * L * torch.softmax(logits, dim=1)
-        return Dirichlet(concentration.clamp_min(1e-3))
+        logits = self.allocation(torch.cat([hidden, context], dim=2))  # [B, L, 2]
+        concentration = self.log_kappa.exp() * L * torch.softmax(logits, dim=1)
+        return [Dirichlet(concentration[..., k].clamp_min(1e-3)) for k in range(2)]
 
     def to_unit(self, budget: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -162,15 +184,26 @@ class PrunePolicy(nn.Module):
             if budget is not None:  # NaN rows keep the policy's own budget
                 overridden = ~torch.isnan(budget)
                 rho = torch.where(overridden, budget.to(rho.dtype), rho)
-            alloc = self.allocation_dist(state, w, rho)
-            alpha = alloc.mean if deterministic else alloc.sample().clamp_min(1e-12)
+            split = self.split_dist(state, w, rho)
+            beta = split.mean if deterministic else split.sample().clamp(1e-4, 1 - 1e-4)
+            attn, mlp = (
+                d.mean if deterministic else d.sample().clamp_min(1e-12) for d in self.allocation_dists(state, w, rho)
+            )
+            alpha = torch.cat([beta[:, None] * attn, (1 - beta)[:, None] * mlp], dim=1)
         return [PlanSample(float(r), a.numpy().astype(np.float64), bool(o)) for r, a, o in zip(rho, alpha, overridden)]
 
     def log_prob(
         self, state: torch.Tensor, w: torch.Tensor, budget: torch.Tensor, alpha: torch.Tensor, overridden: torch.Tensor
     ) -> torch.Tensor:
-        """log π of given plans [B]; the budget term only where the budget was the policy's own choice."""
-        lp_alpha = self.allocation_dist(state, w, budget).log_prob(alpha.clamp_min(1e-12) / alpha.sum(1, keepdim=True))
+        """log π of given plans [B]; the budget term only where the budget was the policy's own choice. α is read back
+        as its split (the attention blocks' share) and each kind's distribution over layers."""
+        L = state.shape[0]
+        alpha = alpha.clamp_min(1e-12)
+        kinds = (alpha[:, :L], alpha[:, L:])
+        beta = (kinds[0].sum(1) / alpha.sum(1)).clamp(1e-4, 1 - 1e-4)
+        lp_alpha = self.split_dist(state, w, budget).log_prob(beta)
+        for dist, part in zip(self.allocation_dists(state, w, budget), kinds):
+            lp_alpha = lp_alpha + dist.log_prob(part / part.sum(1, keepdim=True))
         lp_budget = self.budget_dist(state, w).log_prob(self.to_unit(budget))
         return lp_alpha + torch.where(overridden, torch.zeros_like(lp_budget), lp_budget)
 

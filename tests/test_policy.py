@@ -67,6 +67,30 @@ def test_untrained_policy_starts_at_uniform_blocks_and_a_budget_rising_with_comp
     assert fixed.overridden and fixed.budget == pytest.approx(0.3)
 
 
+def test_attention_share_is_explored_and_learnable(plans):
+    """The split between attention and MLP blocks has its own Beta: sampled plans spread over it (a single Dirichlet
+    over the 2L blocks kept it at 0.5 ± 0.04), and a policy-gradient step on a reward for sparing attention moves the
+    deterministic plan's share down."""
+    policy = PrunePolicy(len(STATE_FEATURES))
+    L = len(plans.shapes)
+    state, w = _state(plans), torch.tensor([[0.5, 0.5, 0.0]] * 256)
+    budget = torch.full((256,), 0.3)
+    share = np.array([p.alpha[:L].sum() for p in policy.act(state, w, budget, seed=0)])
+    assert 0.18 < share.std() < 0.27  # Beta(2, 2): std 0.224
+    opt = torch.optim.Adam(policy.parameters(), lr=0.05)
+    for step in range(10):
+        samples = policy.act(state, w, budget, seed=step)
+        alpha = torch.tensor(np.stack([s.alpha for s in samples]), dtype=torch.float32)
+        reward = -alpha[:, :L].sum(1)  # the less attention is pruned, the better
+        advantage = (reward - reward.mean()) / reward.std()
+        loss = -(advantage * policy.log_prob(state, w, budget, alpha, torch.ones(256, dtype=torch.bool))).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = policy.act(state, w[:1], budget[:1], deterministic=True)[0].alpha[:L].sum()
+    assert after < 0.35
+
+
 def test_checkpoints_from_before_the_budget_prior_load_without_it():
     old = GRPOConfig().to_json()
     del old["policy"]["compression_prior"]
@@ -246,3 +270,18 @@ def test_a_policy_bundled_with_the_checkpoint_is_used_only_for_its_own_weights(t
     torch.save(ckpt, model_dir / BUNDLED_POLICY)
     monkeypatch.setenv("HIPP_HOME", str(tmp_path / "fresh2"))
     assert not planner(str(model_dir)).trained
+
+
+def test_a_stored_policy_from_an_older_network_does_not_stop_training_a_new_one(tiny_llava, tmp_path, monkeypatch):
+    from hipp_core.api import train_policy
+
+    monkeypatch.setenv("HIPP_HOME", str(tmp_path))
+    config = GRPOConfig(iters=1, prefs_per_iter=2, group_size=2, fixed_budget_groups=1, limit=LIMIT)
+    old = train_policy(str(tiny_llava), config=config)
+    ckpt = torch.load(old.checkpoint_path, weights_only=True)
+    ckpt["policy"] = {k: v for k, v in ckpt["policy"].items() if not k.startswith("split.")}  # before the split head
+    torch.save(ckpt, old.checkpoint_path)
+    with pytest.raises(HippError, match="does not fit this version's policy network.*retrain"):
+        planner(str(tiny_llava))
+    new = train_policy(str(tiny_llava), config=replace(config, seed=1))
+    assert new.policy_id != old.policy_id and planner(str(tiny_llava)).policy_id == new.policy_id
