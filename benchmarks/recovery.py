@@ -28,6 +28,9 @@ from hipp_core.evaluate import EvalResult
 from hipp_core.recover import RecoveryConfig
 
 PREFERENCE = (0.2, 0.7, 0.1)  # utility, robustness, compression: robustness-heavy
+# Below half a point of mean balanced accuracy lost, the share regained is a ratio of noise (one POPE question moves
+# a split's balanced accuracy by about 0.2 points): reported as nothing to regain.
+NOTHING_LOST = 0.005
 BUDGET_S = 300.0  # the issue's 5 minutes of training
 
 
@@ -64,7 +67,7 @@ def row(spec: str, method: str, sparsity: float, dense: float, cfg: RecoveryConf
         "before": scores(result.before),
         "after": scores(result.after),
         "lost_balanced_accuracy": round(lost, 4),
-        "regained_share": round((after - before) / lost, 4) if lost > 0 else None,
+        "regained_share": round((after - before) / lost, 4) if lost >= NOTHING_LOST else None,
         "train_seconds": result.seconds,
         "total_seconds": round(time.perf_counter() - t0, 1),
         "from_store": result.cached,
@@ -75,7 +78,7 @@ def row(spec: str, method: str, sparsity: float, dense: float, cfg: RecoveryConf
 def verdict(rows: list[dict], sparsity: float) -> dict:
     """The issue's two checks at `sparsity`, for each plan that ran."""
     ran = {r["method"]: r for r in rows if r["sparsity"] == sparsity and "error" not in r}
-    regains = {  # None: the pruned model lost nothing against the dense one, so there is nothing to regain
+    regains = {  # None: the pruned model lost (almost) nothing against the dense one, so there is nothing to regain
         m: None if r["regained_share"] is None else r["regained_share"] >= 0.5 and r["train_seconds"] <= BUDGET_S
         for m, r in ran.items()
     }
