@@ -21,13 +21,16 @@ from hipp_core.data.world import SPLITS
 from hipp_core.errors import HippError
 from hipp_core.evaluate import BENCHES, EvalResult, Progress, evaluate
 from hipp_core.evaluator import make_evaluator
-from hipp_core.export import check_target, copy_export, export_pruned
+from hipp_core.export import check_format, check_target, copy_export, export_pruned, load_pruned
 from hipp_core.grpo import GRPOConfig, GRPOTrainer, load_policy, policy_id_for
+from hipp_core.models.adapters import ModelAdapter
 from hipp_core.models.loading import LoadedModel, inspect_checkpoint, load_model
 from hipp_core.peers import torch_pruning_blueprint
 from hipp_core.policy import Planner, check_preference, check_sparsity
 from hipp_core.prune import check_pruned, masked, materialize
 from hipp_core.recover import RecoveryConfig, RecoveryResult, recover_plan
+from hipp_core.stock import StockSizes
+from hipp_core.stock import stock_sizes as _stock_sizes
 from plan_store import DENSE_PLAN_ID, EvalKey, PlanDraft, PlanStore
 from plan_store.records import PolicyRecord
 
@@ -261,13 +264,21 @@ def plan_baseline(
     progress: Progress | None = None,
     backend: str = "local",
     backend_options: dict | None = None,
+    equal_counts: bool = False,
 ) -> Blueprint:
     """A baseline blueprint at `sparsity`. `random` draws `n_random` Dirichlet(1) allocations (seeded) and keeps
     the best on the dev split by 0.5·ScienceQA accuracy + 0.5·mean POPE balanced accuracy (masked evaluation, on
     the evaluator `backend`, first best on ties).
-    `torch-pruning` is the external peer (`hipp_core.peers`): the library's own choice at the same sparsity."""
+    `torch-pruning` is the external peer (`hipp_core.peers`): the library's own choice at the same sparsity.
+    `equal_counts`: every layer keeps the same unit counts (stock engines load the plan unpadded); the method's
+    allocation is then given up and only its unit criterion still matters."""
     if not (isinstance(sparsity, float | int) and 0.0 < sparsity < 0.9):
         raise HippError(f"--sparsity must be between 0 and 0.9 (exclusive), got {sparsity}")
+    if equal_counts and method in ("random", PEER):
+        raise HippError(
+            f"--equal-counts leaves no allocation to choose, so method {method!r} has nothing to decide; "
+            "use uniform or magnitude"
+        )
     if method == PEER:
         loaded = load_model(spec)
         m = channel_multiple(max(s.intermediate for s in loaded.adapter.layer_shapes()))
@@ -286,7 +297,17 @@ def plan_baseline(
 
     def blueprint_for(alpha) -> Blueprint:
         return make_blueprint(
-            loaded.model_id, loaded.family, shapes, sparsity, alpha, scores, m, source="baseline", criterion=criterion
+            loaded.model_id,
+            loaded.family,
+            shapes,
+            sparsity,
+            alpha,
+            scores,
+            m,
+            source="baseline",
+            criterion=criterion,
+            equal_counts=equal_counts,
+            stock_heads=loaded.adapter.stock_head_counts(),
         )
 
     if method != "random":
@@ -321,6 +342,7 @@ def planner(spec: str, store: PlanStore | None = None, samples: int = 128, with_
         features=features,
         scores=baselines.unit_scores(features, "wanda"),
         m=channel_multiple(max(s.intermediate for s in shapes)),
+        stock_heads=loaded.adapter.stock_head_counts(),
     )
     record = policy_record(loaded.model_id, loaded.path, store) if with_policy else None
     if record is not None and record.checkpoint_path:
@@ -388,10 +410,15 @@ def train_policy(
 
 
 def policy_blueprint(
-    spec: str, preference: Sequence[float], sparsity: float | None = None, store: PlanStore | None = None
+    spec: str,
+    preference: Sequence[float],
+    sparsity: float | None = None,
+    store: PlanStore | None = None,
+    equal_counts: bool = False,
 ) -> Blueprint:
-    """The trained policy's blueprint for `preference` (U, R, C); `sparsity` overrides its budget."""
-    return planner(spec, store).blueprint(preference, sparsity)
+    """The trained policy's blueprint for `preference` (U, R, C); `sparsity` overrides its budget; `equal_counts`
+    keeps the same unit counts in every layer (for stock engines, at the cost of the per-layer allocation)."""
+    return planner(spec, store).blueprint(preference, sparsity, equal_counts)
 
 
 # -- recovery -------------------------------------------------------------------------------------------------------
@@ -460,20 +487,38 @@ def export_plan(
     overwrite: bool = False,
     artifact: Path | None = None,
     store: PlanStore | None = None,
+    export_format: str = "exact",
 ) -> Path:
     """Write `blueprint` of `spec` as a checkpoint plain transformers loads: pruned from the dense weights, or, with
-    `artifact`, the plan's recovered checkpoint copied into place. Either way atomically, recorded as the plan's
-    `exported` artifact, and the model card carries the plan's stored scores."""
+    `artifact`, the plan's recovered checkpoint (copied into place, or padded into the `stock` format). Either way
+    atomically, recorded as the plan's `exported` artifact, and the model card carries the plan's stored scores."""
+    check_format(export_format)
     store = store or PlanStore()
-    if artifact is not None:
+    if artifact is not None and export_format == "exact":
         copy_export(Path(artifact), Path(out_dir), overwrite)
     else:
         loaded = load_model(spec)
         metrics = card_metrics(store, blueprint.plan_id)
-        export_pruned(loaded.adapter, blueprint, Path(out_dir), spec=spec, metrics=metrics, overwrite=overwrite)
+        recovered = None if artifact is None else load_pruned(artifact).adapter
+        export_pruned(
+            loaded.adapter,
+            blueprint,
+            Path(out_dir),
+            spec=spec,
+            metrics=metrics,
+            overwrite=overwrite,
+            pruned=recovered,
+            export_format=export_format,
+        )
     store.put_plan(plan_draft(blueprint))
     store.put_artifact(blueprint.plan_id, "exported", out_dir)
     return Path(out_dir)
+
+
+def stock_sizes(adapter: ModelAdapter, blueprint: Blueprint) -> StockSizes:
+    """Parameters of the dense model, of the exactly pruned one and of a `stock` export of `blueprint`: what zero
+    padding to one layout gives back of the saving (nothing for equal-count plans)."""
+    return _stock_sizes(adapter, blueprint)
 
 
 def card_metrics(store: PlanStore, plan_id: str) -> dict[str, float] | None:
@@ -512,14 +557,18 @@ def pipeline(
     overwrite: bool = False,
     store: PlanStore | None = None,
     progress: Progress | None = None,
+    equal_counts: bool = False,
+    export_format: str = "exact",
 ) -> PipelineResult:
     """calibrate → policy (trained if the model has none) → blueprint → materialize + LoRA recovery → evaluate on
     test → export, each stage reusing what the store already holds. The target directory is checked first, so a
-    long run never ends on a refused path."""
+    long run never ends on a refused path. `equal_counts` asks the policy for a plan with the same unit counts in
+    every layer; `export_format` is `exact` or `stock` (see `hipp_core.export`)."""
     preference = check_preference(preference)
     if sparsity is not None:
         check_sparsity(sparsity)
     out_dir = Path(out_dir).expanduser().absolute()
+    check_format(export_format)
     check_target(out_dir, overwrite)
     if not out_dir.parent.is_dir():
         raise HippError(f"the parent folder {out_dir.parent} does not exist; create it first or choose another path")
@@ -539,14 +588,18 @@ def pipeline(
         plans = planner(spec, store)
     else:
         stages.append(("train policy", True, 0.0))
-    blueprint = stage("blueprint", lambda: (plans.blueprint(preference, sparsity), False))
+    blueprint = stage("blueprint", lambda: (plans.blueprint(preference, sparsity, equal_counts), False))
     dense = stage("evaluate dense", lambda: _cached(evaluate_model(spec, split="test", limit=limit, store=store)))
     recovery = stage(
         "materialize + recover + evaluate",
         lambda: _cached(recover(spec, blueprint, steps, rank, store=store, progress=progress, limit=limit)),
     )
     export_dir = stage(
-        "export", lambda: (export_plan(spec, blueprint, out_dir, overwrite, recovery.artifact_dir, store), False)
+        "export",
+        lambda: (
+            export_plan(spec, blueprint, out_dir, overwrite, recovery.artifact_dir, store, export_format),
+            False,
+        ),
     )
     return PipelineResult(blueprint, dense, recovery, export_dir, stages)
 

@@ -49,6 +49,25 @@ ModelArg = Annotated[
 BackendOpt = Annotated[str, typer.Option(help="Evaluator backend: local (this process) or ray.")]
 AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster: local (start one), auto, or ray://host:port.")]
 WorkersOpt = Annotated[int | None, typer.Option(help="Ray workers (default: the cluster's GPUs, else its CPUs).")]
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="exact: the pruned shapes, loaded with trust_remote_code=True or hipp_core.load_pruned. stock: one "
+        "set of sizes for every layer (zero-padded unless the plan keeps equal counts) in a stock config and "
+        "class, loaded by plain transformers and inference servers without remote code.",
+    ),
+]
+EqualCountsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--equal-counts",
+        help="Keep the same numbers of query heads per KV group, KV groups and MLP channels in every layer, so that "
+        "`hipp export --format stock` needs no padding and stock engines load the plan as is. Gives up the "
+        "per-layer allocation for that compatibility (and, for Qwen2.5-VL, whose stock attention needs every query "
+        "head, attention pruning: the budget then comes from MLP channels).",
+    ),
+]
 
 
 def _backend_options(address: str | None, num_workers: int | None) -> dict:
@@ -318,6 +337,7 @@ def plan_baseline_cmd(
     backend: BackendOpt = "local",
     address: AddressOpt = None,
     num_workers: WorkersOpt = None,
+    equal_counts: EqualCountsOpt = False,
 ) -> None:
     """A heuristic blueprint at a given sparsity (what the policy is compared against)."""
     from hipp_core.api import plan_baseline
@@ -333,6 +353,7 @@ def plan_baseline_cmd(
                 progress=cb,
                 backend=backend,
                 backend_options=_backend_options(address, num_workers),
+                equal_counts=equal_counts,
             )
         _write_plan(blueprint, output)
         out.print(
@@ -402,6 +423,7 @@ def blueprint_cmd(
     pref: Annotated[str, typer.Option("--pref", help="Preference U,R,C: utility, robustness, compression.")],
     sparsity: Annotated[float | None, typer.Option(help="Fix the budget (matched sparsity), in (0, 0.9).")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the blueprint JSON here.")] = None,
+    equal_counts: EqualCountsOpt = False,
 ) -> None:
     """The trained policy's blueprint for a preference, in milliseconds."""
     from hipp_core.api import planner
@@ -410,7 +432,7 @@ def blueprint_cmd(
         preference = _parse_preference(pref)
         plans = planner(model)
         t0 = time.perf_counter()
-        blueprint = plans.blueprint(preference, sparsity)
+        blueprint = plans.blueprint(preference, sparsity, equal_counts)
         ms = (time.perf_counter() - t0) * 1000
         if output is None:
             sys.stdout.write(json.dumps(blueprint.to_json(), indent=1) + "\n")
@@ -430,8 +452,11 @@ def export_cmd(
     plan: Annotated[Path, typer.Option("--plan", help="Blueprint JSON (from `hipp plan ...` or the dashboard).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory to create for the export.")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export at --output.")] = False,
+    export_format: FormatOpt = "exact",
 ) -> None:
-    """Write the pruned model as a checkpoint that plain transformers loads (trust_remote_code=True)."""
+    """Write the pruned model as a checkpoint plain transformers loads (exact: with trust_remote_code=True; stock:
+    without remote code). Weights keep the source checkpoint's dtype."""
+    from hipp_core.api import stock_sizes
     from hipp_core.export import export_pruned
     from hipp_core.models.loading import load_model
 
@@ -443,8 +468,15 @@ def export_cmd(
                 f"{plan} was made for model {blueprint.model_id}, but {model} is {loaded.model_id}; "
                 "make the plan for this model"
             )
-        path = export_pruned(loaded.adapter, blueprint, output, spec=model, overwrite=overwrite)
-        out.print(f"exported {blueprint.plan_id} ({blueprint.achieved:.1%} of decoder parameters removed) → {path}")
+        path = export_pruned(
+            loaded.adapter, blueprint, output, spec=model, overwrite=overwrite, export_format=export_format
+        )
+        out.print(
+            f"exported {blueprint.plan_id} ({blueprint.achieved:.1%} of decoder parameters removed, format "
+            f"{export_format}) → {path}"
+        )
+        if export_format == "stock":
+            out.print(stock_sizes(loaded.adapter, blueprint).describe(), highlight=False, soft_wrap=True)
 
     run(body)
 
@@ -604,6 +636,8 @@ def pipeline_cmd(
     iters: Annotated[int | None, typer.Option(help="GRPO iterations if the model has no trained policy yet.")] = None,
     limit: Annotated[int | None, typer.Option(help="Test questions per set (default: all).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export at --output.")] = False,
+    equal_counts: EqualCountsOpt = False,
+    export_format: FormatOpt = "exact",
 ) -> None:
     """calibrate → blueprint → materialize → recover → evaluate → export, reusing everything already computed."""
     from hipp_core.api import pipeline
@@ -611,7 +645,20 @@ def pipeline_cmd(
     def body() -> None:
         preference = _parse_preference(pref)
         with progress_bar() as cb:
-            result = pipeline(model, preference, sparsity, output, steps, rank, iters, limit, overwrite, progress=cb)
+            result = pipeline(
+                model,
+                preference,
+                sparsity,
+                output,
+                steps,
+                rank,
+                iters,
+                limit,
+                overwrite,
+                progress=cb,
+                equal_counts=equal_counts,
+                export_format=export_format,
+            )
         stages = Table("stage", "", "seconds", title="pipeline")
         for name, reused, seconds in result.stages:
             stages.add_row(name, "reused" if reused else "computed", f"{seconds:.1f}")

@@ -105,13 +105,19 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
         disabled=not locked,
         label_visibility="collapsed",
     )
+    equal = budget.checkbox(
+        "Equal counts",
+        key="equal_counts",
+        help="Same numbers of query heads, KV groups and MLP channels in every layer, so that stock engines (plain "
+        "transformers, vLLM) load the export with nothing padded. Gives up the per-layer allocation for that.",
+    )
     weights = tuple(st.session_state[k] for k in KEYS)
     if sum(weights) <= 0:
         st.error("All three weights are 0; give at least one a positive weight.")
         return
     preference = tuple(w / sum(weights) for w in weights)
     try:
-        blueprint = planner.blueprint(preference, sparsity if locked else None)
+        blueprint = planner.blueprint(preference, sparsity if locked else None, equal_counts=equal)
     except HippError as exc:
         st.error(str(exc))
         return
@@ -228,7 +234,7 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
     method = c.selectbox("Baseline", baseline_names(), label_visibility="collapsed")
     if d.button(f"Compare with {method}", key="compare"):
         try:
-            other = api.plan_baseline(choice.spec, method, blueprint.achieved, store=store())
+            other = api.plan_baseline(choice.spec, method, blueprint.achieved, store=store(), equal_counts=equal)
         except HippError as exc:
             st.error(str(exc))
         else:

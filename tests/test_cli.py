@@ -115,3 +115,20 @@ def test_pipeline_runs_end_to_end_then_reuses_everything(tmp_path, tiny_llava):
         assert "reused" in line, second.stdout
     again = run_cli(*args, "-o", str(tmp_path / "out2"), env=env)
     assert again.returncode == 2 and "already exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+
+def test_plan_baseline_equal_counts_keeps_one_layer_shape(tmp_path, tiny_llava):
+    from typer.testing import CliRunner
+
+    from hipp_core.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "plan.json"
+    args = ["plan", "baseline", str(tiny_llava), "--method", "owl", "--sparsity", "0.4", "-o", str(out)]
+    result = runner.invoke(app, [*args, "--equal-counts"])
+    assert result.exit_code == 0, result.output
+    layers = json.loads(out.read_text())["layers"]
+    assert len({(len(x["kv_groups"]), len(x["heads"]), len(x["mlp"])) for x in layers}) == 1
+    refused = runner.invoke(app, [*args, "--equal-counts", "--method", "random"])
+    assert refused.exit_code == 2 and "nothing to decide" in refused.output
+    assert "--equal-counts" in runner.invoke(app, ["blueprint", "--help"]).output
