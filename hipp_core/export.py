@@ -38,7 +38,7 @@ from hipp_core.models.adapters import ModelAdapter
 from hipp_core.models.decoding import use_compiled_decoding
 from hipp_core.models.loading import LoadedModel, checkpoint_dtype, inspect_checkpoint, load_model, prune_plan
 from hipp_core.prune import check_pruned, materialize
-from hipp_core.stock import StockSizes, pad_to_stock, stock_sizes
+from hipp_core.stock import pad_to_stock, stock_sizes
 
 PRUNED_CLASSES = pruned_modeling.PRUNED_CLASSES
 # Auto classes an export declares in `auto_map`: both load the pruned class with trust_remote_code=True.
@@ -108,7 +108,7 @@ def export_pruned(
         _write_checkpoint(tmp, pruned, blueprint, export_format, dtype)
         del pruned, model  # free the materialized copy before the reload: at 7B scale memory is what runs out
         max_diff = _verify(tmp, inputs, reference, settings, tolerance)
-        _write_model_card(tmp, blueprint, spec, counts, metrics, max_diff, out_dir.name, sizes)
+        _write_model_card(tmp, model_card(blueprint, spec, counts, metrics, max_diff, out_dir.name, sizes))
         _publish(tmp, out_dir, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -133,11 +133,8 @@ def check_target(out_dir: Path, overwrite: bool) -> None:
 
 def is_export(path: Path) -> bool:
     """An export of either format: exact ones carry `prune_plan` in their config, stock ones only their plan file."""
-    return path.is_dir() and (path / "config.json").is_file() and (prune_plan(path) is not None or _stock_plan(path))
-
-
-def _stock_plan(path: Path) -> bool:
-    return (path / PLAN_FILE).is_file() and prune_plan(path) is None
+    exported = prune_plan(path) is not None or (path / PLAN_FILE).is_file()
+    return path.is_dir() and (path / "config.json").is_file() and exported
 
 
 def source_dtype(adapter: ModelAdapter) -> torch.dtype | None:
@@ -285,17 +282,8 @@ def copy_export(source: Path, out_dir: Path, overwrite: bool = False) -> Path:
 
 
 # -- model card -------------------------------------------------------------------------------------------------------
-def _write_model_card(
-    tmp: Path,
-    blueprint: Blueprint,
-    spec: str,
-    counts: dict[str, int],
-    metrics: dict | None,
-    max_diff: float,
-    name: str,
-    sizes: StockSizes | None,
-) -> None:
-    (tmp / "README.md").write_text(model_card(blueprint, spec, counts, metrics, max_diff, name, sizes))
+def _write_model_card(tmp: Path, card: str) -> None:
+    (tmp / "README.md").write_text(card)
 
 
 # -- loading ----------------------------------------------------------------------------------------------------------
