@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hipp_core import baselines
+from hipp_core import baselines, validation
 from hipp_core.blueprint import Blueprint, LayerShape, make_blueprint, validate
 from hipp_core.calibrate import CalibrationFeatures, calibrate
 from hipp_core.config import cache_dir, home_dir
@@ -25,7 +25,7 @@ from hipp_core.export import check_target, copy_export, export_pruned
 from hipp_core.grpo import GRPOConfig, GRPOTrainer, load_policy, policy_id_for
 from hipp_core.models.loading import LoadedModel, inspect_checkpoint, load_model
 from hipp_core.peers import torch_pruning_blueprint
-from hipp_core.policy import Planner, check_preference, check_sparsity
+from hipp_core.policy import Planner
 from hipp_core.prune import check_pruned, masked, materialize
 from hipp_core.recover import RecoveryConfig, RecoveryResult, recover_plan
 from plan_store import DENSE_PLAN_ID, EvalKey, PlanDraft, PlanStore
@@ -266,8 +266,7 @@ def plan_baseline(
     the best on the dev split by 0.5·ScienceQA accuracy + 0.5·mean POPE balanced accuracy (masked evaluation, on
     the evaluator `backend`, first best on ties).
     `torch-pruning` is the external peer (`hipp_core.peers`): the library's own choice at the same sparsity."""
-    if not (isinstance(sparsity, float | int) and 0.0 < sparsity < 0.9):
-        raise HippError(f"--sparsity must be between 0 and 0.9 (exclusive), got {sparsity}")
+    validation.sparsity(sparsity)
     if method == PEER:
         loaded = load_model(spec)
         m = channel_multiple(max(s.intermediate for s in loaded.adapter.layer_shapes()))
@@ -516,9 +515,9 @@ def pipeline(
     """calibrate → policy (trained if the model has none) → blueprint → materialize + LoRA recovery → evaluate on
     test → export, each stage reusing what the store already holds. The target directory is checked first, so a
     long run never ends on a refused path."""
-    preference = check_preference(preference)
+    preference = validation.preference(preference)
     if sparsity is not None:
-        check_sparsity(sparsity)
+        validation.sparsity(sparsity)
     out_dir = Path(out_dir).expanduser().absolute()
     check_target(out_dir, overwrite)
     if not out_dir.parent.is_dir():

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 
 from hipp_core.config import quiet_libraries, set_threads
-from hipp_core.errors import HippError
+from hipp_core.errors import USER_ERRORS, HippError
 
 app = typer.Typer(
     help="HiPP-Prune: preference-conditioned structured pruning for vision-language models.",
@@ -83,7 +83,7 @@ def progress_bar() -> Callable:
 def run(fn: Callable[[], None]) -> None:
     try:
         fn()
-    except HippError as exc:
+    except USER_ERRORS as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 

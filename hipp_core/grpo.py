@@ -34,8 +34,8 @@ from hipp_core.evaluate import EvalResult
 from hipp_core.evaluator import Evaluator
 from hipp_core.policy import STATE_FEATURES, Planner, PlanSample, PolicyConfig, PrunePolicy
 from plan_store import PlanStore
+from plan_store.identity import canonical_json, digest
 from plan_store.pareto import non_dominated
-from plan_store.records import canonical_json, digest
 
 CORNERS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 REWARDS = ("linear", "tchebycheff")

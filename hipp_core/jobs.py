@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hipp_core.errors import HippError
+from hipp_core.errors import USER_ERRORS, HippError
 from hipp_core.evaluator import BACKENDS
 from plan_store import JobRecord, PlanRecord, PlanStore
 
@@ -73,7 +73,7 @@ def submit(kind_name: str, params: dict[str, Any], store: PlanStore | None = Non
     pid = _spawn(job_id, store)
     try:
         store.start_job(job_id, pid)
-    except HippError:
+    except USER_ERRORS:
         pass  # the worker already marked itself running under the same pid, or the job was cancelled meanwhile
     return job_id
 
@@ -162,7 +162,7 @@ def run_job(job_id: str, store: PlanStore) -> str:
     if job.status == "queued":
         try:
             job = store.start_job(job_id)
-        except HippError:
+        except USER_ERRORS:
             job = store.get_job(job_id)
     if job.status != "running" or job.pid != os.getpid():
         return job.status
@@ -176,7 +176,7 @@ def run_job(job_id: str, store: PlanStore) -> str:
     except JobCancelled:
         reporter.log("cancelled on request")
         return store.finish_job(job_id, "cancelled").status
-    except HippError as exc:
+    except USER_ERRORS as exc:
         error = _one_line(str(exc))
         reporter.log(f"failed: {error}")
         return store.finish_job(job_id, "failed", error).status
@@ -474,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     set_threads()
     try:
         status = run_job(args.job_id, PlanStore(args.store))
-    except HippError as exc:
+    except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0 if status in ("done", "cancelled") else 1

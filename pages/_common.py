@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from hipp_core.config import set_threads
-from hipp_core.errors import HippError
+from hipp_core.errors import USER_ERRORS
 from hipp_core.ui_state import DEFAULT_SPEC, ModelChoice, check_model
 from plan_store import PlanStore, default_store_path
 
@@ -49,7 +49,7 @@ def current_model() -> ModelChoice | None:
     spec = chosen_spec()
     try:
         choice = _checked(spec)
-    except HippError as exc:
+    except USER_ERRORS as exc:
         st.error(f"{exc} — choose another model on Home.")
         return None
     st.caption(f"Model **{choice.spec}** ({choice.family}, id `{choice.model_id}`) · change it on Home")
@@ -66,7 +66,7 @@ def submit_job(kind: str, params: dict, what: str, rerun: bool = True) -> str | 
 
     try:
         job_id = jobs.submit(kind, params, store())
-    except HippError as exc:
+    except USER_ERRORS as exc:
         st.error(str(exc))
         return None
     st.session_state.setdefault(FLASH_KEY, []).append(

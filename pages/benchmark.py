@@ -6,7 +6,7 @@ import streamlit as st
 
 from hipp_core import api
 from hipp_core.data.world import SPLITS
-from hipp_core.errors import HippError
+from hipp_core.errors import USER_ERRORS
 from pages._common import pin_threads
 
 EMBEDDED = {"Embedded LLaVA": "embedded:llava", "Embedded Qwen2.5-VL": "embedded:qwen2_5_vl"}
@@ -32,7 +32,7 @@ if st.button("Evaluate", type="primary", disabled=not spec):
 
     try:
         result = api.evaluate_model(spec, "all", split, int(limit), progress=on_progress)
-    except HippError as exc:
+    except USER_ERRORS as exc:
         bar.empty()
         st.error(str(exc))
     else:

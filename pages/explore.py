@@ -10,7 +10,7 @@ import streamlit as st
 
 from hipp_core import api
 from hipp_core.baselines import names as baseline_names
-from hipp_core.errors import HippError
+from hipp_core.errors import USER_ERRORS
 from hipp_core.policy import Planner
 from hipp_core.ui_state import (
     FLOPS_SEQ_LEN,
@@ -65,7 +65,7 @@ if latest is None:
     st.stop()
 try:
     planner = _planner(choice.spec, str(store().path), f"{latest.policy_id}@{latest.updated_at.isoformat()}")
-except HippError as exc:
+except USER_ERRORS as exc:
     st.error(str(exc))
     st.stop()
 
@@ -112,7 +112,7 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
     preference = tuple(w / sum(weights) for w in weights)
     try:
         blueprint = planner.blueprint(preference, sparsity if locked else None)
-    except HippError as exc:
+    except USER_ERRORS as exc:
         st.error(str(exc))
         return
 
@@ -229,7 +229,7 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
     if d.button(f"Compare with {method}", key="compare"):
         try:
             other = api.plan_baseline(choice.spec, method, blueprint.achieved, store=store())
-        except HippError as exc:
+        except USER_ERRORS as exc:
             st.error(str(exc))
         else:
             st.session_state["baseline"] = (blueprint.plan_id, method, other)

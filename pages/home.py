@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from hipp_core import status
-from hipp_core.errors import HippError
+from hipp_core.errors import USER_ERRORS
 from hipp_core.ui_state import EMBEDDED_CHOICES, LOCAL_CHOICE, check_model, readiness
 from pages._common import MODEL_KEY, chosen_spec, show_flash, store, submit_job
 
@@ -38,7 +38,7 @@ choice = None
 if candidate:
     try:
         choice = check_model(candidate)
-    except HippError as exc:
+    except USER_ERRORS as exc:
         st.error(str(exc))
     else:
         st.session_state[MODEL_KEY] = choice.spec

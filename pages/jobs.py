@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from hipp_core.errors import HippError
+from hipp_core.errors import USER_ERRORS
 from pages._common import store
 from plan_store import JobRecord
 
@@ -40,7 +40,7 @@ def _active(job: JobRecord) -> None:
         elif button.button("Cancel", key=f"cancel-{job.job_id}"):
             try:
                 store().request_cancel(job.job_id)
-            except HippError as exc:
+            except USER_ERRORS as exc:
                 st.error(str(exc))
             else:
                 st.rerun(scope="app")
