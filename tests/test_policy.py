@@ -16,7 +16,7 @@ from hipp_core import validation
 from hipp_core.api import planner, policy_checkpoint_path
 from hipp_core.blueprint import LayerPlan, blueprint_from_layers
 from hipp_core.errors import HippError
-from hipp_core.evaluator import InProcessEvaluator
+from hipp_core.evaluation.backends import InProcessEvaluator
 from hipp_core.grpo import (
     GRPOConfig,
     GRPOTrainer,

@@ -20,11 +20,11 @@ from collections.abc import Sequence
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from hipp_core.api import bench_key, check_plan, eval_key, load_benchmark, plan_draft, score_plan
 from hipp_core.blueprint import Blueprint, LayerShape
 from hipp_core.config import quiet_libraries
 from hipp_core.errors import USER_ERRORS, HippError
-from hipp_core.evaluate import EvalResult, Progress
+from hipp_core.evaluation.engine import EvalResult, Progress
+from hipp_core.evaluation.stored import bench_key, check_plan, eval_key, load_benchmark, plan_draft, score_plan
 from hipp_core.models.loading import load_model
 from plan_store import DENSE_PLAN_ID, EvalKey, PlanStore
 
