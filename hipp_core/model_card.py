@@ -94,8 +94,10 @@ def _usage_exact(name: str) -> str:
 def _usage_stock(name: str, family: str, sizes: StockSizes) -> str:
     stock_class = pruned_modeling.stock_parent(pruned_modeling.PRUNED_CLASSES[family]).__name__
     padding = (
-        "Layers that keep fewer units than the largest are zero-padded up to it (zero rows and columns change no "
-        f"output, but they are stored and computed): {sizes.describe()}."
+        "Layers that keep fewer units than the largest are zero-padded up to it: zero rows and columns change no "
+        f"output, but they are stored and computed. This checkpoint holds {sizes.model_stock:,} parameters where the "
+        f"exactly pruned model has {sizes.model_pruned:,} (dense: {sizes.model_dense:,}), so padding gives back "
+        f"{sizes.given_back:.1%} of the saving; plans made with `--equal-counts` need no padding."
         if sizes.padded
         else "Every layer keeps the same numbers of units, so nothing is padded."
     )
@@ -129,7 +131,7 @@ def _decoding(name: str, stock: bool) -> str:
         f'model = AutoModelForImageTextToText.from_pretrained("./{name}"{remote}, device_map="cuda")\n'
         'out = model.generate(**inputs, max_new_tokens=64, cache_implementation="static")\n```\n\n'
         "With HiPP-Prune, on any device:\n\n"
-        "```python\nfrom hipp_core import load_pruned\n\n"
+        "```python\nimport torch\nfrom hipp_core import load_pruned\n\n"
         f'loaded = load_pruned("./{name}", device="cuda", dtype=torch.bfloat16, compile=True)\n'
         "out = loaded.model.generate(**inputs, max_new_tokens=64)  # static cache + torch.compile\n```"
         + (
