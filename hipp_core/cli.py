@@ -217,14 +217,27 @@ def eval_cmd(
         Path | None, typer.Option(help="Real ScienceQA root (problems.json, pid_splits.json, images/).")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Questions per forward pass.")] = 32,
+    plan: Annotated[
+        Path | None,
+        typer.Option("--plan", help="Evaluate the model pruned by this blueprint JSON (from `hipp plan ...`)."),
+    ] = None,
+    physical: Annotated[
+        bool,
+        typer.Option("--physical", help="With --plan: score a physically pruned copy instead of masking the weights."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
 ) -> None:
-    """Evaluate a dense model on POPE (per category) and ScienceQA, with the image-free baseline."""
+    """Evaluate a model on POPE (per category) and ScienceQA, with the image-free baseline: dense, or pruned by a
+    saved blueprint (`--plan`, masked unless `--physical`)."""
     from hipp_core.api import evaluate_model
 
     def body() -> None:
         if batch_size < 1:
             raise HippError(f"--batch-size must be at least 1, got {batch_size}")
+        if physical and plan is None:
+            raise HippError("--physical needs --plan: it says how to apply a blueprint to the model")
+        blueprint = _read_plan(plan) if plan is not None else None
+        mode = "physical" if physical else "masked"
         with progress_bar() as cb:
             result = evaluate_model(
                 model,
@@ -239,9 +252,13 @@ def eval_cmd(
                 pope_labels,
                 batch_size,
                 cb,
+                blueprint=blueprint,
+                mode=mode,
             )
+        evaluated = None if blueprint is None else {"plan_id": blueprint.plan_id, "file": str(plan), "mode": mode}
         if as_json:
-            sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+            report = result.to_json() if evaluated is None else result.to_json() | {"plan": evaluated}
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
             return
         if result.pope:
             out.print(_pope_table(f"POPE ({split}, {result.scoring})", result.pope, result.pope_image_free))
@@ -261,6 +278,12 @@ def eval_cmd(
             out.print(table)
         origin = "from the plan store cache, first computed" if result.cached else "computed"
         out.print(f"{result.questions} questions, {origin} in {result.seconds:.1f} s (model {result.model_id})")
+        if evaluated is not None:
+            out.print(
+                f"evaluated under plan {blueprint.plan_id} from {plan} "
+                f"({blueprint.achieved:.1%} of decoder parameters removed), {mode}",
+                soft_wrap=True,
+            )
 
     run(body)
 

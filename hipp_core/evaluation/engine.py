@@ -244,6 +244,16 @@ def _score(
     return preds
 
 
+def _candidates(
+    adapter: ModelAdapter, prompts: list[str], items: Sequence, answers: list[str], scoring: str, any_case: bool = False
+) -> list[list[int]]:
+    """The answers' token ids after the first question's chat prompt, for logit scoring; generation reads text,
+    so it needs none (and must not be refused when a tokenizer cannot tell the answers' first tokens apart)."""
+    if scoring == "generate" or not items:
+        return []
+    return adapter.answer_token_ids(prompts[0], items[0].image is not None, answers, any_case)
+
+
 def score_pope(
     adapter: ModelAdapter,
     items: Sequence[PopeItem],
@@ -252,8 +262,9 @@ def score_pope(
     batch_size: int = 32,
     progress: Progress | None = None,
 ) -> list[str]:
-    yes_no = adapter.first_token_ids(["yes", "no"], any_case=True)
-    questions = [_Question(pope_prompt(it.text), it.image, yes_no) for it in items]
+    prompts = [pope_prompt(it.text) for it in items]
+    yes_no = _candidates(adapter, prompts, items, ["yes", "no"], scoring, any_case=True)
+    questions = [_Question(text, it.image, yes_no) for text, it in zip(prompts, items)]
 
     def decide(i: int, raw) -> str:
         return parse_pope_answer(raw) if scoring == "generate" else ("yes", "no")[raw]
@@ -269,10 +280,9 @@ def score_sqa(
     batch_size: int = 32,
     progress: Progress | None = None,
 ) -> list[int]:
-    letters = adapter.first_token_ids(list(LETTERS))
-    questions = [
-        _Question(sqa_prompt(it.question, it.choices, it.hint), it.image, letters[: len(it.choices)]) for it in items
-    ]
+    prompts = [sqa_prompt(it.question, it.choices, it.hint) for it in items]
+    letters = _candidates(adapter, prompts, items, list(LETTERS), scoring)
+    questions = [_Question(text, it.image, letters[: len(it.choices)]) for text, it in zip(prompts, items)]
 
     def decide(i: int, raw) -> int:
         return parse_choice(raw, items[i].choices) if scoring == "generate" else raw

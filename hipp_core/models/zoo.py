@@ -62,8 +62,10 @@ def retrained_dir(arch: str) -> Path:
     return cache_dir() / "zoo" / arch
 
 
-def build_processor(arch: str):
-    tokenizer: PreTrainedTokenizerFast = build_tokenizer(arch)
+def build_processor(arch: str, tokenizer: PreTrainedTokenizerFast | None = None):
+    """The family's processor around the embedded word-level tokenizer, or around `tokenizer` (which must carry a
+    chat template): the tests use a real checkpoint's vocabulary this way."""
+    tokenizer = build_tokenizer(arch) if tokenizer is None else tokenizer
     if arch == "llava":
         image_processor = CLIPImageProcessor(
             size={"shortest_edge": IMAGE_SIZE},
