@@ -229,17 +229,17 @@ def eval_cmd(
 ) -> None:
     """Evaluate a model on POPE (per category) and ScienceQA, with the image-free baseline: dense, or pruned by a
     saved blueprint (`--plan`, masked unless `--physical`)."""
-    from hipp_core.api import evaluate_model
+    from hipp_core import api
 
     def body() -> None:
         if batch_size < 1:
             raise HippError(f"--batch-size must be at least 1, got {batch_size}")
         if physical and plan is None:
             raise HippError("--physical needs --plan: it says how to apply a blueprint to the model")
-        blueprint = _read_plan(plan) if plan is not None else None
+        blueprint = api.read_plan(plan) if plan is not None else None
         mode = "physical" if physical else "masked"
         with progress_bar() as cb:
-            result = evaluate_model(
+            result = api.evaluate_model(
                 model,
                 bench,
                 split,

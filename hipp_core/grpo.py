@@ -1,4 +1,4 @@
-"""Plan-level GRPO for the pruning policy, with the SynFlow stability gate (our design, DESIGN §4).
+"""Plan-level GRPO for the pruning policy, with the SynFlow stability gate (our design; docs/design.md, Reward, gate, GRPO).
 
 Each iteration draws B preferences (a simplex corner, in turn, plus Dirichlet(1,1,1) draws) and, for each, G plans
 from the policy. Part of the groups run with the budget overridden to a shared random ρ: their plans differ only in

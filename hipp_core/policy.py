@@ -1,4 +1,4 @@
-"""The hierarchical preference-conditioned pruning policy (our design, DESIGN §4).
+"""The hierarchical preference-conditioned pruning policy (our design; docs/design.md, The policy).
 
 One call maps a preference w = (utility, robustness, compression) on the simplex to a whole plan:
 - budget head: ρ = ρ_min + (ρ_max − ρ_min)·x, x ~ Beta(a(w), b(w));
@@ -52,8 +52,8 @@ class PolicyConfig:
     split_spread: float = 4.0  # a + b of the attention share's initial Beta(a, b), a = b: lower = more exploration
     s_max: float = 0.9  # no layer loses more than this share of its parameters
     # The budget head starts with its mean rising with the compression weight (ρ ≈ 0.16 at w_c = 0 to 0.59 at
-    # w_c = 1) instead of one mid budget for every w: trained from a w-blind start, the head stayed at ρ 0.45-0.49
-    # for every preference in 16 iterations, which left the policy's front a narrow band of sparsities.
+    # w_c = 1) instead of one mid budget for every w: from a w-blind start the head barely moved with the preference
+    # in training, which left the policy's front a narrow band of sparsities (docs/design.md, The policy).
     compression_prior: bool = True
 
     def __post_init__(self) -> None:

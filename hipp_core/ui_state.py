@@ -1,6 +1,6 @@
 """What the dashboard pages compute before drawing: model choice, readiness, preference sliders, plan tables, the
 Pareto cloud. Plain data in, plain data (dataclasses, DataFrames) out, no Streamlit, so it is tested directly and
-the pages stay drawing code (DESIGN §3)."""
+the pages stay drawing code."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """One adapter per VLM family: the only place that knows where a family keeps its parts.
 
 Algorithms (training, evaluation, later calibration and pruning) talk to `ModelAdapter`; they never reach into
-`model.model.language_model.layers` themselves (STYLE: SliceGPT's ModelAdapter idea).
+`model.model.language_model.layers` themselves: one adapter per family holds every attribute path (docs/design.md, Layers of the code).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ class ModelAdapter(ABC):
 
     def replace_layer_parts(self, i: int, parts: LayerParts, kv_groups: int) -> None:
         """Swap in sliced projections. Attention infers its head count from tensor shapes; only the number of
-        query heads per KV head (`num_key_value_groups`, read by repeat_kv) must be told (DESIGN §5)."""
+        query heads per KV head (`num_key_value_groups`, read by repeat_kv) must be told (docs/design.md, Facts about the libraries)."""
         attn, mlp = self.decoder_layers[i].self_attn, self.decoder_layers[i].mlp
         attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj = parts.q, parts.k, parts.v, parts.o
         mlp.gate_proj, mlp.up_proj, mlp.down_proj = parts.gate, parts.up, parts.down

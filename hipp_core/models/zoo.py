@@ -1,6 +1,6 @@
 """The embedded model zoo: tiny LLaVA and Qwen2.5-VL built from configs, trained by the project, shipped.
 
-Sizes follow DESIGN §5: a Llama-style decoder of 8 layers (hidden 128, 4 query / 2 KV heads, so GQA is
+Sizes (docs/design.md, The embedded testbed): a Llama-style decoder of 8 layers (hidden 128, 4 query / 2 KV heads, so GQA is
 real) over a 2-layer vision tower whose 16 output tokens are the 16 cells of a ShapesWorld image.
 """
 
