@@ -33,12 +33,14 @@ from hipp_core.errors import HippError
 from hipp_core.evaluation.backends import Evaluator
 from hipp_core.evaluation.engine import EvalResult
 from hipp_core.evaluation.stored import load_benchmark
+from hipp_core.objectives import NAMES
+from hipp_core.objectives import values as objective_values
 from hipp_core.policy import STATE_FEATURES, Planner, PlanSample, PolicyConfig, PrunePolicy
 from plan_store import PlanStore
 from plan_store.identity import canonical_json, digest
 from plan_store.pareto import non_dominated
 
-CORNERS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+CORNERS = tuple(tuple(float(i == j) for j in range(len(NAMES))) for i in range(len(NAMES)))
 REWARDS = ("linear", "tchebycheff")
 TCHEBYCHEFF_RHO = 0.05  # weight of the linear term that makes augmented Tchebycheff strictly Pareto-monotone
 
@@ -104,21 +106,14 @@ class GRPOConfig:
 
 # -- reward and gate ----------------------------------------------------------------------------------------------
 def objectives(result: EvalResult, dense: EvalResult, achieved: float) -> np.ndarray:
-    """(utility, robustness, compression) relative to the dense model on the same questions."""
-    return np.array(
-        [
-            result.sqa.accuracy / max(dense.sqa.accuracy, 1e-9),
-            result.pope_balanced_accuracy / max(dense.pope_balanced_accuracy, 1e-9),
-            achieved,
-        ]
-    )
+    """The objectives' values (in `objectives.NAMES` order) relative to the dense model on the same questions."""
+    return objective_values(result.to_metrics(), dense.to_metrics(), achieved)
 
 
 def collapsed_objectives(dense: EvalResult, chance_sqa: float, achieved: float) -> np.ndarray:
     """What a collapsed model scores: chance on ScienceQA, 0.5 POPE balanced accuracy, at its real compression."""
-    return np.array(
-        [chance_sqa / max(dense.sqa.accuracy, 1e-9), 0.5 / max(dense.pope_balanced_accuracy, 1e-9), achieved]
-    )
+    chance = {"sqa.accuracy": chance_sqa, "pope_balanced_accuracy": 0.5}
+    return objective_values(chance, dense.to_metrics(), achieved)
 
 
 def reward(obj: np.ndarray, w: Sequence[float], kind: str = "linear") -> float:
@@ -269,7 +264,7 @@ class GRPOTrainer:
     def _preferences(self, it: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, it])
-        prefs = [CORNERS[it % 3], *rng.dirichlet(np.ones(3), size=cfg.prefs_per_iter - 1)]
+        prefs = [CORNERS[it % len(CORNERS)], *rng.dirichlet(np.ones(len(NAMES)), size=cfg.prefs_per_iter - 1)]
         w = torch.tensor(np.repeat(np.array(prefs), cfg.group_size, axis=0), dtype=torch.float32)
         if cfg.fixed_budget_groups == 0:
             return w, None

@@ -132,7 +132,7 @@ def test_log_prob_drops_the_budget_term_when_overridden(plans):
         ((0, 0, 0), "all zero"),
         ((float("nan"), 1, 1), "finite"),
         ((0.5, 0.5), "exactly 3"),
-        ("abc", "three numbers"),
+        ("abc", "must be 3 numbers"),
     ],
 )
 def test_bad_preferences_are_refused(bad, message):

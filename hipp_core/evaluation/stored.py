@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+from hipp_core import objectives
 from hipp_core.blueprint import Blueprint, LayerShape, validate
 from hipp_core.data import build as data_build
 from hipp_core.data.pope import load_pope, load_pope_dir
@@ -137,9 +138,9 @@ def check_plan(blueprint: Blueprint, model_id: str, shapes: list[LayerShape], sp
 
 
 def plan_draft(blueprint: Blueprint) -> PlanDraft:
-    return PlanDraft(
-        blueprint.model_id, blueprint.to_json(), blueprint.source, blueprint.achieved, blueprint.preference
-    )
+    """A blueprint as the store keeps it; its preference (a vector in objective order) keyed by objective name."""
+    preference = None if blueprint.preference is None else objectives.by_name(blueprint.preference)
+    return PlanDraft(blueprint.model_id, blueprint.to_json(), blueprint.source, blueprint.achieved, preference)
 
 
 def eval_key(
