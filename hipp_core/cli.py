@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
@@ -84,7 +85,7 @@ def run(fn: Callable[[], None]) -> None:
     try:
         fn()
     except HippError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -230,7 +231,7 @@ def _print_result(result, title: str, model: str) -> None:
 
 def _print_notices(result) -> None:
     for message in result.notices:
-        err.print(f"[yellow]notice:[/yellow] {message}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]notice:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 ParserOpt = Annotated[
