@@ -1,8 +1,8 @@
 """User-facing errors and notices.
 
-Every failure a user can fix (bad path, malformed file, value out of range) is raised as `HippError`
-with a message that names what was wrong and what to do. The CLI prints it as one line and exits 2;
-the dashboard shows it with `st.error`. Anything else is a bug and keeps its traceback.
+Every failure a user can fix (bad path, malformed file, value out of range) is raised as `HippError` with a message
+that names what was wrong and what to do; the plan store raises its own `StoreError` the same way. The CLI prints
+either as one line and exits 2; the dashboard shows it with `st.error`. Anything else is a bug and keeps its traceback.
 
 Something the user should know that does not stop the work (a fallback was taken, some answers were ignored)
 is a `HippNotice` warning: library callers see an ordinary Python warning, and the API collects them into the
@@ -16,9 +16,14 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from plan_store.errors import StoreError
+
 
 class HippError(Exception):
     """An error whose message is meant for the user, not a stack trace."""
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (HippError, StoreError)  # what a boundary shows as one line
 
 
 class HippNotice(UserWarning):

@@ -6,7 +6,7 @@ import pytest
 
 from hipp_core.api import load_benchmark
 from hipp_core.data.records import SQAItem
-from hipp_core.evaluate import EvalResult, evaluate, pope_metrics, score_pope, sqa_metrics
+from hipp_core.evaluation.engine import EvalResult, evaluate, pope_metrics, score_pope, sqa_metrics
 from hipp_core.models.loading import load_model
 
 

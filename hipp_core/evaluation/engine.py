@@ -67,6 +67,7 @@ class EvalResult:
     questions: int = 0
     cached: bool = False  # True when the plan store answered instead of the model
     parser: str | None = None  # how generated answers were read ("official" / "lenient"); None for logit scoring
+    model_name: str | None = None  # the spec or name the model was asked by (not stored: the model record has it)
     notices: list[str] = field(default_factory=list)  # what the user should know about the input (HippNotice)
 
     @property
