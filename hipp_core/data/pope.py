@@ -18,6 +18,8 @@ from hipp_core.errors import HippError
 
 _UNLABELLED = "; for LLaVA's llava_pope_test.jsonl pass --pope-labels <folder of coco_pope_<category>.json>"
 _FOLDER_HINT = "pass --pope-labels the folder of coco_pope_<category>.json files"
+# POPE's repository regenerated coco_pope_random.json and fixed typos ("imange") after LLaVA took its copies
+_LLAVA_COPIES = "LLaVA's llava_pope_test.jsonl goes with the coco_pope_*.json files of LLaVA's eval.zip"
 _Line = Record  # 1-based line number, parsed object
 
 
@@ -136,7 +138,8 @@ def _match_labels(path: Path, questions: list[_Line], label_path: Path) -> Itera
     if len(annotations) != len(questions):
         raise HippError(
             f"{path} has {len(questions)} questions of category {questions[0][1]['category']!r} but {label_path} "
-            f"has {len(annotations)} labelled lines; labels are matched by order, so use the matching POPE file"
+            f"has {len(annotations)} labelled lines; labels are matched by order, so use the matching POPE file "
+            f"({_LLAVA_COPIES})"
         )
     for (qn, question), (an, annotation) in zip(questions, annotations):
         _check_agrees(path, qn, question, label_path, an, annotation)
@@ -151,7 +154,7 @@ def _check_agrees(path: Path, qn: int, question: dict, label_path: Path, an: int
         if (_question_text(mine) if name == "text" else mine) != theirs:
             raise HippError(
                 f"{path} line {qn}: field {name!r} is {mine!r} but line {an} of {label_path}, whose label it gets "
-                f"by order, has {theirs!r}; the question and label files do not match"
+                f"by order, has {theirs!r}; the question and label files do not match ({_LLAVA_COPIES})"
             )
 
 
