@@ -32,6 +32,7 @@ from hipp_core.data.world import SPLITS  # noqa: F401
 from hipp_core.errors import (
     USER_ERRORS,  # noqa: F401
     HippError,
+    json_problem,
 )
 from hipp_core.evaluation.backends import make_evaluator
 from hipp_core.evaluation.engine import EvalResult, Progress
@@ -41,6 +42,7 @@ from hipp_core.evaluation.stored import (  # noqa: F401  (re-exported: the API's
     evaluate_recovered,
     load_benchmark,
     plan_draft,
+    score_answers,
 )
 from hipp_core.export import (
     PLAN_FILE,  # noqa: F401
@@ -141,7 +143,7 @@ def read_plan(path: Path) -> Blueprint:
     except FileNotFoundError:
         raise HippError(f"plan file {path} does not exist") from None
     except json.JSONDecodeError as exc:
-        raise HippError(f"{path} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+        raise HippError(f"{path} is not valid JSON ({json_problem(exc)})") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise HippError(
             f"{path} is not a blueprint ({type(exc).__name__}: {exc}); write one with `hipp plan`"

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
@@ -84,7 +85,7 @@ def run(fn: Callable[[], None]) -> None:
     try:
         fn()
     except USER_ERRORS as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -185,6 +186,52 @@ def _pope_table(title: str, metrics: dict, baseline: dict) -> Table:
     return table
 
 
+def _print_result(result, title: str, model: str) -> None:
+    """The tables of `hipp eval` and `hipp score`: POPE per category, ScienceQA, then where the numbers came from."""
+    scoring = result.scoring + (f", {result.parser} parser" if result.parser else "")
+    if result.pope:
+        out.print(_pope_table(f"POPE ({title}, {scoring})", result.pope, result.pope_image_free))
+    if result.sqa:
+        table = Table(
+            "",
+            "n",
+            "correct",
+            "accuracy",
+            "with image",
+            "text only",
+            "image-free (with image)",
+            title=f"ScienceQA ({title}, {scoring})",
+        )
+        free = result.sqa_image_free
+        table.add_row(
+            "all",
+            str(result.sqa.n),
+            str(round(result.sqa.accuracy * result.sqa.n)),
+            f"{result.sqa.accuracy:.3f}",
+            f"{result.sqa.accuracy_image:.3f} ({result.sqa.n_image})",
+            f"{result.sqa.accuracy_text:.3f} ({result.sqa.n_text})",
+            f"{free.accuracy_image:.3f}" if free else "-",
+        )
+        out.print(table)
+    origin = "from the plan store cache, first computed" if result.cached else "computed"
+    out.print(f"{result.questions} questions, {origin} in {result.seconds:.1f} s ({model})", soft_wrap=True)
+
+
+def _print_notices(result) -> None:
+    for message in result.notices:
+        err.print(f"[yellow]notice:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+ParserOpt = Annotated[
+    str,
+    typer.Option(
+        help="How generated answers are read: official (the rules of POPE's and LLaVA's evaluation scripts, "
+        "exactly) or lenient (also 'NO', 'Not', '(B)', option text)."
+    ),
+]
+SqaImagesOpt = Annotated[Path | None, typer.Option(help="ScienceQA image folder (default: images/ in --sqa-dir).")]
+
+
 @app.command("eval")
 def eval_cmd(
     model: ModelArg,
@@ -194,8 +241,9 @@ def eval_cmd(
     ] = "test",
     limit: Annotated[int | None, typer.Option(help="First N questions per POPE category and of ScienceQA.")] = None,
     generate: Annotated[
-        bool, typer.Option("--generate", help="Decode and parse answers instead of comparing logits.")
+        bool, typer.Option("--generate", help="Decode and parse answers (see --parser) instead of comparing logits.")
     ] = False,
+    parser: ParserOpt = "official",
     image_free: Annotated[
         bool, typer.Option(help="Also score every question over a blank image (prior baseline).")
     ] = True,
@@ -216,6 +264,7 @@ def eval_cmd(
     sqa_dir: Annotated[
         Path | None, typer.Option(help="Real ScienceQA root (problems.json, pid_splits.json, images/).")
     ] = None,
+    sqa_images: SqaImagesOpt = None,
     batch_size: Annotated[int, typer.Option(help="Questions per forward pass.")] = 32,
     plan: Annotated[
         Path | None,
@@ -252,38 +301,66 @@ def eval_cmd(
                 pope_labels,
                 batch_size,
                 cb,
+                parser=parser,
+                sqa_images=sqa_images,
                 blueprint=blueprint,
                 mode=mode,
             )
         evaluated = None if blueprint is None else {"plan_id": blueprint.plan_id, "file": str(plan), "mode": mode}
+        _print_notices(result)
         if as_json:
             report = result.to_json() if evaluated is None else result.to_json() | {"plan": evaluated}
             sys.stdout.write(json.dumps(report, indent=2) + "\n")
             return
-        if result.pope:
-            out.print(_pope_table(f"POPE ({split}, {result.scoring})", result.pope, result.pope_image_free))
-        if result.sqa:
-            table = Table(
-                "", "n", "accuracy", "with image", "text only", "image-free (with image)", title=f"ScienceQA ({split})"
-            )
-            free = result.sqa_image_free
-            table.add_row(
-                "all",
-                str(result.sqa.n),
-                f"{result.sqa.accuracy:.3f}",
-                f"{result.sqa.accuracy_image:.3f}",
-                f"{result.sqa.accuracy_text:.3f}",
-                f"{free.accuracy_image:.3f}" if free else "-",
-            )
-            out.print(table)
-        origin = "from the plan store cache, first computed" if result.cached else "computed"
-        out.print(f"{result.questions} questions, {origin} in {result.seconds:.1f} s (model {result.model_id})")
+        _print_result(result, split, f"model {result.model_id}")
         if evaluated is not None:
             out.print(
                 f"evaluated under plan {blueprint.plan_id} from {plan} "
                 f"({blueprint.achieved:.1%} of decoder parameters removed), {mode}",
                 soft_wrap=True,
             )
+
+    run(body)
+
+
+@app.command("score")
+def score_cmd(
+    answers: Annotated[Path, typer.Argument(help="Answer file: POPE's {question, answer} lines or LLaVA's answers.")],
+    questions: Annotated[
+        Path | None,
+        typer.Option(help="LLaVA's POPE question file (llava_pope_test.jsonl) that LLaVA's answers answer."),
+    ] = None,
+    pope_labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="POPE label file (*_pope_<category>.json), or with --questions the folder of "
+            "coco_pope_<category>.json files."
+        ),
+    ] = None,
+    sqa_dir: Annotated[
+        Path | None, typer.Option(help="ScienceQA root (problems.json, pid_splits.json) for LLaVA's ScienceQA answers.")
+    ] = None,
+    sqa_images: Annotated[
+        Path | None, typer.Option(help="ScienceQA image folder; not needed to score, checked when given.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="ScienceQA split the answers are for (a label for POPE).")] = "test",
+    name: Annotated[
+        str | None,
+        typer.Option(help="Model these answers are from, as stored (default: the answers' model_id + ' (answers)')."),
+    ] = None,
+    parser: ParserOpt = "official",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
+) -> None:
+    """Score answers made elsewhere (POPE's or LLaVA's answer files) as `hipp eval` scores a model, and store them."""
+    from hipp_core import api
+
+    def body() -> None:
+        result = api.score_answers(answers, questions, pope_labels, sqa_dir, name, parser, split, sqa_images)
+        _print_notices(result)
+        if as_json:
+            sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+            return
+        _print_result(result, split, f"answers of {result.model_name}, model id {result.model_id}")
 
     run(body)
 

@@ -115,3 +115,61 @@ def test_pipeline_runs_end_to_end_then_reuses_everything(tmp_path, tiny_llava):
         assert "reused" in line, second.stdout
     again = run_cli(*args, "-o", str(tmp_path / "out2"), env=env)
     assert again.returncode == 2 and "already exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+
+def _real_benchmarks(tmp_path):
+    """A GQA-style POPE folder (SEEM JSON arrays) and a ScienceQA folder without pid_splits.json, images elsewhere."""
+    from PIL import Image
+
+    pope, sqa, images = tmp_path / "gqa", tmp_path / "scienceqa", tmp_path / "sqa_images"
+    pope.mkdir()
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "2405722.jpg")
+    rows = [{"question_id": 1, "image": "2405722.jpg", "text": "Is there a bird in the image?", "label": "yes"}]
+    for category in ("random", "popular"):
+        (pope / f"gqa_pope_seem_{category}.json").write_text(json.dumps(rows, indent=4))
+    sqa.mkdir()
+    problem = {"question": "Which color?", "choices": ["red", "blue"], "answer": 0, "hint": "", "split": "test"}
+    problems = {"7": {**problem, "image": "image.png"}, "8": {**problem, "image": None}}
+    (sqa / "problems.json").write_text(json.dumps(problems))
+    (images / "test" / "7").mkdir(parents=True)
+    Image.new("RGB", (8, 8), "red").save(images / "test" / "7" / "image.png")
+    return pope, sqa, images
+
+
+def test_eval_reads_seem_pope_and_scienceqa_images_flag_with_a_notice(tmp_path, tiny_llava, monkeypatch):
+    from typer.testing import CliRunner
+
+    from hipp_core.cli import app
+
+    monkeypatch.setenv("HIPP_HOME", str(tmp_path / "home"))
+    pope, sqa, images = _real_benchmarks(tmp_path)
+    args = ["eval", str(tiny_llava), "--pope-dir", str(pope), "--pope-images", str(tmp_path), "--sqa-dir", str(sqa)]
+    args += ["--sqa-images", str(images), "--generate", "--no-image-free"]
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    assert "notice:" in result.stderr and "pid_splits.json not found" in result.stderr
+    assert "POPE (test, generate, official parser)" in result.stdout and "popular" in result.stdout
+    assert "ScienceQA (test, generate, official parser)" in result.stdout
+
+
+def test_eval_refuses_an_empty_pope_file_and_stores_nothing(tmp_path, tiny_llava, monkeypatch):
+    from typer.testing import CliRunner
+
+    from hipp_core.cli import app
+    from plan_store import DENSE_PLAN_ID, PlanStore
+
+    monkeypatch.setenv("HIPP_HOME", str(tmp_path / "home"))
+    pope, _, _ = _real_benchmarks(tmp_path)
+    (pope / "gqa_pope_seem_adversarial.json").write_text("[]")
+    no_images = ["eval", str(tiny_llava), "--bench", "pope", "--pope-dir", str(pope)]
+
+    for args, fragment in [
+        ([*no_images, "--pope-images", str(tmp_path)], "gqa_pope_seem_adversarial.json holds no questions"),
+        (no_images, "--pope-images"),
+    ]:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0, result.output
+        assert fragment in result.stderr, result.stderr
+    assert PlanStore().plan_evaluations(DENSE_PLAN_ID) == []

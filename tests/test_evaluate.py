@@ -6,15 +6,7 @@ import pytest
 
 from hipp_core.api import load_benchmark
 from hipp_core.data.records import SQAItem
-from hipp_core.evaluation.engine import (
-    EvalResult,
-    evaluate,
-    parse_choice,
-    parse_pope_answer,
-    pope_metrics,
-    score_pope,
-    sqa_metrics,
-)
+from hipp_core.evaluation.engine import EvalResult, evaluate, pope_metrics, score_pope, sqa_metrics
 from hipp_core.models.loading import load_model
 
 
@@ -39,23 +31,6 @@ def test_sqa_metrics_split_by_image():
     m = sqa_metrics([0, 0, 2], items)
     assert (m.n, m.n_image, m.n_text) == (3, 1, 2)
     assert m.accuracy == pytest.approx(2 / 3) and m.accuracy_image == 1.0 and m.accuracy_text == 0.5
-
-
-@pytest.mark.parametrize(
-    "text,expected",
-    [("Yes, there is a cat.", "yes"), ("No.", "no"), ("There is not a dog", "no"), ("yes", "yes"), ("no", "no")],
-)
-def test_pope_answers_parse_like_the_pope_script(text, expected):
-    assert parse_pope_answer(text) == expected
-
-
-def test_choice_parsing_reads_letters_then_option_text():
-    choices = ("red", "blue", "green")
-    assert parse_choice("B", choices) == 1
-    assert parse_choice("C. green", choices) == 2
-    assert parse_choice("The answer is A.", choices) == 0
-    assert parse_choice("it is blue", choices) == 1
-    assert parse_choice("E", choices) == -1 and parse_choice("no idea", choices) == -1
 
 
 @pytest.mark.parametrize("fixture", ["tiny_llava", "tiny_qwen"])
@@ -91,3 +66,19 @@ def test_eval_result_survives_the_store_round_trip(tiny_llava):
     assert list(second.pope) == ["random", "popular", "adversarial"]
     other = evaluate_model(str(tiny_llava), "pope", "dev", limit=4, image_free=False, store=store)
     assert not other.cached and other.sqa is None and not other.pope_image_free
+
+
+def test_generated_answers_are_stored_apart_per_parser(tiny_llava):
+    from hipp_core.api import evaluate_model
+    from plan_store import DENSE_PLAN_ID, PlanStore
+
+    store = PlanStore()
+    args = {"bench": "pope", "split": "dev", "limit": 2, "image_free": False, "store": store}
+    official = evaluate_model(str(tiny_llava), scoring="generate", **args)
+    lenient = evaluate_model(str(tiny_llava), scoring="generate", parser="lenient", **args)
+    logits = evaluate_model(str(tiny_llava), **args)
+    assert (official.parser, lenient.parser, logits.parser) == ("official", "lenient", None)
+    assert not official.cached and not lenient.cached
+    assert evaluate_model(str(tiny_llava), scoring="generate", **args).cached
+    benches = {e.key.bench for e in store.plan_evaluations(DENSE_PLAN_ID) if e.key.model_id == official.model_id}
+    assert any(b.endswith(":parser-official") for b in benches) and any(b.endswith(":parser-lenient") for b in benches)

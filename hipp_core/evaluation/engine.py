@@ -4,7 +4,7 @@ Default scoring reads the logits at the answer position in one batched forward (
 exact for the answer's first token and never stopped by a rambling reply. On the embedded models, which answer
 in one word and stop, it is only 1.07-1.12x faster than decoding (benchmarks/eval_throughput.py); the gap grows
 with the length of a real chat model's reply. `scoring="generate"` decodes and parses answers the way POPE's and
-LLaVA's evaluation scripts do, for real chat models.
+LLaVA's evaluation scripts do, for real chat models (`parser`: "official", their exact rules, or "lenient").
 
 Every POPE score comes with an image-free baseline (the same questions over a blank image), so a report
 shows how much of the score comes from looking rather than from language priors.
@@ -12,7 +12,6 @@ shows how much of the score comes from looking rather than from language priors.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from hipp_core.answer_parsing import check_parser, parse_choice, parse_pope_answer
+from hipp_core.data.answers import MatchedAnswers
 from hipp_core.data.prompts import LETTERS, pope_prompt, sqa_prompt
 from hipp_core.data.records import POPE_CATEGORIES, PopeItem, SQAItem
 from hipp_core.data.world import BACKGROUND
@@ -65,6 +66,9 @@ class EvalResult:
     seconds: float = 0.0
     questions: int = 0
     cached: bool = False  # True when the plan store answered instead of the model
+    parser: str | None = None  # how generated answers were read ("official" / "lenient"); None for logit scoring
+    model_name: str | None = None  # the spec or name the model was asked by (not stored: the model record has it)
+    notices: list[str] = field(default_factory=list)  # what the user should know about the input (HippNotice)
 
     @property
     def pope_balanced_accuracy(self) -> float | None:
@@ -150,28 +154,15 @@ def pope_metrics(predictions: Sequence[str], labels: Sequence[str]) -> PopeMetri
 
 def sqa_metrics(predictions: Sequence[int], items: Sequence[SQAItem]) -> SQAMetrics:
     correct = [p == it.answer for p, it in zip(predictions, items)]
-    img = [c for c, it in zip(correct, items) if it.image is not None]
-    txt = [c for c, it in zip(correct, items) if it.image is None]
+    return sqa_counts(correct, [it.image is not None for it in items])
+
+
+def sqa_counts(correct: Sequence[bool], with_image: Sequence[bool]) -> SQAMetrics:
+    """Accuracy overall, on the problems with an image and on the rest (the caller says which have one)."""
+    img = [c for c, i in zip(correct, with_image) if i]
+    txt = [c for c, i in zip(correct, with_image) if not i]
     mean = lambda xs: sum(xs) / len(xs) if xs else 0.0
-    return SQAMetrics(len(items), mean(correct), len(img), mean(img), len(txt), mean(txt))
-
-
-def parse_pope_answer(text: str) -> str:
-    """POPE's rule (LLaVA's eval_pope.py): first sentence, commas dropped; 'no'/'not' anywhere means no."""
-    text = text.split(".")[0].replace(",", "")
-    words = text.split()
-    return "no" if any(w in ("No", "no", "not", "NO", "Not") for w in words) else "yes"
-
-
-def parse_choice(text: str, choices: Sequence[str]) -> int:
-    """Letter first ("B", "B.", "The answer is B"), then the option text; -1 when nothing matches."""
-    text = text.strip()
-    match = re.match(r"^\(?([A-E])\b", text) or re.search(r"answer is \(?([A-E])\b", text)
-    if match and LETTERS.index(match.group(1)) < len(choices):
-        return LETTERS.index(match.group(1))
-    lowered = text.lower()
-    hits = [i for i, c in enumerate(choices) if c.lower() in lowered]
-    return hits[0] if len(hits) == 1 else -1
+    return SQAMetrics(len(correct), mean(correct), len(img), mean(img), len(txt), mean(txt))
 
 
 def open_image(path: Path, blank: bool) -> Image.Image:
@@ -201,7 +192,8 @@ def _answer(
         inputs = {k: v.to(device) for k, v in enc.inputs.items()}
         out = model.generate(**inputs, max_new_tokens=16, do_sample=False)
         new = out[:, inputs["input_ids"].shape[1] :]
-        return adapter.tokenizer.batch_decode(new, skip_special_tokens=True)
+        # stripped as LLaVA's model_vqa*.py strip before writing an answer file, so the parsers see the same text
+        return [t.strip() for t in adapter.tokenizer.batch_decode(new, skip_special_tokens=True)]
     enc = adapter.encode(texts, images)
     inputs = {k: v.to(device) for k, v in enc.inputs.items()}
     logits = model(**inputs).logits
@@ -261,13 +253,14 @@ def score_pope(
     blank: bool = False,
     batch_size: int = 32,
     progress: Progress | None = None,
+    parser: str = "official",
 ) -> list[str]:
     prompts = [pope_prompt(it.text) for it in items]
     yes_no = _candidates(adapter, prompts, items, ["yes", "no"], scoring, any_case=True)
     questions = [_Question(text, it.image, yes_no) for text, it in zip(prompts, items)]
 
     def decide(i: int, raw) -> str:
-        return parse_pope_answer(raw) if scoring == "generate" else ("yes", "no")[raw]
+        return parse_pope_answer(raw, parser) if scoring == "generate" else ("yes", "no")[raw]
 
     return _score(adapter, "pope", questions, decide, scoring, blank, batch_size, progress)
 
@@ -279,13 +272,14 @@ def score_sqa(
     blank: bool = False,
     batch_size: int = 32,
     progress: Progress | None = None,
+    parser: str = "official",
 ) -> list[int]:
     prompts = [sqa_prompt(it.question, it.choices, it.hint) for it in items]
     letters = _candidates(adapter, prompts, items, list(LETTERS), scoring)
     questions = [_Question(text, it.image, letters[: len(it.choices)]) for text, it in zip(prompts, items)]
 
     def decide(i: int, raw) -> int:
-        return parse_choice(raw, items[i].choices) if scoring == "generate" else raw
+        return parse_choice(raw, items[i].choices, parser) if scoring == "generate" else raw
 
     return _score(adapter, "sqa", questions, decide, scoring, blank, batch_size, progress)
 
@@ -300,24 +294,48 @@ def evaluate(
     image_free: bool = True,
     batch_size: int = 32,
     progress: Progress | None = None,
+    parser: str = "official",
 ) -> EvalResult:
+    """Scores of one model; `parser` reads generated answers (official scripts' rules, or lenient)."""
     if scoring not in SCORINGS:
         raise HippError(f"unknown scoring {scoring!r}; use one of {', '.join(SCORINGS)}")
+    check_parser(parser)
     if not pope and not sqa:
         raise HippError("nothing to evaluate: no POPE questions and no ScienceQA problems were loaded")
     t0 = time.perf_counter()
-    result = EvalResult(model_id=model_id, split=split, scoring=scoring)
+    result = EvalResult(model_id, split, scoring, parser=parser if scoring == "generate" else None)
     for category, items in (pope or {}).items():
         labels = [it.label for it in items]
-        result.pope[category] = pope_metrics(score_pope(adapter, items, scoring, False, batch_size, progress), labels)
+        preds = score_pope(adapter, items, scoring, False, batch_size, progress, parser)
+        result.pope[category] = pope_metrics(preds, labels)
         if image_free:
-            preds = score_pope(adapter, items, scoring, True, batch_size, progress)
+            preds = score_pope(adapter, items, scoring, True, batch_size, progress, parser)
             result.pope_image_free[category] = pope_metrics(preds, labels)
         result.questions += len(items)
     if sqa:
-        result.sqa = sqa_metrics(score_sqa(adapter, sqa, scoring, False, batch_size, progress), sqa)
+        result.sqa = sqa_metrics(score_sqa(adapter, sqa, scoring, False, batch_size, progress, parser), sqa)
         if image_free:
-            result.sqa_image_free = sqa_metrics(score_sqa(adapter, sqa, scoring, True, batch_size, progress), sqa)
+            preds = score_sqa(adapter, sqa, scoring, True, batch_size, progress, parser)
+            result.sqa_image_free = sqa_metrics(preds, sqa)
         result.questions += len(sqa)
+    result.seconds = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def score_answer_texts(matched: MatchedAnswers, parser: str, model_id: str, split: str) -> EvalResult:
+    """The metrics of answers made elsewhere (`hipp_core.data.answers`), each read with `parser`; no model runs.
+    A ScienceQA problem without an answer counts as wrong, as LLaVA's eval_science_qa.py counts it."""
+    check_parser(parser)
+    t0 = time.perf_counter()
+    result = EvalResult(model_id, split, "generate", questions=matched.questions, parser=parser)
+    for category, answers in matched.pope.items():
+        result.pope[category] = pope_metrics([parse_pope_answer(t, parser) for t in answers.texts], answers.labels)
+    if matched.sqa is not None:
+        sqa = matched.sqa
+        correct = [
+            text is not None and parse_choice(text, problem.choices, parser) == problem.answer
+            for text, problem in zip(sqa.texts, sqa.problems)
+        ]
+        result.sqa = sqa_counts(correct, sqa.with_image)
     result.seconds = round(time.perf_counter() - t0, 3)
     return result

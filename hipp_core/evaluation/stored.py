@@ -11,14 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hipp_core import objectives
+from hipp_core.answer_parsing import check_parser
 from hipp_core.blueprint import Blueprint, LayerShape, validate
 from hipp_core.data import build as data_build
+from hipp_core.data.answers import default_name, read_answers
 from hipp_core.data.pope import load_pope, load_pope_dir
 from hipp_core.data.records import PopeItem, SQAItem
 from hipp_core.data.sqa import load_sqa
 from hipp_core.data.world import SPLITS
-from hipp_core.errors import HippError
-from hipp_core.evaluation.engine import BENCHES, EvalResult, Progress, evaluate
+from hipp_core.errors import HippError, collecting_notices
+from hipp_core.evaluation.engine import BENCHES, EvalResult, Progress, evaluate, score_answer_texts
 from hipp_core.models.loading import LoadedModel, load_model
 from hipp_core.prune import check_pruned, masked, materialize
 from plan_store import DENSE_PLAN_ID, EvalKey, PlanDraft, PlanStore
@@ -32,12 +34,13 @@ def load_benchmark(
     sqa_dir: Path | None = None,
     pope_images: Path | None = None,
     pope_labels: Path | None = None,
+    sqa_images: Path | None = None,
 ) -> tuple[dict[str, list[PopeItem]], list[SQAItem]]:
     """POPE questions per category and ScienceQA problems; ShapesWorld unless a real directory is given.
 
     `pope_dir` is a folder of official `*_pope_<category>.json` files, or one question file: an official one,
     or LLaVA's `llava_pope_test.jsonl` together with `pope_labels` (the folder of official files that hold
-    its labels). `pope_images` defaults to `images/` beside the questions.
+    its labels). `pope_images` defaults to `images/` beside the questions, `sqa_images` to `images/` in `sqa_dir`.
     `limit` keeps the first N questions per POPE category and the first N problems: POPE files interleave
     yes and no per image, so a prefix stays balanced.
     """
@@ -56,7 +59,7 @@ def load_benchmark(
         pope = _load_pope(Path(pope_dir) if pope_dir else root / "pope" / split, pope_images, pope_labels)
         pope = {c: items[:limit] for c, items in pope.items()}
     if need_sqa:
-        sqa = load_sqa(Path(sqa_dir) if sqa_dir else root / "sqa", split)[:limit]
+        sqa = load_sqa(Path(sqa_dir) if sqa_dir else root / "sqa", split, sqa_images)[:limit]
     return pope, sqa
 
 
@@ -97,33 +100,77 @@ def evaluate_model(
     store: PlanStore | None = None,
     blueprint: Blueprint | None = None,
     mode: str = "masked",
+    parser: str = "official",
+    sqa_images: Path | None = None,
 ) -> EvalResult:
     """Evaluate a model spec (`embedded`, `embedded:qwen2_5_vl`, a local checkpoint or an export), dense or under
     a blueprint: `masked` (hooks on the dense weights, for scoring many plans) or `physical` (a pruned copy).
+    Generated answers (`scoring="generate"`) are read with `parser`: the official scripts' rules, or lenient.
 
-    Results are kept in the plan store under (model hash, plan, benchmark, split, mode, scoring, limit); asking
-    again returns the stored result (`result.cached`) without touching the model.
+    Results are kept in the plan store under (model hash, plan, benchmark, split, mode, scoring, limit; the parser
+    is part of the benchmark key); asking again returns the stored result (`result.cached`) without touching the
+    model. Notices about the input (e.g. no pid_splits.json) come back in `result.notices`.
     """
     if batch_size < 1:
         raise HippError(f"batch size must be at least 1, got {batch_size}")
     if blueprint is not None and mode not in ("masked", "physical"):
         raise HippError(f"plan evaluation mode must be masked or physical, got {mode!r}")
+    check_parser(parser)
     loaded = load_model(spec)
-    pope, sqa = load_benchmark(bench, split, limit, pope_dir, sqa_dir, pope_images, pope_labels)
+    with collecting_notices() as notices:
+        pope, sqa = load_benchmark(bench, split, limit, pope_dir, sqa_dir, pope_images, pope_labels, sqa_images)
     store = store or PlanStore()
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
     plan_id = DENSE_PLAN_ID
     if blueprint is not None:
         check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
         plan_id = store.put_plan(plan_draft(blueprint)).plan_id
-    paths = [pope_dir, sqa_dir, pope_images, pope_labels]
-    key = eval_key(loaded.model_id, plan_id, bench_key(bench, image_free, paths), split, limit, scoring, mode)
+    paths = [pope_dir, sqa_dir, pope_images, pope_labels, sqa_images]
+    bench_id = bench_key(bench, image_free, paths) + (f":parser-{parser}" if scoring == "generate" else "")
+    key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, mode)
 
-    return stored_score(
+    result = stored_score(
         store,
         key,
-        lambda: score_plan(loaded, pope, sqa, split, blueprint, scoring, image_free, batch_size, progress, mode),
+        lambda: score_plan(
+            loaded, pope, sqa, split, blueprint, scoring, image_free, batch_size, progress, mode, parser
+        ),
     )
+    result.parser = parser if scoring == "generate" else None
+    result.model_name, result.notices = spec, notices
+    return result
+
+
+def score_answers(
+    answers: Path,
+    questions: Path | None = None,
+    pope_labels: Path | None = None,
+    sqa_dir: Path | None = None,
+    name: str | None = None,
+    parser: str = "official",
+    split: str = "test",
+    sqa_images: Path | None = None,
+    store: PlanStore | None = None,
+) -> EvalResult:
+    """Score an answer file made elsewhere (POPE's `{question, answer}` lines, or LLaVA's answer files for POPE or
+    ScienceQA; see `hipp_core.data.answers`) with the metrics of `evaluate_model`, and store the result as a dense
+    evaluation (scoring "generate") of the model `name`, registered under a digest of the name. The benchmark key
+    names the answer and reference files by content hash, and the parser. Nothing is stored unless all is read."""
+    check_parser(parser)
+    with collecting_notices() as notices:
+        matched = read_answers(answers, questions, pope_labels, sqa_dir, split, sqa_images)
+    name = (name if name is not None else default_name(matched, answers)).strip()
+    if not name:
+        raise HippError("--name must not be empty; it names the model whose answers these are")
+    model_id = hashlib.sha256(f"answers:{name}".encode()).hexdigest()[:16]
+    result = score_answer_texts(matched, parser, model_id, split)
+    store = store or PlanStore()
+    store.put_model(model_id, name, "answers", {"answers_of": name})
+    bench_id = f"{matched.bench}:{matched.content_key()}:parser-{parser}"
+    key = eval_key(model_id, DENSE_PLAN_ID, bench_id, split, None, "generate", "dense")
+    stored = stored_score(store, key, lambda: result)
+    stored.parser, stored.model_name, stored.notices = parser, name, notices
+    return stored
 
 
 # The pieces of `evaluate_model` that every evaluator backend shares, so a plan scored in this process and one
@@ -180,11 +227,12 @@ def score_plan(
     batch_size: int = 32,
     progress: Progress | None = None,
     mode: str = "masked",
+    parser: str = "official",
 ) -> EvalResult:
     """Score one plan (None = dense) on an already loaded model and question set; no store involved."""
 
     def run(adapter) -> EvalResult:
-        return evaluate(adapter, loaded.model_id, pope, sqa, split, scoring, image_free, batch_size, progress)
+        return evaluate(adapter, loaded.model_id, pope, sqa, split, scoring, image_free, batch_size, progress, parser)
 
     if blueprint is None:
         return run(loaded.adapter)
