@@ -34,6 +34,7 @@ from hipp_core.errors import (
     HippError,
     json_problem,
 )
+from hipp_core.evaluation import benchmarks
 from hipp_core.evaluation.backends import make_evaluator
 from hipp_core.evaluation.engine import EvalResult, Progress
 from hipp_core.evaluation.stored import (  # noqa: F401  (re-exported: the API's evaluation functions)
@@ -150,6 +151,11 @@ def read_plan(path: Path) -> Blueprint:
         ) from None
 
 
+def list_benchmarks() -> list[benchmarks.Benchmark]:
+    """Every registered benchmark, in registry order."""
+    return [benchmarks.get(name) for name in benchmarks.names()]
+
+
 def calibrate_model(
     spec: str,
     samples: int = 128,
@@ -173,7 +179,7 @@ def calibrate_model(
     record = store.get_calibration(loaded.model_id, key)
     if record is not None and record.payload_path and Path(record.payload_path).exists():
         return CalibrationFeatures.from_json(json.loads(Path(record.payload_path).read_text())), True
-    pope, _ = load_benchmark("pope", "calib")
+    pope = load_benchmark("pope", "calib")["pope"]
     ordered = [item for group in zip(*pope.values()) for item in group][:samples]
     features = calibrate(loaded.adapter, loaded.model_id, ordered, batch_size, progress)
     path = cache_dir() / "calibration" / f"{loaded.model_id}-{key.replace(':', '-')}.json"

@@ -157,6 +157,28 @@ def zoo_status() -> None:
     out.print(table)
 
 
+def _named_folders(pairs: list[str] | None) -> dict[str, Path]:
+    """`--data NAME=DIR` options as {name: folder}."""
+    folders = {}
+    for pair in pairs or []:
+        name, eq, folder = pair.partition("=")
+        if not eq or not name.strip() or not folder.strip():
+            raise HippError(f"--data takes NAME=DIR (e.g. mme=/data/MME), got {pair!r}")
+        folders[name.strip()] = Path(folder.strip()).expanduser()
+    return folders
+
+
+@app.command("benchmarks")
+def benchmarks_cmd() -> None:
+    """The benchmarks `hipp eval --bench` knows, and which of them ShapesWorld has built in."""
+    from hipp_core import api
+
+    table = Table("name", "built in", "what it measures")
+    for bench in api.list_benchmarks():
+        table.add_row(bench.name, "yes" if bench.embedded else "--data " + bench.name + "=DIR", bench.help)
+    out.print(table)
+
+
 def _pope_table(title: str, metrics: dict, baseline: dict) -> Table:
     table = Table(
         Column("category", no_wrap=True, min_width=11),
@@ -235,7 +257,12 @@ SqaImagesOpt = Annotated[Path | None, typer.Option(help="ScienceQA image folder 
 @app.command("eval")
 def eval_cmd(
     model: ModelArg,
-    bench: Annotated[str, typer.Option(help="pope, sqa or all.")] = "all",
+    bench: Annotated[
+        str,
+        typer.Option(
+            help="all (the benchmarks ShapesWorld has: pope, sqa) or names joined by commas; see `hipp benchmarks`."
+        ),
+    ] = "all",
     split: Annotated[
         str, typer.Option(help="ShapesWorld split (train, calib, dev, test) or ScienceQA split.")
     ] = "test",
@@ -265,6 +292,10 @@ def eval_cmd(
         Path | None, typer.Option(help="Real ScienceQA root (problems.json, pid_splits.json, images/).")
     ] = None,
     sqa_images: SqaImagesOpt = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=DIR: the folder of a benchmark that has no option of its own (e.g. mme=/data/MME)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Questions per forward pass.")] = 32,
     plan: Annotated[
         Path | None,
@@ -305,6 +336,7 @@ def eval_cmd(
                 sqa_images=sqa_images,
                 blueprint=blueprint,
                 mode=mode,
+                data=_named_folders(data),
             )
         evaluated = None if blueprint is None else {"plan_id": blueprint.plan_id, "file": str(plan), "mode": mode}
         _print_notices(result)

@@ -343,5 +343,5 @@ def _group_advantages(rewards: np.ndarray, g: int) -> np.ndarray:
 
 def _chance_sqa(evaluator: Evaluator) -> float:
     """Expected accuracy of uniform guessing on the evaluator's ScienceQA questions."""
-    _, sqa = load_benchmark("sqa", evaluator.split, evaluator.limit)
+    sqa = [item for items in load_benchmark("sqa", evaluator.split, evaluator.limit)["sqa"].values() for item in items]
     return float(np.mean([1.0 / len(item.choices) for item in sqa])) if sqa else 0.0

@@ -48,7 +48,7 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, tiny_llava):
     cases = [
         (["eval", str(tiny_llava), "--bench", "mmlu"], "unknown benchmark"),
         (["eval", str(tiny_llava), "--split", "val"], "no split 'val'"),
-        (["eval", str(tiny_llava), "--limit", "0"], "positive"),
+        (["eval", str(tiny_llava), "--limit", "0"], "at least 1"),
         (["eval", str(tiny_llava), "--sqa-dir", str(tmp_path), "--bench", "sqa"], "problems.json"),
         (["zoo", "build", "--arch", "gpt"], "unknown --arch"),
     ]

@@ -50,9 +50,9 @@ class InProcessEvaluator:
         self.spec, self.split, self.limit = spec, split, limit
         self.store = store or PlanStore()
         self.loaded = load_model(spec)
-        self.pope, self.sqa = load_benchmark("all", split, limit)
+        self.tasks = load_benchmark("all", split, limit)
         self.shapes = self.loaded.adapter.layer_shapes()
-        self.bench = bench_key("all", False, [])
+        self.bench = bench_key("all", False)
         self.store.put_model(self.loaded.model_id, spec, self.loaded.family, self.loaded.model.config.to_dict())
 
     def evaluate(self, blueprints: Sequence[Blueprint | None], progress: Progress | None = None) -> list[EvalResult]:
@@ -64,7 +64,7 @@ class InProcessEvaluator:
                 check_plan(blueprint, model_id, self.shapes, self.spec)
                 plan_id = self.store.put_plan(plan_draft(blueprint)).plan_id
             key = eval_key(model_id, plan_id, self.bench, self.split, self.limit, "logits", "masked")
-            score = lambda bp=blueprint: score_plan(self.loaded, self.pope, self.sqa, self.split, bp, image_free=False)
+            score = lambda bp=blueprint: score_plan(self.loaded, self.tasks, self.split, bp, image_free=False)
             results.append(stored_score(self.store, key, score))
             if progress:
                 progress("plans", i + 1, len(blueprints))

@@ -45,7 +45,7 @@ class PlanWorker:
         device = "cuda" if ray.get_gpu_ids() else "cpu"
         self.split = split
         self.loaded = load_model(spec, device=device)
-        self.pope, self.sqa = load_benchmark(_BENCH, split, limit)
+        self.tasks = load_benchmark(_BENCH, split, limit)
 
     def describe(self) -> dict:
         """What the driver needs to key, validate and register plans without loading the model itself."""
@@ -61,7 +61,7 @@ class PlanWorker:
         """(metrics, questions, seconds) of one plan; `None` is the dense model."""
         plan = None if blueprint is None else Blueprint.from_json(blueprint)
         started = time.perf_counter()
-        result = score_plan(self.loaded, self.pope, self.sqa, self.split, plan, _SCORING, _IMAGE_FREE, mode=_MODE)
+        result = score_plan(self.loaded, self.tasks, self.split, plan, _SCORING, _IMAGE_FREE, mode=_MODE)
         return result.to_metrics(), result.questions, time.perf_counter() - started
 
 
@@ -109,7 +109,7 @@ class RayEvaluator:
         self.model_id: str = info["model_id"]
         self.shapes = [LayerShape.from_json(s) for s in info["shapes"]]
         self.store.put_model(self.model_id, spec, info["family"], info["config"])
-        self._bench = bench_key(_BENCH, _IMAGE_FREE, [])
+        self._bench = bench_key(_BENCH, _IMAGE_FREE)
 
     def _spawn(self):
         threads = int(self._per_worker["num_cpus"])

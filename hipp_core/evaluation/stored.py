@@ -7,75 +7,50 @@ lands in the store under the same key with the same numbers, and asking again re
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from hipp_core import objectives
+from hipp_core import objectives, validation
 from hipp_core.answer_parsing import check_parser
 from hipp_core.blueprint import Blueprint, LayerShape, validate
 from hipp_core.data import build as data_build
 from hipp_core.data.answers import default_name, read_answers
-from hipp_core.data.pope import load_pope, load_pope_dir
-from hipp_core.data.records import PopeItem, SQAItem
-from hipp_core.data.sqa import load_sqa
 from hipp_core.data.world import SPLITS
 from hipp_core.errors import HippError, collecting_notices
-from hipp_core.evaluation.engine import BENCHES, EvalResult, Progress, evaluate, score_answer_texts
+from hipp_core.evaluation import benchmarks
+from hipp_core.evaluation.benchmarks import Sources
+from hipp_core.evaluation.engine import EvalResult, Progress, Tasks, evaluate, score_answer_texts
 from hipp_core.models.loading import LoadedModel, load_model
 from hipp_core.prune import check_pruned, masked, materialize
 from plan_store import DENSE_PLAN_ID, EvalKey, PlanDraft, PlanStore
 
 
 def load_benchmark(
-    bench: str = "all",
-    split: str = "test",
-    limit: int | None = None,
-    pope_dir: Path | None = None,
-    sqa_dir: Path | None = None,
-    pope_images: Path | None = None,
-    pope_labels: Path | None = None,
-    sqa_images: Path | None = None,
-) -> tuple[dict[str, list[PopeItem]], list[SQAItem]]:
-    """POPE questions per category and ScienceQA problems; ShapesWorld unless a real directory is given.
+    bench: str = "all", split: str = "test", limit: int | None = None, sources: Sources | None = None
+) -> Tasks:
+    """Items per benchmark and group: `bench` is `all` (every benchmark ShapesWorld has: POPE and ScienceQA), one
+    registered name or several joined by commas. Each reads the real files `sources` names, else ShapesWorld's.
 
-    `pope_dir` is a folder of official `*_pope_<category>.json` files, or one question file: an official one,
-    or LLaVA's `llava_pope_test.jsonl` together with `pope_labels` (the folder of official files that hold
-    its labels). `pope_images` defaults to `images/` beside the questions, `sqa_images` to `images/` in `sqa_dir`.
-    `limit` keeps the first N questions per POPE category and the first N problems: POPE files interleave
-    yes and no per image, so a prefix stays balanced.
+    POPE: `pope_dir` is a folder of official `*_pope_<category>.json` files, or one question file: an official one,
+    or LLaVA's `llava_pope_test.jsonl` together with `pope_labels` (the folder of official files that hold its
+    labels). `pope_images` defaults to `images/` beside the questions, `sqa_images` to `images/` in `sqa_dir`.
+    `limit` keeps the first N items of each group: POPE files interleave yes and no per image, so a prefix stays
+    balanced.
     """
-    if bench not in BENCHES:
-        raise HippError(f"unknown benchmark {bench!r}; use one of {', '.join(BENCHES)}")
-    if limit is not None and limit < 1:
-        raise HippError(f"--limit must be a positive number of questions, got {limit}")
-    need_pope, need_sqa = bench in ("pope", "all"), bench in ("sqa", "all")
-    embedded = (need_pope and pope_dir is None) or (need_sqa and sqa_dir is None)
+    sources = sources or Sources()
+    validation.optional_count(limit, "--limit")
+    selected = benchmarks.select(bench)
+    embedded = [b for b in selected if b.reads_embedded(sources)]
     if embedded and split not in SPLITS:
-        raise HippError(f"ShapesWorld has no split {split!r}; use one of {', '.join(SPLITS)}")
-    root = data_build.build() if embedded else Path()
-    pope: dict[str, list[PopeItem]] = {}
-    sqa: list[SQAItem] = []
-    if need_pope:
-        pope = _load_pope(Path(pope_dir) if pope_dir else root / "pope" / split, pope_images, pope_labels)
-        pope = {c: items[:limit] for c, items in pope.items()}
-    if need_sqa:
-        sqa = load_sqa(Path(sqa_dir) if sqa_dir else root / "sqa", split, sqa_images)[:limit]
-    return pope, sqa
+        names = ", ".join(b.name for b in embedded)
+        raise HippError(f"ShapesWorld ({names}) has no split {split!r}; use one of {', '.join(SPLITS)}")
+    root = data_build.build() if embedded else None
+    return {b.name: {group: items[:limit] for group, items in b.load(split, sources, root).items()} for b in selected}
 
 
-def _load_pope(path: Path, images: Path | None, labels: Path | None) -> dict[str, list[PopeItem]]:
-    if path.is_dir():
-        return load_pope_dir(path, images)
-    items = load_pope(path, images or path.parent / "images", label_file=labels)
-    grouped: dict[str, list[PopeItem]] = {}
-    for item in items:
-        grouped.setdefault(item.category, []).append(item)
-    return grouped
-
-
-def bench_key(bench: str, image_free: bool, paths: list[Path | None]) -> str:
+def bench_key(bench: str, image_free: bool, sources: Sources | None = None) -> str:
     """What the questions were: ShapesWorld by version, or real files by path and modification time."""
-    given = [Path(p).expanduser().absolute() for p in paths if p is not None]
+    given = [Path(p).expanduser().absolute() for p in (sources or Sources()).paths()]
     if given:
         stamp = "|".join(f"{p}:{p.stat().st_mtime_ns if p.exists() else 0}" for p in given)
         source = "files-" + hashlib.sha256(stamp.encode()).hexdigest()[:12]
@@ -102,6 +77,7 @@ def evaluate_model(
     mode: str = "masked",
     parser: str = "official",
     sqa_images: Path | None = None,
+    data: Mapping[str, Path] | None = None,
 ) -> EvalResult:
     """Evaluate a model spec (`embedded`, `embedded:qwen2_5_vl`, a local checkpoint or an export), dense or under
     a blueprint: `masked` (hooks on the dense weights, for scoring many plans) or `physical` (a pruned copy).
@@ -109,7 +85,8 @@ def evaluate_model(
 
     Results are kept in the plan store under (model hash, plan, benchmark, split, mode, scoring, limit; the parser
     is part of the benchmark key); asking again returns the stored result (`result.cached`) without touching the
-    model. Notices about the input (e.g. no pid_splits.json) come back in `result.notices`.
+    model. Notices about the input (e.g. no pid_splits.json) come back in `result.notices`. `data` names the
+    folders of benchmarks without options of their own (e.g. {"mme": Path(...)}).
     """
     if batch_size < 1:
         raise HippError(f"batch size must be at least 1, got {batch_size}")
@@ -117,24 +94,22 @@ def evaluate_model(
         raise HippError(f"plan evaluation mode must be masked or physical, got {mode!r}")
     check_parser(parser)
     loaded = load_model(spec)
+    sources = Sources(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, dict(data or {}))
     with collecting_notices() as notices:
-        pope, sqa = load_benchmark(bench, split, limit, pope_dir, sqa_dir, pope_images, pope_labels, sqa_images)
+        tasks = load_benchmark(bench, split, limit, sources)
     store = store or PlanStore()
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
     plan_id = DENSE_PLAN_ID
     if blueprint is not None:
         check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
         plan_id = store.put_plan(plan_draft(blueprint)).plan_id
-    paths = [pope_dir, sqa_dir, pope_images, pope_labels, sqa_images]
-    bench_id = bench_key(bench, image_free, paths) + (f":parser-{parser}" if scoring == "generate" else "")
+    bench_id = bench_key(bench, image_free, sources) + (f":parser-{parser}" if scoring == "generate" else "")
     key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, mode)
 
     result = stored_score(
         store,
         key,
-        lambda: score_plan(
-            loaded, pope, sqa, split, blueprint, scoring, image_free, batch_size, progress, mode, parser
-        ),
+        lambda: score_plan(loaded, tasks, split, blueprint, scoring, image_free, batch_size, progress, mode, parser),
     )
     result.parser = parser if scoring == "generate" else None
     result.model_name, result.notices = spec, notices
@@ -218,8 +193,7 @@ def stored_score(store: PlanStore, key: EvalKey, score: Callable[[], EvalResult]
 
 def score_plan(
     loaded: LoadedModel,
-    pope: dict[str, list[PopeItem]],
-    sqa: list[SQAItem],
+    tasks: Tasks,
     split: str,
     blueprint: Blueprint | None,
     scoring: str = "logits",
@@ -232,7 +206,7 @@ def score_plan(
     """Score one plan (None = dense) on an already loaded model and question set; no store involved."""
 
     def run(adapter) -> EvalResult:
-        return evaluate(adapter, loaded.model_id, pope, sqa, split, scoring, image_free, batch_size, progress, parser)
+        return evaluate(adapter, loaded.model_id, tasks, split, scoring, image_free, batch_size, progress, parser)
 
     if blueprint is None:
         return run(loaded.adapter)
@@ -264,13 +238,13 @@ def evaluate_recovered(
     loaded = load_model(spec)
     check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
     check_pruned(recovered.adapter, blueprint)
-    pope, sqa = load_benchmark(bench, split, limit)
+    tasks = load_benchmark(bench, split, limit)
     store = store or PlanStore()
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
     plan_id = store.put_plan(plan_draft(blueprint)).plan_id
-    bench_id = f"{bench_key(bench, image_free, [])}:recovered-{recovered.model_id}"
+    bench_id = f"{bench_key(bench, image_free)}:recovered-{recovered.model_id}"
     key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, "recovered")
 
     return stored_score(
-        store, key, lambda: score_plan(recovered, pope, sqa, split, None, scoring, image_free, batch_size, progress)
+        store, key, lambda: score_plan(recovered, tasks, split, None, scoring, image_free, batch_size, progress)
     )
