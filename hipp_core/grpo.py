@@ -29,6 +29,7 @@ import torch
 
 from hipp_core.blueprint import Blueprint
 from hipp_core.calibrate import CalibrationFeatures
+from hipp_core.data.source import load_questions
 from hipp_core.errors import HippError
 from hipp_core.evaluate import EvalResult
 from hipp_core.evaluator import Evaluator
@@ -60,6 +61,10 @@ class GRPOConfig:
     limit: int | None = 100
     seed: int = 0
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    # What the run learnt from, by content (hipp_core.data.source): the reward questions' data key and the stored
+    # calibration behind the policy's state. Empty for ShapesWorld, so runs from before these fields keep their ids.
+    data: str = ""
+    calibration: str = ""
 
     def __post_init__(self) -> None:
         checks = [
@@ -98,6 +103,9 @@ class GRPOConfig:
         """What makes two runs the same run (iters is not: a longer run continues a shorter one)."""
         data = self.to_json()
         data.pop("iters")
+        for name in ("data", "calibration"):
+            if not data[name]:
+                data.pop(name)
         return data
 
 
@@ -347,7 +355,5 @@ def _group_advantages(rewards: np.ndarray, g: int) -> np.ndarray:
 
 def _chance_sqa(evaluator: Evaluator) -> float:
     """Expected accuracy of uniform guessing on the evaluator's ScienceQA questions."""
-    from hipp_core.api import load_benchmark
-
-    _, sqa = load_benchmark("sqa", evaluator.split, evaluator.limit)
+    _, sqa = load_questions(evaluator.data, "sqa", evaluator.split, evaluator.limit)
     return float(np.mean([1.0 / len(item.choices) for item in sqa])) if sqa else 0.0

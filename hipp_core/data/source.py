@@ -1,0 +1,170 @@
+"""Which questions a command reads: the embedded ShapesWorld, or the user's own POPE / ScienceQA files, and the test
+files those must stay apart from.
+
+An embedded model calibrates on ShapesWorld `calib` and is rewarded on ShapesWorld `dev` unless told otherwise. A
+local checkpoint never silently gets ShapesWorld: its calibration and rewards come from the user's data (a POPE-format
+dev set, e.g. from `hipp data pope-build`, and a ScienceQA split such as `val` or `minival`), or from ShapesWorld
+asked for by name (`shapesworld=True`, for copies and exports of the embedded models). Whatever is read is identified
+by `content_key`, a hash of the questions and the images they use, never by where the files lie or when they were
+written, so moving a dataset keeps its stored results and editing one does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hipp_core.data import build as data_build
+from hipp_core.data.overlap import check_apart, pope_references
+from hipp_core.data.pope import load_pope, load_pope_dir
+from hipp_core.data.records import PopeItem, SQAItem
+from hipp_core.data.sqa import load_sqa
+from hipp_core.data.world import SPLITS
+from hipp_core.errors import HippError
+
+SHAPESWORLD_KEY = f"shapesworld-v{data_build.VERSION}"  # the embedded benchmark is identified by its version
+BENCHES = ("pope", "sqa", "all")
+REAL_SQA_SPLIT = "val"  # ScienceQA's own dev split, the default for rewards on the user's ScienceQA
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """The data options every model command shares (`--pope-dir`, `--pope-images`, `--pope-labels`, `--sqa-dir`,
+    `--split`, `--test-pope`, `--test-split`, `--shapesworld`). Nothing given means ShapesWorld for an embedded
+    model and a refusal for a local checkpoint."""
+
+    pope: Path | None = None  # POPE questions: a folder of *_pope_<category>.json files, or one question file
+    pope_images: Path | None = None  # images of `pope` (default: images/ beside the questions)
+    pope_labels: Path | None = None  # folder of official files labelling LLaVA's llava_pope_test.jsonl
+    sqa: Path | None = None  # ScienceQA root: problems.json, pid_splits.json, images/
+    split: str | None = None  # ScienceQA split to read; None: the command's own (val for tuning, test for eval)
+    test_pope: tuple[Path, ...] = ()  # the POPE files results are reported on: tuning data must not touch them
+    test_split: str | None = None  # the ScienceQA split results are reported on (in `sqa`); None: test
+    shapesworld: bool = False  # ShapesWorld asked for by name, e.g. for a local copy of an embedded model
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "test_pope", tuple(Path(p) for p in self.test_pope))
+        if self.shapesworld and self.real:
+            raise HippError("--shapesworld and --pope-dir / --sqa-dir exclude each other; choose one source")
+        if self.split is not None and self.sqa is None:
+            raise HippError(f"--split {self.split} picks a ScienceQA split; pass --sqa-dir with it")
+        if (self.test_pope or self.test_split) and not self.real:
+            raise HippError("--test-pope / --test-split name what your own data must stay apart from; pass --pope-dir")
+        if self.test_split is not None and self.sqa is None:
+            raise HippError(f"--test-split {self.test_split} is a ScienceQA split; pass --sqa-dir with it")
+
+    @property
+    def real(self) -> bool:
+        """The user's own files, rather than ShapesWorld, for at least one benchmark."""
+        return self.pope is not None or self.sqa is not None
+
+    @property
+    def tuning_split(self) -> str:
+        """The split calibration and rewards read: ScienceQA `val` by default, ShapesWorld `dev`."""
+        return self.split or (REAL_SQA_SPLIT if self.sqa is not None else "dev")
+
+    @property
+    def report_split(self) -> str:
+        return self.test_split or "test"
+
+
+def for_model(data: DataSource | None, embedded: bool, spec: str, uses: str, needs: tuple[str, ...]) -> DataSource:
+    """The data a model's `uses` ("calibration", "rewards") come from, `needs` naming the benchmarks they read.
+
+    Refuses a local checkpoint that was given no data (never silently ShapesWorld), and own data that lacks a
+    benchmark `uses` reads (never half real, half ShapesWorld)."""
+    data = data or DataSource()
+    flags = {"pope": "--pope-dir", "sqa": "--sqa-dir"}
+    if not data.real and not data.shapesworld and not embedded:
+        wanted = " and ".join(f"{flags[b]} DIR" + (" with --split val" if b == "sqa" else "") for b in needs)
+        raise HippError(
+            f"{spec} is a local checkpoint, so its {uses} must come from your own data, not the embedded ShapesWorld: "
+            f"pass {wanted} (a POPE-format dev set can be made with `hipp data pope-build`) and --test-pope with the "
+            "POPE files you report on; or --shapesworld for a model trained on ShapesWorld"
+        )
+    missing = [flags[b] for b in needs if data.real and getattr(data, b) is None]
+    if missing:
+        raise HippError(f"{uses} read {' and '.join(needs)}: pass {' and '.join(missing)} too, or no data option")
+    return data
+
+
+def load_questions(
+    data: DataSource | None, bench: str, split: str, limit: int | None = None
+) -> tuple[dict[str, list[PopeItem]], list[SQAItem]]:
+    """POPE questions per category and ScienceQA problems of `bench`: the user's files where `data` names them,
+    ShapesWorld `split` otherwise (ScienceQA reads `split` too). `limit` keeps the first N questions per POPE category
+    and the first N problems: POPE files alternate yes and no per image, so a prefix stays balanced."""
+    data = data or DataSource()
+    if bench not in BENCHES:
+        raise HippError(f"unknown benchmark {bench!r}; use one of {', '.join(BENCHES)}")
+    if limit is not None and limit < 1:
+        raise HippError(f"--limit must be a positive number of questions, got {limit}")
+    need_pope, need_sqa = bench in ("pope", "all"), bench in ("sqa", "all")
+    embedded = (need_pope and data.pope is None) or (need_sqa and data.sqa is None)
+    if embedded and split not in SPLITS:
+        raise HippError(f"ShapesWorld has no split {split!r}; use one of {', '.join(SPLITS)}")
+    root = data_build.build() if embedded else Path()
+    pope: dict[str, list[PopeItem]] = {}
+    sqa: list[SQAItem] = []
+    if need_pope:
+        path = Path(data.pope) if data.pope else root / "pope" / split
+        pope = {c: items[:limit] for c, items in _load_pope(path, data.pope_images, data.pope_labels).items()}
+    if need_sqa:
+        sqa = load_sqa(Path(data.sqa) if data.sqa else root / "sqa", split)[:limit]
+    return pope, sqa
+
+
+def _load_pope(path: Path, images: Path | None, labels: Path | None) -> dict[str, list[PopeItem]]:
+    if path.is_dir():
+        return load_pope_dir(path, images)
+    items = load_pope(path, images or path.parent / "images", label_file=labels)
+    grouped: dict[str, list[PopeItem]] = {}
+    for item in items:
+        grouped.setdefault(item.category, []).append(item)
+    return grouped
+
+
+def load_tuning(
+    data: DataSource, bench: str, split: str, limit: int | None, what: str
+) -> tuple[dict[str, list[PopeItem]], list[SQAItem]]:
+    """`load_questions` for calibration or rewards: refused (one line) when the user's data shares an image or a
+    problem with the test files `data` names."""
+    pope, sqa = load_questions(data, bench, split, limit)
+    if data.real:
+        test_sqa = load_sqa(Path(data.sqa), data.report_split) if data.sqa is not None and sqa else []
+        items = [item for group in pope.values() for item in group] if data.pope is not None else []
+        check_apart(what, items, sqa if data.sqa is not None else [], pope_references(data.test_pope), test_sqa)
+    return pope, sqa
+
+
+def data_key(data: DataSource | None, pope: dict[str, list[PopeItem]], sqa: list[SQAItem]) -> str:
+    """How stored results name the questions they were computed on: `shapesworld-v<version>` for the embedded
+    benchmark, else `content_key`."""
+    return content_key(pope, sqa) if data is not None and data.real else SHAPESWORLD_KEY
+
+
+def content_key(pope: dict[str, list[PopeItem]], sqa: Iterable[SQAItem]) -> str:
+    """A hash of the questions as loaded (ids, text, labels, choices, answers) and of the image list (each image's
+    file name and size in bytes): the same data at another path or with another modification time gets the same key,
+    a changed question, label or image file another one."""
+    h = hashlib.sha256()
+    sizes: dict[Path, int] = {}
+
+    def image(path: Path | None) -> list | None:
+        if path is None:
+            return None
+        if path not in sizes:
+            sizes[path] = path.stat().st_size if path.is_file() else -1
+        return [path.name, sizes[path]]
+
+    for category in sorted(pope):
+        for it in pope[category]:
+            row = ["pope", category, it.question_id, it.text, it.label, image(it.image)]
+            h.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+    for it in sqa:
+        row = ["sqa", it.pid, it.question, list(it.choices), it.answer, it.hint, image(it.image)]
+        h.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+    return "content-" + h.hexdigest()[:16]
