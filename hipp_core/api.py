@@ -1,176 +1,154 @@
-"""The Python API: what the CLI and the dashboard call. Each function validates its inputs at the boundary."""
+"""The Python API: what the CLI, the dashboard, background jobs and benchmarks call, and nothing else does.
+
+A facade: each function validates its inputs at the boundary and calls the library below it (evaluation, the
+planning methods, recovery, export, the plan store); no module of the library imports this one.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hipp_core import baselines
-from hipp_core.blueprint import Blueprint, LayerShape, make_blueprint, validate
+# What the CLI and the dashboard use besides the functions below, re-exported so that they import nothing but this
+# module: errors, the dashboard's view helpers, job submission, the store's record types.
+from hipp_core import (
+    baselines,
+    jobs,
+    status,  # noqa: F401
+    validation,
+)
+from hipp_core.baselines import names as baseline_names  # noqa: F401
+from hipp_core.blueprint import Blueprint, make_blueprint
 from hipp_core.calibrate import CalibrationFeatures, calibrate
-from hipp_core.config import cache_dir, home_dir
+from hipp_core.config import (
+    cache_dir,
+    set_threads,  # noqa: F401
+)
 from hipp_core.data import build as data_build
-from hipp_core.data.records import PopeItem, SQAItem
-from hipp_core.data.source import SHAPESWORLD_KEY, DataSource, data_key, for_model, load_questions, load_tuning
-from hipp_core.errors import HippError
-from hipp_core.evaluate import EvalResult, Progress, evaluate
-from hipp_core.evaluator import make_evaluator
-from hipp_core.export import check_target, copy_export, export_pruned
+from hipp_core.data.pope_build import PopeBuildConfig, build_pope  # noqa: F401  (re-exported for the CLI)
+from hipp_core.data.records import PopeItem
+from hipp_core.data.source import SHAPESWORLD_KEY, DataSource, data_key, for_model, load_tuning
+from hipp_core.data.world import SPLITS  # noqa: F401
+from hipp_core.errors import (
+    USER_ERRORS,  # noqa: F401
+    HippError,
+)
+from hipp_core.evaluation.backends import make_evaluator
+from hipp_core.evaluation.engine import EvalResult, Progress
+from hipp_core.evaluation.stored import (  # noqa: F401  (re-exported: the API's evaluation functions)
+    bench_key,
+    evaluate_model,
+    evaluate_recovered,
+    load_benchmark,
+    plan_draft,
+)
+from hipp_core.export import (
+    PLAN_FILE,  # noqa: F401
+    check_target,
+    copy_export,
+    export_pruned,
+)
 from hipp_core.grpo import GRPOConfig, GRPOTrainer, load_policy, policy_id_for
-from hipp_core.models.loading import EMBEDDED_ALIASES, LoadedModel, inspect_checkpoint, load_model, resolve_spec
+from hipp_core.jobs import find_jobs  # noqa: F401
+from hipp_core.models import zoo
+from hipp_core.models.loading import EMBEDDED_ALIASES, load_model, resolve_spec
+from hipp_core.models.train import TrainConfig
 from hipp_core.peers import torch_pruning_blueprint
-from hipp_core.policy import Planner, check_preference, check_sparsity
-from hipp_core.prune import check_pruned, masked, materialize
+from hipp_core.policies import BUNDLED_POLICY, policy_checkpoint_path, policy_record  # noqa: F401  (re-exported)
+from hipp_core.policy import Planner
 from hipp_core.recover import RecoveryConfig, RecoveryResult, recover_plan
-from plan_store import DENSE_PLAN_ID, EvalKey, PlanDraft, PlanStore
+from hipp_core.ui_state import (  # noqa: F401
+    DEFAULT_SPEC,
+    EMBEDDED_CHOICES,
+    FLOPS_SEQ_LEN,
+    LOCAL_CHOICE,
+    PREFERENCE_NAMES,
+    ModelChoice,
+    check_model,
+    cloud_frame,
+    comparison,
+    dense_point,
+    evaluated_preferences,
+    front_mask,
+    headline,
+    kept_grid,
+    layer_table,
+    mean_yes_ratio,
+    nearest_plans,
+    objectives_for,
+    plan_label,
+    plan_size,
+    readiness,
+    rebalance,
+)
+from plan_store import JobRecord, PlanRecord, PlanStore, default_store_path  # noqa: F401
 from plan_store.records import PolicyRecord
 
 
-def ensure_data(progress: Progress | None = None) -> Path:
-    """The embedded ShapesWorld benchmark, built on first use (seconds) and cached under `$HIPP_CACHE`."""
-    return data_build.build(progress=progress)
+def ensure_data(progress: Progress | None = None, root: Path | None = None, force: bool = False) -> Path:
+    """The embedded ShapesWorld benchmark, built on first use (seconds) and cached under `$HIPP_CACHE` (or `root`);
+    `force` rebuilds it."""
+    return data_build.build(root, force=force, progress=progress)
 
 
-def load_benchmark(
-    bench: str = "all",
-    split: str = "test",
-    limit: int | None = None,
-    pope_dir: Path | None = None,
-    sqa_dir: Path | None = None,
-    pope_images: Path | None = None,
-    pope_labels: Path | None = None,
-) -> tuple[dict[str, list[PopeItem]], list[SQAItem]]:
-    """POPE questions per category and ScienceQA problems; ShapesWorld unless a real directory is given.
-
-    `pope_dir` is a folder of official `*_pope_<category>.json` files, or one question file: an official one,
-    or LLaVA's `llava_pope_test.jsonl` together with `pope_labels` (the folder of official files that hold
-    its labels). `pope_images` defaults to `images/` beside the questions.
-    `limit` keeps the first N questions per POPE category and the first N problems: POPE files interleave
-    yes and no per image, so a prefix stays balanced.
-    """
-    return load_questions(DataSource(pope_dir, pope_images, pope_labels, sqa_dir), bench, split, limit)
+@dataclass(frozen=True)
+class ZooModel:
+    arch: str
+    path: Path | None  # the checkpoint in use: a retrain in the cache wins over the shipped one; None if missing
+    info: dict  # its training record (hipp_train.json): parameters, train_config, seconds_this_run
+    trained_now: bool = False
 
 
-def bench_key(bench: str, image_free: bool, data: str) -> str:
-    """What the questions were: `data` is their `hipp_core.data.source.data_key` (ShapesWorld by version, real files
-    by content)."""
-    return f"{bench}:{data}:{'with-image-free' if image_free else 'no-image-free'}"
+def zoo_status() -> list[ZooModel]:
+    """Where each embedded model is loaded from and how it was trained."""
+    rows = []
+    for arch in zoo.ARCHS:
+        used = next((d for d in (zoo.retrained_dir(arch), zoo.shipped_dir(arch)) if (d / "config.json").exists()), None)
+        rows.append(ZooModel(arch, used, (zoo.train_info(used) if used else None) or {}))
+    return rows
 
 
-def evaluate_model(
-    spec: str,
-    bench: str = "all",
-    split: str = "test",
-    limit: int | None = None,
-    scoring: str = "logits",
-    image_free: bool = True,
-    pope_dir: Path | None = None,
-    sqa_dir: Path | None = None,
-    pope_images: Path | None = None,
-    pope_labels: Path | None = None,
-    batch_size: int = 32,
+def zoo_build(
+    arch: str = "all",
+    retrain: bool = False,
+    steps: int | None = None,
+    threads: int | None = None,
     progress: Progress | None = None,
-    store: PlanStore | None = None,
-    blueprint: Blueprint | None = None,
-    mode: str = "masked",
-) -> EvalResult:
-    """Evaluate a model spec (`embedded`, `embedded:qwen2_5_vl`, a local checkpoint or an export), dense or under
-    a blueprint: `masked` (hooks on the dense weights, for scoring many plans) or `physical` (a pruned copy).
-
-    Results are kept in the plan store under (model hash, plan, benchmark, split, mode, scoring, limit); asking
-    again returns the stored result (`result.cached`) without touching the model.
-    """
-    if batch_size < 1:
-        raise HippError(f"batch size must be at least 1, got {batch_size}")
-    if blueprint is not None and mode not in ("masked", "physical"):
-        raise HippError(f"plan evaluation mode must be masked or physical, got {mode!r}")
-    loaded = load_model(spec)
-    pope, sqa = load_benchmark(bench, split, limit, pope_dir, sqa_dir, pope_images, pope_labels)
-    store = store or PlanStore()
-    store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
-    plan_id = DENSE_PLAN_ID
-    if blueprint is not None:
-        check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
-        plan_id = store.put_plan(plan_draft(blueprint)).plan_id
-    data = data_key(DataSource(pope_dir, pope_images, pope_labels, sqa_dir), pope, sqa)
-    key = eval_key(loaded.model_id, plan_id, bench_key(bench, image_free, data), split, limit, scoring, mode)
-
-    return stored_score(
-        store,
-        key,
-        lambda: score_plan(loaded, pope, sqa, split, blueprint, scoring, image_free, batch_size, progress, mode),
-    )
+) -> list[ZooModel]:
+    """Make sure the embedded models exist: the shipped checkpoints, or (`retrain`) a reproducible retrain into
+    `$HIPP_CACHE/zoo` that resumes after a kill."""
+    archs = zoo.ARCHS if arch == "all" else (arch,)
+    if any(a not in zoo.ARCHS for a in archs):
+        raise HippError(f"unknown --arch {arch!r}; use {', '.join(zoo.ARCHS)} or all")
+    validation.optional_count(steps, "--steps")
+    validation.optional_count(threads, "--threads")
+    rows = []
+    for a in archs:
+        target = zoo.retrained_dir(a) if retrain else zoo.shipped_dir(a)
+        if not retrain and (target / "config.json").exists():
+            rows.append(ZooModel(a, target, zoo.train_info(target) or {}))
+            continue
+        cfg = TrainConfig() if steps is None else replace(TrainConfig(), steps=steps)
+        rows.append(ZooModel(a, target, zoo.train_embedded(a, target, cfg, progress, threads), trained_now=True))
+    return rows
 
 
-# The pieces of `evaluate_model` that every evaluator backend shares, so a plan scored in this process and one
-# scored on a Ray worker land in the plan store under the same key with the same numbers.
-
-
-def check_plan(blueprint: Blueprint, model_id: str, shapes: list[LayerShape], spec: str) -> None:
-    """Refuse a blueprint made for another model, or one that does not fit this model's layers."""
-    if blueprint.model_id != model_id:
-        raise HippError(f"the plan was made for model {blueprint.model_id}, not {spec} ({model_id})")
-    validate(blueprint, shapes, model_id)
-
-
-def plan_draft(blueprint: Blueprint) -> PlanDraft:
-    return PlanDraft(
-        blueprint.model_id, blueprint.to_json(), blueprint.source, blueprint.achieved, blueprint.preference
-    )
-
-
-def eval_key(
-    model_id: str, plan_id: str, bench: str, split: str, limit: int | None, scoring: str, mode: str
-) -> EvalKey:
-    """The store key of one evaluation; `bench` is a `bench_key`. The dense model is always mode `dense`."""
-    return EvalKey(
-        model_id=model_id,
-        plan_id=plan_id,
-        bench=bench,
-        split=split,
-        mode="dense" if plan_id == DENSE_PLAN_ID else mode,
-        scoring=scoring,
-        limit=limit,
-    )
-
-
-def stored_score(store: PlanStore, key: EvalKey, score: Callable[[], EvalResult]) -> EvalResult:
-    """The evaluation under `key`: read from the store, or computed by `score()` and stored first."""
-
-    def compute() -> tuple[dict[str, float], int]:
-        result = score()
-        return result.to_metrics(), result.questions
-
-    record, cached = store.get_or_compute_evaluation(key, compute)
-    return EvalResult.from_metrics(key.model_id, key.split, key.scoring, record.metrics, record.seconds, cached)
-
-
-def score_plan(
-    loaded: LoadedModel,
-    pope: dict[str, list[PopeItem]],
-    sqa: list[SQAItem],
-    split: str,
-    blueprint: Blueprint | None,
-    scoring: str = "logits",
-    image_free: bool = True,
-    batch_size: int = 32,
-    progress: Progress | None = None,
-    mode: str = "masked",
-) -> EvalResult:
-    """Score one plan (None = dense) on an already loaded model and question set; no store involved."""
-
-    def run(adapter) -> EvalResult:
-        return evaluate(adapter, loaded.model_id, pope, sqa, split, scoring, image_free, batch_size, progress)
-
-    if blueprint is None:
-        return run(loaded.adapter)
-    if mode == "masked":
-        with masked(loaded.adapter, blueprint):
-            return run(loaded.adapter)
-    return run(materialize(loaded.adapter, blueprint))
+def read_plan(path: Path) -> Blueprint:
+    """A blueprint JSON file written by `hipp plan ...`, `hipp blueprint -o` or the dashboard."""
+    path = Path(path)
+    try:
+        return Blueprint.from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise HippError(f"plan file {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise HippError(f"{path} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HippError(
+            f"{path} is not a blueprint ({type(exc).__name__}: {exc}); write one with `hipp plan`"
+        ) from None
 
 
 def calibrate_model(
@@ -244,8 +222,7 @@ def plan_baseline(
     balanced accuracy (masked evaluation, on the evaluator `backend`, first best on ties). Calibration and selection
     read `data` as `calibrate_model` and `train_policy` do.
     `torch-pruning` is the external peer (`hipp_core.peers`): the library's own choice at the same sparsity."""
-    if not (isinstance(sparsity, float | int) and 0.0 < sparsity < 0.9):
-        raise HippError(f"--sparsity must be between 0 and 0.9 (exclusive), got {sparsity}")
+    validation.sparsity(sparsity)
     if method == PEER:
         loaded = load_model(spec)
         m = channel_multiple(max(s.intermediate for s in loaded.adapter.layer_shapes()))
@@ -281,9 +258,6 @@ def plan_baseline(
     return candidates[score.index(max(score))]
 
 
-BUNDLED_POLICY = "hipp_policy.pt"
-
-
 # -- the policy -----------------------------------------------------------------------------------------------------
 def planner(
     spec: str,
@@ -300,7 +274,6 @@ def planner(
     store = store or PlanStore()
     features = model_features(spec, store, samples, data)
     loaded = load_model(spec)
-    record = policy_record(loaded.model_id, loaded.path, store) if with_policy else None
     shapes = loaded.adapter.layer_shapes()
     result = Planner(
         spec=spec,
@@ -311,6 +284,7 @@ def planner(
         scores=baselines.unit_scores(features, "wanda"),
         m=channel_multiple(max(s.intermediate for s in shapes)),
     )
+    record = policy_record(loaded.model_id, loaded.path, store) if with_policy else None
     if record is not None and record.checkpoint_path:
         result.policy, _ = load_policy(Path(record.checkpoint_path))
         result.policy_id = record.policy_id
@@ -342,30 +316,6 @@ def policy_calibration(spec: str, record: PolicyRecord, store: PlanStore) -> Cal
             "options it was trained with (--pope-dir ...) to calibrate again"
         )
     return CalibrationFeatures.from_json(json.loads(Path(stored.payload_path).read_text()))
-
-
-def policy_record(model_id: str, path: Path, store: PlanStore) -> PolicyRecord | None:
-    """The policy blueprints of this model come from: the most recently trained one in the store, else a policy
-    shipped inside the checkpoint directory (`hipp_policy.pt`, as the embedded models have) that was trained for
-    exactly these weights, registered in the store on first use. No model is loaded."""
-    record = store.latest_policy(model_id)
-    bundled = Path(path) / BUNDLED_POLICY
-    if record is not None or not bundled.exists():
-        return record
-    _, ckpt = load_policy(bundled)
-    if ckpt.get("model_id") != model_id:
-        return None
-    if store.get_model(model_id) is None:  # the store may not have met this model yet
-        config = json.loads((Path(path) / "config.json").read_text())
-        store.put_model(model_id, str(path), inspect_checkpoint(Path(path)), config)
-    config = json.loads(ckpt["config"])
-    curve = json.loads(ckpt["state"])["curve"]
-    return store.put_policy(policy_id_for(model_id, GRPOConfig.from_json(config)), model_id, config, bundled, curve)
-
-
-def policy_checkpoint_path(policy_id: str) -> Path:
-    """Trained policies are user state (they cost evaluations), so they live beside the store, not in the cache."""
-    return home_dir() / "policies" / f"{policy_id}.pt"
 
 
 def train_policy(
@@ -434,40 +384,6 @@ def policy_blueprint(
 # -- recovery -------------------------------------------------------------------------------------------------------
 
 
-def evaluate_recovered(
-    spec: str,
-    blueprint: Blueprint,
-    recovered: LoadedModel,
-    bench: str = "all",
-    split: str = "test",
-    limit: int | None = None,
-    scoring: str = "logits",
-    image_free: bool = True,
-    batch_size: int = 32,
-    progress: Progress | None = None,
-    store: PlanStore | None = None,
-) -> EvalResult:
-    """Evaluate a recovered model of `blueprint` (a `hipp_core.recover` artifact, loaded with `load_pruned`) on
-    ShapesWorld, stored in mode `recovered` under the dense model and the plan. The store's key has no field for
-    how a plan was recovered, so the recovered weights' id goes into the benchmark key: two recoveries of one plan
-    are two measurements."""
-    if batch_size < 1:
-        raise HippError(f"batch size must be at least 1, got {batch_size}")
-    loaded = load_model(spec)
-    check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
-    check_pruned(recovered.adapter, blueprint)
-    pope, sqa = load_benchmark(bench, split, limit)
-    store = store or PlanStore()
-    store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
-    plan_id = store.put_plan(plan_draft(blueprint)).plan_id
-    bench_id = f"{bench_key(bench, image_free, SHAPESWORLD_KEY)}:recovered-{recovered.model_id}"
-    key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, "recovered")
-
-    return stored_score(
-        store, key, lambda: score_plan(recovered, pope, sqa, split, None, scoring, image_free, batch_size, progress)
-    )
-
-
 def recover(
     spec: str,
     blueprint: Blueprint,
@@ -506,11 +422,34 @@ def export_plan(
         copy_export(Path(artifact), Path(out_dir), overwrite)
     else:
         loaded = load_model(spec)
+        if blueprint.model_id != loaded.model_id:
+            raise HippError(
+                f"the plan was made for model {blueprint.model_id}, but {spec} is {loaded.model_id}; "
+                "make the plan for this model"
+            )
+        store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
         metrics = card_metrics(store, blueprint.plan_id)
         export_pruned(loaded.adapter, blueprint, Path(out_dir), spec=spec, metrics=metrics, overwrite=overwrite)
     store.put_plan(plan_draft(blueprint))
     store.put_artifact(blueprint.plan_id, "exported", out_dir)
     return Path(out_dir)
+
+
+def materialize_plan(spec: str, blueprint: Blueprint, store: PlanStore | None = None) -> tuple[Path, bool]:
+    """The physically pruned checkpoint of `blueprint`, built once inside the store's folder and recorded as the
+    plan's `materialized` artifact; the second value says it already existed."""
+    store = store or PlanStore()
+    done = [a for a in store.list_artifacts(blueprint.plan_id) if a.kind == "materialized" and Path(a.path).is_dir()]
+    if done:
+        return Path(done[0].path), True
+    target = store.path.parent / "artifacts" / blueprint.plan_id / "materialized"
+    loaded = load_model(spec)
+    store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
+    # overwrite=True only replaces an earlier export of this plan that never got recorded (killed before put_artifact)
+    path = export_pruned(loaded.adapter, blueprint, target, spec=spec, overwrite=True)
+    store.put_plan(plan_draft(blueprint))
+    store.put_artifact(blueprint.plan_id, "materialized", path)
+    return path, False
 
 
 def card_metrics(store: PlanStore, plan_id: str) -> dict[str, float] | None:
@@ -554,9 +493,9 @@ def pipeline(
     """calibrate → policy (trained if the model has none) → blueprint → materialize + LoRA recovery → evaluate on
     test → export, each stage reusing what the store already holds. Calibration and rewards read `data` (see
     `train_policy`). The target directory and the data are checked first, so a long run never ends on a refusal."""
-    preference = check_preference(preference)
+    preference = validation.preference(preference)
     if sparsity is not None:
-        check_sparsity(sparsity)
+        validation.sparsity(sparsity)
     out_dir = Path(out_dir).expanduser().absolute()
     check_target(out_dir, overwrite)
     if not out_dir.parent.is_dir():
@@ -592,3 +531,24 @@ def pipeline(
 
 def _cached(result):
     return result, bool(result.cached)
+
+
+# -- the store and jobs, for the dashboard --------------------------------------------------------------------------
+def open_store(path: str | Path | None = None) -> PlanStore:
+    """A handle on the plan store (default `$HIPP_HOME/plans.duckdb`); it holds no connection between calls."""
+    return PlanStore(path)
+
+
+def save_plan(blueprint: Blueprint, store: PlanStore | None = None) -> PlanRecord:
+    """Keep a blueprint in the store (a no-op when the same plan is already there)."""
+    return (store or PlanStore()).put_plan(plan_draft(blueprint))
+
+
+def submit_job(kind: str, params: dict, store: PlanStore | None = None) -> str:
+    """Validate `params` for a background job of `kind`, record it and start its detached worker; the job id."""
+    return jobs.submit(kind, params, store)
+
+
+def cancel_job(job_id: str, store: PlanStore | None = None) -> JobRecord:
+    """Ask a job to stop: a queued one is cancelled at once, a running one at its next progress report."""
+    return (store or PlanStore()).request_cancel(job_id)

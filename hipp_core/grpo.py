@@ -31,12 +31,12 @@ from hipp_core.blueprint import Blueprint
 from hipp_core.calibrate import CalibrationFeatures
 from hipp_core.data.source import load_questions
 from hipp_core.errors import HippError
-from hipp_core.evaluate import EvalResult
-from hipp_core.evaluator import Evaluator
+from hipp_core.evaluation.backends import Evaluator
+from hipp_core.evaluation.engine import EvalResult
 from hipp_core.policy import STATE_FEATURES, Planner, PlanSample, PolicyConfig, PrunePolicy
 from plan_store import PlanStore
+from plan_store.identity import canonical_json, digest
 from plan_store.pareto import non_dominated
-from plan_store.records import canonical_json, digest
 
 CORNERS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 REWARDS = ("linear", "tchebycheff")

@@ -35,7 +35,8 @@ from hipp_core.data import build as data_build
 from hipp_core.data.instructions import Instruction, load_instructions
 from hipp_core.data.world import scenes_for_split
 from hipp_core.errors import HippError
-from hipp_core.evaluate import EvalResult, open_image
+from hipp_core.evaluation.engine import EvalResult, open_image
+from hipp_core.evaluation.stored import evaluate_model, evaluate_recovered
 from hipp_core.export import export_pruned, load_pruned
 from hipp_core.models.adapters import ModelAdapter
 from hipp_core.models.loading import load_model
@@ -284,12 +285,10 @@ def recover_plan(
     """Evaluate the pruned model, recover it (or find the stored recovery with the same settings), evaluate the
     recovered one; both evaluations on ShapesWorld `test` through the plan store. Registered as a `recovered`
     artifact of the plan only once complete, so a stored artifact is always a finished, reload-checked model."""
-    from hipp_core import api  # api delegates here; importing it at module level would be circular
-
     data_id = data_key(data)  # a missing or malformed instruction file fails here, before minutes of evaluation
     batches = shapes_world_batches(cfg) if data is None else instruction_batches(load_instructions(data), cfg)
     store = store or PlanStore()
-    before = api.evaluate_model(
+    before = evaluate_model(
         spec, "all", "test", limit, store=store, blueprint=blueprint, mode="physical", progress=progress
     )  # also checks the plan against the model and stores both
     loaded = load_model(spec)
@@ -305,5 +304,5 @@ def recover_plan(
     else:
         seconds = info["train_seconds"]
     recovered = load_pruned(artifact_dir)
-    after = api.evaluate_recovered(spec, blueprint, recovered, "all", "test", limit, store=store, progress=progress)
+    after = evaluate_recovered(spec, blueprint, recovered, "all", "test", limit, store=store, progress=progress)
     return RecoveryResult(artifact_dir, before, after, seconds, cfg.steps, cached=info is not None)

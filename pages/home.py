@@ -3,9 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from hipp_core import status
-from hipp_core.errors import HippError
-from hipp_core.ui_state import EMBEDDED_CHOICES, LOCAL_CHOICE, check_model, readiness
+from hipp_core import api
 from pages._common import MODEL_KEY, chosen_spec, show_flash, store, submit_job
 
 st.title("HiPP-Prune")
@@ -18,12 +16,12 @@ show_flash()
 # -- model choice ---------------------------------------------------------------------------------------------------
 st.subheader("Model")
 spec_now = chosen_spec()
-labels = [*EMBEDDED_CHOICES, LOCAL_CHOICE]
-by_spec = {v: k for k, v in EMBEDDED_CHOICES.items()}
+labels = [*api.EMBEDDED_CHOICES, api.LOCAL_CHOICE]
+by_spec = {v: k for k, v in api.EMBEDDED_CHOICES.items()}
 choice_label = st.radio(
-    "Model to prune", labels, index=labels.index(by_spec.get(spec_now, LOCAL_CHOICE)), horizontal=True
+    "Model to prune", labels, index=labels.index(by_spec.get(spec_now, api.LOCAL_CHOICE)), horizontal=True
 )
-if choice_label == LOCAL_CHOICE:
+if choice_label == api.LOCAL_CHOICE:
     typed = st.text_input(
         "Checkpoint directory",
         value="" if spec_now in by_spec else spec_now,
@@ -32,21 +30,21 @@ if choice_label == LOCAL_CHOICE:
     )
     candidate = typed.strip()
 else:
-    candidate = EMBEDDED_CHOICES[choice_label]
+    candidate = api.EMBEDDED_CHOICES[choice_label]
 
 choice = None
 if candidate:
     try:
-        choice = check_model(candidate)
-    except HippError as exc:
+        choice = api.check_model(candidate)
+    except api.USER_ERRORS as exc:
         st.error(str(exc))
     else:
         st.session_state[MODEL_KEY] = choice.spec
         st.success(f"Using **{choice.spec}**: {choice.family}, model id `{choice.model_id}`, from {choice.path}")
 
-# -- readiness of the chosen model -----------------------------------------------------------------------------------
+# -- api.readiness of the chosen model -----------------------------------------------------------------------------------
 if choice is not None:
-    ready = readiness(store(), choice)
+    ready = api.readiness(store(), choice)
     running = {j.kind: j for j in ready.active_jobs}
     cal, pol, sto = st.columns(3)
     cal.metric("Calibration", "done" if ready.calibrated else "missing")
@@ -78,9 +76,9 @@ if choice is not None:
 # -- what ships with the tool ----------------------------------------------------------------------------------------
 
 
-def _scores(m: status.ModelStatus) -> dict[str, str]:
+def _scores(m: api.status.ModelStatus) -> dict[str, str]:
     """Test-split quality when the plan store already has it (run `hipp eval` to fill it)."""
-    metrics = status.stored_test_scores(m.path) if m.path else None
+    metrics = api.status.stored_test_scores(m.path) if m.path else None
     if not metrics:
         return {"POPE balanced acc (test)": "not evaluated", "ScienceQA acc (test)": ""}
     return {
@@ -90,7 +88,7 @@ def _scores(m: status.ModelStatus) -> dict[str, str]:
 
 
 st.subheader("Embedded models")
-models = status.embedded_models()
+models = api.status.embedded_models()
 st.table(
     pd.DataFrame(
         [
@@ -111,13 +109,13 @@ if missing:
     st.warning(f"Not built yet: {', '.join(missing)}. Run `hipp zoo build` in a terminal.")
 
 st.subheader("ShapesWorld benchmark")
-if status.benchmark_ready():
+if api.status.benchmark_ready():
     st.success("ShapesPOPE (random / popular / adversarial) and ShapesSQA are built for train, calib, dev and test.")
 else:
     st.info("The benchmark is built on first use (a few seconds), or now with `hipp data build`.")
 
 with st.expander("Where things are stored"):
-    for name, path in status.locations().items():
+    for name, path in api.status.locations().items():
         st.text(f"{name}: {path}")
 
 st.subheader("Next")

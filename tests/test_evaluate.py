@@ -6,7 +6,7 @@ import pytest
 
 from hipp_core.api import load_benchmark
 from hipp_core.data.records import SQAItem
-from hipp_core.evaluate import (
+from hipp_core.evaluation.engine import (
     EvalResult,
     evaluate,
     parse_choice,

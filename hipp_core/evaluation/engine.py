@@ -29,7 +29,6 @@ from hipp_core.models.adapters import ModelAdapter
 
 Progress = Callable[[str, int, int], None]
 SCORINGS = ("logits", "generate")
-BENCHES = ("pope", "sqa", "all")
 
 
 @dataclass(frozen=True)

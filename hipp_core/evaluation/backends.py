@@ -15,7 +15,16 @@ from typing import Protocol
 from hipp_core.blueprint import Blueprint
 from hipp_core.data.source import DataSource, data_key, load_questions
 from hipp_core.errors import HippError
-from hipp_core.evaluate import EvalResult, Progress
+from hipp_core.evaluation.engine import EvalResult, Progress
+from hipp_core.evaluation.stored import (
+    bench_key,
+    check_plan,
+    eval_key,
+    plan_draft,
+    score_plan,
+    stored_score,
+)
+from hipp_core.models.loading import load_model
 from plan_store import DENSE_PLAN_ID, PlanStore
 
 BACKENDS: dict[str, Callable[..., Evaluator]] = {}
@@ -47,9 +56,6 @@ class InProcessEvaluator:
         *,
         data: DataSource | None = None,
     ) -> None:
-        from hipp_core.api import bench_key
-        from hipp_core.models.loading import load_model
-
         self.spec, self.split, self.limit, self.data = spec, split, limit, data
         self.store = store or PlanStore()
         self.loaded = load_model(spec)
@@ -59,8 +65,6 @@ class InProcessEvaluator:
         self.store.put_model(self.loaded.model_id, spec, self.loaded.family, self.loaded.model.config.to_dict())
 
     def evaluate(self, blueprints: Sequence[Blueprint | None], progress: Progress | None = None) -> list[EvalResult]:
-        from hipp_core.api import check_plan, eval_key, plan_draft, score_plan, stored_score
-
         model_id = self.loaded.model_id
         results = []
         for i, blueprint in enumerate(blueprints):
@@ -94,7 +98,7 @@ def _ray_evaluator(
 ) -> Evaluator:
     """Imported on first use: ray is an optional extra, and importing it costs seconds."""
     try:
-        from hipp_core.evaluator_ray import RayEvaluator
+        from hipp_core.evaluation.ray_backend import RayEvaluator
     except ModuleNotFoundError as exc:
         if exc.name != "ray":
             raise
