@@ -68,6 +68,7 @@ class DataSource:
 
     @property
     def report_split(self) -> str:
+        """The ScienceQA split results are reported on, which tuning must stay apart from."""
         return self.test_split or "test"
 
 
@@ -87,7 +88,11 @@ def for_model(data: DataSource | None, embedded: bool, spec: str, uses: str, nee
         )
     missing = [flags[b] for b in needs if data.real and getattr(data, b) is None]
     if missing:
-        raise HippError(f"{uses} read {' and '.join(needs)}: pass {' and '.join(missing)} too, or no data option")
+        names = " and ".join({"pope": "POPE", "sqa": "ScienceQA"}[b] for b in needs)
+        raise HippError(
+            f"{names} questions of your own are needed for the {uses} of {spec} (never half ShapesWorld): "
+            f"pass {' and '.join(missing)} too"
+        )
     return data
 
 
