@@ -28,7 +28,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="The embedded ShapesWorld benchmark.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Benchmark data: the embedded ShapesWorld, and POPE-format dev sets built from your annotations.",
+    no_args_is_help=True,
+)
 zoo_app = typer.Typer(
     help="The embedded models (tiny LLaVA and Qwen2.5-VL trained on ShapesWorld).", no_args_is_help=True
 )
@@ -54,6 +57,70 @@ WorkersOpt = Annotated[int | None, typer.Option(help="Ray workers (default: the 
 
 def _backend_options(address: str | None, num_workers: int | None) -> dict:
     return {"address": address, "num_workers": num_workers}
+
+
+# Which data a command reads. `eval` reads the test files named by the first four; calibration and rewards
+# (`calibrate`, `train-policy`, `plan baseline`, `pipeline`) read a dev set and must stay apart from the test files.
+PopeDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Real POPE: a folder of *_pope_<category>.json files, or one question file "
+        "(official, or LLaVA's llava_pope_test.jsonl with --pope-labels)."
+    ),
+]
+PopeImagesOpt = Annotated[Path | None, typer.Option(help="Image folder for --pope-dir (default: images/ beside it).")]
+PopeLabelsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Folder of official coco_pope_<category>.json files labelling LLaVA's question file."),
+]
+SqaDirOpt = Annotated[Path | None, typer.Option(help="Real ScienceQA root (problems.json, pid_splits.json, images/).")]
+SqaImagesOpt = Annotated[Path | None, typer.Option(help="ScienceQA image folder (default: images/ in --sqa-dir).")]
+TuneSplitOpt = Annotated[
+    str | None, typer.Option("--split", help="ScienceQA split of --sqa-dir to tune on (default val; or minival).")
+]
+TestPopeOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        help="POPE test file or folder you report on (repeatable): tuning data sharing an image with it is refused."
+    ),
+]
+TestSplitOpt = Annotated[
+    str | None, typer.Option(help="ScienceQA split of --sqa-dir you report on (default test); kept apart likewise.")
+]
+ShapesWorldOpt = Annotated[
+    bool,
+    typer.Option(
+        "--shapesworld",
+        help="Tune a local checkpoint on the embedded ShapesWorld (a copy or export of an embedded model).",
+    ),
+]
+
+
+def _data(
+    pope_dir: Path | None,
+    pope_images: Path | None,
+    pope_labels: Path | None,
+    sqa_dir: Path | None,
+    sqa_images: Path | None,
+    split: str | None,
+    test_pope: list[Path] | None,
+    test_split: str | None,
+    shapesworld: bool,
+):
+    """The options above as the API's `DataSource` (which checks they make sense together)."""
+    from hipp_core.api import DataSource
+
+    return DataSource(
+        pope=pope_dir,
+        pope_images=pope_images,
+        pope_labels=pope_labels,
+        sqa=sqa_dir,
+        sqa_images=sqa_images,
+        split=split,
+        test_pope=tuple(test_pope or ()),
+        test_split=test_split,
+        shapesworld=shapesworld,
+    )
 
 
 @contextmanager
@@ -108,6 +175,46 @@ def data_build(
             )
         out.print(table)
         out.print(f"dataset at {path}")
+
+    run(body)
+
+
+@data_app.command("pope-build")
+def data_pope_build(
+    instances: Annotated[
+        Path,
+        typer.Option(
+            help="COCO-style instance annotations (images, annotations, categories), e.g. COCO's "
+            "annotations/instances_val2014.json."
+        ),
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the POPE files into.")],
+    exclude: Annotated[
+        list[Path] | None,
+        typer.Option(help="Test POPE file or folder whose images must not be used (repeatable), e.g. POPE's coco/."),
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option(help="Image folder of --instances: checks that every drawn image is there.")
+    ] = None,
+    images_count: Annotated[int, typer.Option(help="Images to draw (POPE: 500, i.e. 3000 questions a file).")] = 500,
+    objects_per_image: Annotated[int, typer.Option(help="Yes (and no) questions per image (POPE: 3).")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the image draw and the random negatives.")] = 0,
+    prefix: Annotated[str, typer.Option(help="Files are <prefix>_pope_<random|popular|adversarial>.json.")] = "dev",
+) -> None:
+    """Build a POPE-format dev set with POPE's own recipe (random / popular / adversarial negatives) on images
+    outside your test files: the data to calibrate and train the policy on for a real model (`--pope-dir`)."""
+    from hipp_core.api import PopeBuildConfig, build_pope
+
+    def body() -> None:
+        config = PopeBuildConfig(images_count, objects_per_image, seed, prefix)
+        result = build_pope(instances, output, config, tuple(exclude or ()), images)
+        questions = 2 * config.objects_per_image * len(result.images)
+        out.print(
+            f"{len(result.images)} images drawn from {result.eligible} eligible ({result.excluded} skipped as test "
+            f"images), {questions} questions per file, half yes:"
+        )
+        for strategy, path in result.files.items():
+            out.print(f"  {strategy}: {path}")
 
     run(body)
 
@@ -251,7 +358,6 @@ ParserOpt = Annotated[
         "exactly) or lenient (also 'NO', 'Not', '(B)', option text)."
     ),
 ]
-SqaImagesOpt = Annotated[Path | None, typer.Option(help="ScienceQA image folder (default: images/ in --sqa-dir).")]
 
 
 @app.command("eval")
@@ -274,23 +380,10 @@ def eval_cmd(
     image_free: Annotated[
         bool, typer.Option(help="Also score every question over a blank image (prior baseline).")
     ] = True,
-    pope_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Real POPE: a folder of *_pope_<category>.json files, or one question file "
-            "(official, or LLaVA's llava_pope_test.jsonl with --pope-labels)."
-        ),
-    ] = None,
-    pope_images: Annotated[
-        Path | None, typer.Option(help="Image folder for --pope-dir (default: images/ beside it).")
-    ] = None,
-    pope_labels: Annotated[
-        Path | None,
-        typer.Option(help="Folder of official coco_pope_<category>.json files labelling LLaVA's question file."),
-    ] = None,
-    sqa_dir: Annotated[
-        Path | None, typer.Option(help="Real ScienceQA root (problems.json, pid_splits.json, images/).")
-    ] = None,
+    pope_dir: PopeDirOpt = None,
+    pope_images: PopeImagesOpt = None,
+    pope_labels: PopeLabelsOpt = None,
+    sqa_dir: SqaDirOpt = None,
     sqa_images: SqaImagesOpt = None,
     data: Annotated[
         list[str] | None,
@@ -336,7 +429,7 @@ def eval_cmd(
                 sqa_images=sqa_images,
                 blueprint=blueprint,
                 mode=mode,
-                data=_named_folders(data),
+                folders=_named_folders(data),
             )
         evaluated = None if blueprint is None else {"plan_id": blueprint.plan_id, "file": str(plan), "mode": mode}
         _print_notices(result)
@@ -400,16 +493,27 @@ def score_cmd(
 @app.command("calibrate")
 def calibrate_cmd(
     model: ModelArg,
-    samples: Annotated[int, typer.Option(help="Calibration questions from the calib split.")] = 128,
+    samples: Annotated[int, typer.Option(help="Calibration questions (POPE, cycling its categories).")] = 128,
     batch_size: Annotated[int, typer.Option(help="Questions per forward pass.")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print the features as JSON only, on stdout.")] = False,
+    pope_dir: PopeDirOpt = None,
+    pope_images: PopeImagesOpt = None,
+    pope_labels: PopeLabelsOpt = None,
+    sqa_dir: SqaDirOpt = None,
+    sqa_images: SqaImagesOpt = None,
+    split: TuneSplitOpt = None,
+    test_pope: TestPopeOpt = None,
+    test_split: TestSplitOpt = None,
+    shapesworld: ShapesWorldOpt = False,
 ) -> None:
-    """Per-layer visual sensitivity, activation statistics and unit scores (Wanda-sp, magnitude, SynFlow)."""
+    """Per-layer visual sensitivity, activation statistics and unit scores (Wanda-sp, magnitude, SynFlow), on
+    ShapesWorld calib for an embedded model, on your POPE dev set (--pope-dir) for a local checkpoint."""
     from hipp_core.api import calibrate_model
 
     def body() -> None:
+        data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
         with progress_bar() as cb:
-            features, cached = calibrate_model(model, samples, batch_size, cb)
+            features, cached = calibrate_model(model, samples, batch_size, cb, data=data)
         if as_json:
             sys.stdout.write(json.dumps(features.to_json()) + "\n")
             return
@@ -438,11 +542,21 @@ def plan_baseline_cmd(
     backend: BackendOpt = "local",
     address: AddressOpt = None,
     num_workers: WorkersOpt = None,
+    pope_dir: PopeDirOpt = None,
+    pope_images: PopeImagesOpt = None,
+    pope_labels: PopeLabelsOpt = None,
+    sqa_dir: SqaDirOpt = None,
+    sqa_images: SqaImagesOpt = None,
+    split: TuneSplitOpt = None,
+    test_pope: TestPopeOpt = None,
+    test_split: TestSplitOpt = None,
+    shapesworld: ShapesWorldOpt = False,
 ) -> None:
     """A heuristic blueprint at a given sparsity (what the policy is compared against)."""
     from hipp_core.api import plan_baseline
 
     def body() -> None:
+        data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
         with progress_bar() as cb:
             blueprint = plan_baseline(
                 model,
@@ -453,6 +567,7 @@ def plan_baseline_cmd(
                 progress=cb,
                 backend=backend,
                 backend_options=_backend_options(address, num_workers),
+                data=data,
             )
         _write_plan(blueprint, output)
         out.print(
@@ -493,17 +608,28 @@ def train_policy_cmd(
     backend: BackendOpt = "local",
     address: AddressOpt = None,
     num_workers: WorkersOpt = None,
+    pope_dir: PopeDirOpt = None,
+    pope_images: PopeImagesOpt = None,
+    pope_labels: PopeLabelsOpt = None,
+    sqa_dir: SqaDirOpt = None,
+    sqa_images: SqaImagesOpt = None,
+    split: TuneSplitOpt = None,
+    test_pope: TestPopeOpt = None,
+    test_split: TestSplitOpt = None,
+    shapesworld: ShapesWorldOpt = False,
 ) -> None:
-    """Train the preference-conditioned policy with plan-level GRPO on the dev split (resumable)."""
+    """Train the preference-conditioned policy with plan-level GRPO on a dev set (resumable): ShapesWorld dev for
+    an embedded model, your POPE dev set and ScienceQA --split for a local checkpoint."""
     from hipp_core.api import GRPOConfig, train_policy
 
     def body() -> None:
         if limit < 1:
             raise HippError(f"--limit must be a positive number of questions, got {limit}")
+        data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
         config = GRPOConfig(reward=reward, seed=seed, limit=limit, prefs_per_iter=prefs, fixed_budget_groups=prefs // 2)
         options = _backend_options(address, num_workers)
         with progress_bar() as cb:
-            record = train_policy(model, iters, group_size, resume, config, backend, options, progress=cb)
+            record = train_policy(model, iters, group_size, resume, config, backend, options, progress=cb, data=data)
         last = record.curve[-1] if record.curve else {}
         out.print(
             f"policy {record.policy_id}: {last.get('iter', 0)} iterations, {last.get('evaluations', 0)} distinct plans "
@@ -700,14 +826,27 @@ def pipeline_cmd(
     iters: Annotated[int | None, typer.Option(help="GRPO iterations if the model has no trained policy yet.")] = None,
     limit: Annotated[int | None, typer.Option(help="Test questions per set (default: all).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export at --output.")] = False,
+    pope_dir: PopeDirOpt = None,
+    pope_images: PopeImagesOpt = None,
+    pope_labels: PopeLabelsOpt = None,
+    sqa_dir: SqaDirOpt = None,
+    sqa_images: SqaImagesOpt = None,
+    split: TuneSplitOpt = None,
+    test_pope: TestPopeOpt = None,
+    test_split: TestSplitOpt = None,
+    shapesworld: ShapesWorldOpt = False,
 ) -> None:
-    """calibrate → blueprint → materialize → recover → evaluate → export, reusing everything already computed."""
+    """calibrate → blueprint → materialize → recover → evaluate → export, reusing everything already computed.
+    Calibration and rewards read the data options as `train-policy` does."""
     from hipp_core.api import pipeline
 
     def body() -> None:
         preference = _parse_preference(pref)
+        data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
         with progress_bar() as cb:
-            result = pipeline(model, preference, sparsity, output, steps, rank, iters, limit, overwrite, progress=cb)
+            result = pipeline(
+                model, preference, sparsity, output, steps, rank, iters, limit, overwrite, progress=cb, data=data
+            )
         stages = Table("stage", "", "seconds", title="pipeline")
         for name, reused, seconds in result.stages:
             stages.add_row(name, "reused" if reused else "computed", f"{seconds:.1f}")

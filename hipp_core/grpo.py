@@ -63,6 +63,10 @@ class GRPOConfig:
     limit: int | None = 100
     seed: int = 0
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    # What the run learnt from, by content (hipp_core.data.source): the reward questions' data key and the stored
+    # calibration behind the policy's state. Empty for ShapesWorld, so runs from before these fields keep their ids.
+    data: str = ""
+    calibration: str = ""
 
     def __post_init__(self) -> None:
         checks = [
@@ -101,6 +105,9 @@ class GRPOConfig:
         """What makes two runs the same run (iters is not: a longer run continues a shorter one)."""
         data = self.to_json()
         data.pop("iters")
+        for name in ("data", "calibration"):
+            if not data[name]:
+                data.pop(name)
         return data
 
 
@@ -343,5 +350,6 @@ def _group_advantages(rewards: np.ndarray, g: int) -> np.ndarray:
 
 def _chance_sqa(evaluator: Evaluator) -> float:
     """Expected accuracy of uniform guessing on the evaluator's ScienceQA questions."""
-    sqa = [item for items in load_benchmark("sqa", evaluator.split, evaluator.limit)["sqa"].values() for item in items]
+    sqa = load_benchmark("sqa", evaluator.split, evaluator.limit, evaluator.data)["sqa"]
+    sqa = [item for items in sqa.values() for item in items]
     return float(np.mean([1.0 / len(item.choices) for item in sqa])) if sqa else 0.0

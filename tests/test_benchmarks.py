@@ -86,12 +86,12 @@ def mme_folder(root: Path) -> Path:
 def test_mme_evaluates_through_the_one_path_and_is_stored(tiny_llava, tmp_path):
     folder = mme_folder(tmp_path / "MME")
     store = PlanStore()
-    result = evaluate_model(str(tiny_llava), "mme", "test", store=store, data={"mme": folder}, image_free=False)
+    result = evaluate_model(str(tiny_llava), "mme", "test", store=store, folders={"mme": folder}, image_free=False)
     groups = result.results["mme"]
     assert list(groups) == ["color", "existence"] and all(m.n == 6 and m.n_images == 3 for m in groups.values())
     flat = result.to_metrics()
     assert flat["mme_perception"] == pytest.approx(sum(m.score for m in groups.values()))
-    again = evaluate_model(str(tiny_llava), "mme", "test", store=store, data={"mme": folder}, image_free=False)
+    again = evaluate_model(str(tiny_llava), "mme", "test", store=store, folders={"mme": folder}, image_free=False)
     assert again.cached and again.results == result.results
 
 

@@ -61,11 +61,11 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, tiny_llava):
 
 def test_calibrate_computes_once_then_reads_back(tmp_path, tiny_llava):
     env = _env(tmp_path)
-    first = run_cli("calibrate", str(tiny_llava), "--samples", "6", "--json", env=env)
+    first = run_cli("calibrate", str(tiny_llava), "--samples", "6", "--json", "--shapesworld", env=env)
     assert first.returncode == 0, first.stderr
     features = json.loads(first.stdout)
     assert len(features["v_attn"]) == 2 and features["samples"] == 6
-    second = run_cli("calibrate", str(tiny_llava), "--samples", "6", env=env)
+    second = run_cli("calibrate", str(tiny_llava), "--samples", "6", "--shapesworld", env=env)
     assert "read from the plan store cache" in second.stdout and "v_flow" in second.stdout
     bad = run_cli("calibrate", str(tiny_llava), "--samples", "0", env=env)
     assert bad.returncode == 2 and "between 1 and 100000" in bad.stderr
@@ -104,7 +104,7 @@ def test_pipeline_runs_end_to_end_then_reuses_everything(tmp_path, tiny_llava):
 
     env = {**_env(tmp_path), "HIPP_THREADS": "1"}
     args = ["pipeline", str(tiny_llava), "--pref", "0.2,0.7,0.1", "--sparsity", "0.3", "--iters", "1"]
-    args += ["--steps", "4", "--limit", "4"]
+    args += ["--steps", "4", "--limit", "4", "--shapesworld"]  # a local checkpoint: ShapesWorld by name
     first = run_cli(*args, "-o", str(tmp_path / "out1"), env=env)
     assert first.returncode == 0, first.stderr
     assert "recovered" in first.stdout and prune_plan(tmp_path / "out1") is not None

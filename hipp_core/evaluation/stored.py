@@ -15,10 +15,12 @@ from hipp_core.answer_parsing import check_parser
 from hipp_core.blueprint import Blueprint, LayerShape, validate
 from hipp_core.data import build as data_build
 from hipp_core.data.answers import default_name, read_answers
+from hipp_core.data.overlap import check_apart, pope_references
+from hipp_core.data.source import SHAPESWORLD_KEY, DataSource, data_key
+from hipp_core.data.sqa import load_sqa
 from hipp_core.data.world import SPLITS
 from hipp_core.errors import HippError, collecting_notices
 from hipp_core.evaluation import benchmarks
-from hipp_core.evaluation.benchmarks import Sources
 from hipp_core.evaluation.engine import EvalResult, Progress, Tasks, evaluate, score_answer_texts
 from hipp_core.models.loading import LoadedModel, load_model
 from hipp_core.prune import check_pruned, masked, materialize
@@ -26,37 +28,44 @@ from plan_store import DENSE_PLAN_ID, EvalKey, PlanDraft, PlanStore
 
 
 def load_benchmark(
-    bench: str = "all", split: str = "test", limit: int | None = None, sources: Sources | None = None
+    bench: str = "all", split: str = "test", limit: int | None = None, data: DataSource | None = None
 ) -> Tasks:
     """Items per benchmark and group: `bench` is `all` (every benchmark ShapesWorld has: POPE and ScienceQA), one
-    registered name or several joined by commas. Each reads the real files `sources` names, else ShapesWorld's.
+    registered name or several joined by commas. Each reads the real files `data` names, else ShapesWorld's.
 
-    POPE: `pope_dir` is a folder of official `*_pope_<category>.json` files, or one question file: an official one,
+    POPE: `data.pope` is a folder of official `*_pope_<category>.json` files, or one question file: an official one,
     or LLaVA's `llava_pope_test.jsonl` together with `pope_labels` (the folder of official files that hold its
-    labels). `pope_images` defaults to `images/` beside the questions, `sqa_images` to `images/` in `sqa_dir`.
+    labels). `pope_images` defaults to `images/` beside the questions, `sqa_images` to `images/` in `data.sqa`.
     `limit` keeps the first N items of each group: POPE files interleave yes and no per image, so a prefix stays
     balanced.
     """
-    sources = sources or Sources()
+    data = data or DataSource()
     validation.optional_count(limit, "--limit")
     selected = benchmarks.select(bench)
-    embedded = [b for b in selected if b.reads_embedded(sources)]
+    embedded = [b for b in selected if b.reads_embedded(data)]
     if embedded and split not in SPLITS:
         names = ", ".join(b.name for b in embedded)
         raise HippError(f"ShapesWorld ({names}) has no split {split!r}; use one of {', '.join(SPLITS)}")
     root = data_build.build() if embedded else None
-    return {b.name: {group: items[:limit] for group, items in b.load(split, sources, root).items()} for b in selected}
+    return {b.name: {group: items[:limit] for group, items in b.load(split, data, root).items()} for b in selected}
 
 
-def bench_key(bench: str, image_free: bool, sources: Sources | None = None) -> str:
-    """What the questions were: ShapesWorld by version, or real files by path and modification time."""
-    given = [Path(p).expanduser().absolute() for p in (sources or Sources()).paths()]
-    if given:
-        stamp = "|".join(f"{p}:{p.stat().st_mtime_ns if p.exists() else 0}" for p in given)
-        source = "files-" + hashlib.sha256(stamp.encode()).hexdigest()[:12]
-    else:
-        source = f"shapesworld-v{data_build.VERSION}"
-    return f"{bench}:{source}:{'with-image-free' if image_free else 'no-image-free'}"
+def load_tuning(data: DataSource, bench: str, split: str, limit: int | None, what: str) -> Tasks:
+    """`load_benchmark` for calibration or rewards (`what` names them in messages): refused (one line) when the
+    user's data shares an image or a problem with the test files `data` names."""
+    tasks = load_benchmark(bench, split, limit, data)
+    if data.real:
+        pope = [item for items in tasks.get("pope", {}).values() for item in items] if data.pope is not None else []
+        sqa = [item for items in tasks.get("sqa", {}).values() for item in items] if data.sqa is not None else []
+        test_sqa = load_sqa(Path(data.sqa), data.report_split, data.sqa_images) if sqa else []
+        check_apart(what, pope, sqa, pope_references(data.test_pope), test_sqa)
+    return tasks
+
+
+def bench_key(bench: str, image_free: bool, data: str = SHAPESWORLD_KEY) -> str:
+    """What the questions were: `data` is their `hipp_core.data.source.data_key` (ShapesWorld by version, the
+    user's files by content, never by path or modification time)."""
+    return f"{bench}:{data}:{'with-image-free' if image_free else 'no-image-free'}"
 
 
 def evaluate_model(
@@ -77,7 +86,7 @@ def evaluate_model(
     mode: str = "masked",
     parser: str = "official",
     sqa_images: Path | None = None,
-    data: Mapping[str, Path] | None = None,
+    folders: Mapping[str, Path] | None = None,
 ) -> EvalResult:
     """Evaluate a model spec (`embedded`, `embedded:qwen2_5_vl`, a local checkpoint or an export), dense or under
     a blueprint: `masked` (hooks on the dense weights, for scoring many plans) or `physical` (a pruned copy).
@@ -85,7 +94,7 @@ def evaluate_model(
 
     Results are kept in the plan store under (model hash, plan, benchmark, split, mode, scoring, limit; the parser
     is part of the benchmark key); asking again returns the stored result (`result.cached`) without touching the
-    model. Notices about the input (e.g. no pid_splits.json) come back in `result.notices`. `data` names the
+    model. Notices about the input (e.g. no pid_splits.json) come back in `result.notices`. `folders` names the
     folders of benchmarks without options of their own (e.g. {"mme": Path(...)}).
     """
     if batch_size < 1:
@@ -94,16 +103,17 @@ def evaluate_model(
         raise HippError(f"plan evaluation mode must be masked or physical, got {mode!r}")
     check_parser(parser)
     loaded = load_model(spec)
-    sources = Sources(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, dict(data or {}))
+    data = DataSource(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, folders=dict(folders or {}))
     with collecting_notices() as notices:
-        tasks = load_benchmark(bench, split, limit, sources)
+        tasks = load_benchmark(bench, split, limit, data)
     store = store or PlanStore()
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
     plan_id = DENSE_PLAN_ID
     if blueprint is not None:
         check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
         plan_id = store.put_plan(plan_draft(blueprint)).plan_id
-    bench_id = bench_key(bench, image_free, sources) + (f":parser-{parser}" if scoring == "generate" else "")
+    data_id = data_key(data, tasks)
+    bench_id = bench_key(bench, image_free, data_id) + (f":parser-{parser}" if scoring == "generate" else "")
     key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, mode)
 
     result = stored_score(

@@ -8,7 +8,6 @@ from hipp_core.evaluation.benchmarks.base import (  # noqa: F401
     Benchmark,
     ImageFree,
     Question,
-    Sources,
     embedded_names,
     flatten,
     get,

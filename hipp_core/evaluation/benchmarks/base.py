@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hipp_core.data.source import DataSource
 from hipp_core.errors import HippError
 
 WHOLE = ""  # the one group of a benchmark that has no groups
@@ -34,25 +35,6 @@ class Question:
     blank: bool = False  # shown over a blank image of the same size (the image-free baseline)
 
 
-@dataclass(frozen=True)
-class Sources:
-    """Where real benchmark files are; None everywhere means the embedded ShapesWorld files.
-
-    `extra` maps a benchmark name to its root folder, for benchmarks that need only one path (`--data NAME=DIR`)."""
-
-    pope_dir: Path | None = None
-    pope_images: Path | None = None
-    pope_labels: Path | None = None
-    sqa_dir: Path | None = None
-    sqa_images: Path | None = None
-    extra: Mapping[str, Path] = field(default_factory=dict)
-
-    def paths(self) -> list[Path]:
-        """Every path given, in a fixed order: what identifies the files in a stored result."""
-        named = [self.pope_dir, self.sqa_dir, self.pope_images, self.pope_labels, self.sqa_images]
-        return [p for p in named if p is not None] + [self.extra[k] for k in sorted(self.extra)]
-
-
 class Benchmark(ABC):
     name: ClassVar[str]
     grouped: ClassVar[bool]  # metrics per group (and a summary over them), or one set
@@ -61,7 +43,7 @@ class Benchmark(ABC):
     help: ClassVar[str] = ""
 
     @abstractmethod
-    def load(self, split: str, sources: Sources, embedded_root: Path | None) -> dict[str, list]:
+    def load(self, split: str, data: DataSource, embedded_root: Path | None) -> dict[str, list]:
         """Items per group (`WHOLE` for an ungrouped benchmark); `embedded_root` is the built ShapesWorld folder
         when this benchmark reads its embedded files. Raises HippError for missing or malformed files."""
 
@@ -80,7 +62,7 @@ class Benchmark(ABC):
         """Numbers over all groups stored beside them (e.g. a mean over categories); none by default."""
         return {}
 
-    def reads_embedded(self, sources: Sources) -> bool:
+    def reads_embedded(self, data: DataSource) -> bool:
         """Whether `load` reads ShapesWorld's files (no real files of this benchmark were given)."""
         return False
 
@@ -101,8 +83,8 @@ class ImageFree(Benchmark):
         self.grouped = inner.grouped
         self.metrics_type = inner.metrics_type
 
-    def load(self, split: str, sources: Sources, embedded_root: Path | None) -> dict[str, list]:
-        return self.inner.load(split, sources, embedded_root)
+    def load(self, split: str, data: DataSource, embedded_root: Path | None) -> dict[str, list]:
+        return self.inner.load(split, data, embedded_root)
 
     def group_rank(self, group: str) -> tuple:
         return self.inner.group_rank(group)

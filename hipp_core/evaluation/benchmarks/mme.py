@@ -11,8 +11,9 @@ from pathlib import Path
 
 from hipp_core.answer_parsing import check_parser
 from hipp_core.data.mme import MMEItem, load_mme
+from hipp_core.data.source import DataSource
 from hipp_core.errors import HippError
-from hipp_core.evaluation.benchmarks.base import Benchmark, Question, Sources, register
+from hipp_core.evaluation.benchmarks.base import Benchmark, Question, register
 
 ANSWERS = ("yes", "no")
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")
@@ -57,10 +58,10 @@ class MME(Benchmark):
     metrics_type = MMEMetrics
     help = "MME yes/no pairs per subtask; score = 100·(accuracy + accuracy+)"
 
-    def load(self, split: str, sources: Sources, embedded_root: Path | None) -> dict[str, list[MMEItem]]:
-        if "mme" not in sources.extra:
+    def load(self, split: str, data: DataSource, embedded_root: Path | None) -> dict[str, list[MMEItem]]:
+        if "mme" not in data.folders:
             raise HippError("MME needs its files: pass --data mme=DIR (the MME_Benchmark_release_version folder)")
-        return load_mme(sources.extra["mme"])
+        return load_mme(data.folders["mme"])
 
     def question(self, item: MMEItem) -> Question:
         return Question(item.question, item.image, ANSWERS, any_case=True)

@@ -14,7 +14,8 @@ from hipp_core.answer_parsing import parse_pope_answer
 from hipp_core.data.pope import load_pope, load_pope_dir
 from hipp_core.data.prompts import pope_prompt
 from hipp_core.data.records import POPE_CATEGORIES, PopeItem
-from hipp_core.evaluation.benchmarks.base import Benchmark, Question, Sources, register
+from hipp_core.data.source import DataSource
+from hipp_core.evaluation.benchmarks.base import Benchmark, Question, register
 
 ANSWERS = ("yes", "no")
 
@@ -60,18 +61,18 @@ class Pope(Benchmark):
     embedded = True
     help = "POPE object-presence yes/no questions (random / popular / adversarial)"
 
-    def load(self, split: str, sources: Sources, embedded_root: Path | None) -> dict[str, list[PopeItem]]:
-        path = Path(sources.pope_dir) if sources.pope_dir else embedded_root / "pope" / split
+    def load(self, split: str, data: DataSource, embedded_root: Path | None) -> dict[str, list[PopeItem]]:
+        path = Path(data.pope) if data.pope else embedded_root / "pope" / split
         if path.is_dir():
-            return load_pope_dir(path, sources.pope_images)
-        items = load_pope(path, sources.pope_images or path.parent / "images", label_file=sources.pope_labels)
+            return load_pope_dir(path, data.pope_images)
+        items = load_pope(path, data.pope_images or path.parent / "images", label_file=data.pope_labels)
         grouped: dict[str, list[PopeItem]] = {}
         for item in items:
             grouped.setdefault(item.category, []).append(item)
         return grouped
 
-    def reads_embedded(self, sources: Sources) -> bool:
-        return sources.pope_dir is None
+    def reads_embedded(self, data: DataSource) -> bool:
+        return data.pope is None
 
     def group_rank(self, group: str) -> tuple:
         return (POPE_CATEGORIES.index(group) if group in POPE_CATEGORIES else len(POPE_CATEGORIES), group)

@@ -12,8 +12,9 @@ from pathlib import Path
 from hipp_core.answer_parsing import parse_choice
 from hipp_core.data.prompts import LETTERS, sqa_prompt
 from hipp_core.data.records import SQAItem
+from hipp_core.data.source import DataSource
 from hipp_core.data.sqa import load_sqa
-from hipp_core.evaluation.benchmarks.base import WHOLE, Benchmark, Question, Sources, register
+from hipp_core.evaluation.benchmarks.base import WHOLE, Benchmark, Question, register
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,12 @@ class ScienceQA(Benchmark):
     embedded = True
     help = "ScienceQA multiple choice, answered with the option's letter"
 
-    def load(self, split: str, sources: Sources, embedded_root: Path | None) -> dict[str, list[SQAItem]]:
-        root = Path(sources.sqa_dir) if sources.sqa_dir else embedded_root / "sqa"
-        return {WHOLE: load_sqa(root, split, sources.sqa_images)}
+    def load(self, split: str, data: DataSource, embedded_root: Path | None) -> dict[str, list[SQAItem]]:
+        root = Path(data.sqa) if data.sqa else embedded_root / "sqa"
+        return {WHOLE: load_sqa(root, split, data.sqa_images)}
 
-    def reads_embedded(self, sources: Sources) -> bool:
-        return sources.sqa_dir is None
+    def reads_embedded(self, data: DataSource) -> bool:
+        return data.sqa is None
 
     def question(self, item: SQAItem) -> Question:
         text = sqa_prompt(item.question, item.choices, item.hint)
