@@ -236,7 +236,8 @@ def plan_baseline(
 
 def _context(spec: str, store: PlanStore, samples: int = 128, progress: Progress | None = None) -> methods.ModelContext:
     """What a planning method reads about `spec`: the model, and its stored calibration on first use."""
-    return methods.ModelContext(spec, store, lambda: calibrate_model(spec, samples, store=store)[0], progress)
+    calibration = lambda: calibrate_model(spec, samples, progress=progress, store=store)[0]
+    return methods.ModelContext(spec, store, calibration, progress)
 
 
 # -- the policy -----------------------------------------------------------------------------------------------------
