@@ -14,7 +14,7 @@ An export is a normal checkpoint directory (safetensors weights, config, process
 
 Weights are written in the dtype of the checkpoint the dense model came from. An export is only published after a
 reload reproduces the pruned model's logits, and it is written into a temporary sibling directory that is renamed
-into place at the end, so a failure or a kill never leaves a half-written export at `out_dir` (DESIGN §6).
+into place at the end, so a failure or a kill never leaves a half-written export at `out_dir`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Background jobs: long work (evaluate, calibrate, train-policy, materialize, recover, export) in a detached worker.
+"""Background jobs: long work (evaluate, calibrate, train-policy, plan, materialize, recover, export) in a detached
+worker.
 
 The dashboard must neither block on minutes of work nor lose it when a browser tab closes or the server restarts, so
 `submit` validates the parameters, records a job in the plan store and starts `python -m hipp_core.job_runner JOB_ID`
@@ -262,6 +263,27 @@ def _check_train(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     }
 
 
+# -- plan -------------------------------------------------------------------------------------------------------
+@register("plan", "Make a plan with a registered planning method at a given sparsity and keep it in the store.")
+def _check_plan(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
+    from hipp_core import methods, validation
+
+    _known(params, ("spec", "method", "sparsity", "options", "samples", "shapesworld"), "plan")
+    method = methods.get(params.get("method"))
+    options = params.get("options") or {}
+    if not isinstance(options, dict):
+        raise HippError(f"options must be a mapping of the method's settings to values, got {options!r}")
+    method.configure(options)  # refuses a setting the method does not take, or a value out of range
+    return {
+        "spec": _spec(params),
+        "method": method.name,
+        "sparsity": validation.sparsity(params.get("sparsity")),
+        "options": options,
+        "samples": _int(params, "samples", 128, 1, 100_000),
+        "shapesworld": _bool(params, "shapesworld", False),  # a local copy of an embedded model tunes on ShapesWorld
+    }
+
+
 # -- materialize ------------------------------------------------------------------------------------------------
 @register("materialize", "Build the physically pruned checkpoint of a plan inside the store.")
 def _check_plan_job(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
@@ -288,7 +310,7 @@ def _check_recover(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
 # -- export -----------------------------------------------------------------------------------------------------
 def check_export_target(out_dir: str, overwrite: bool) -> Path:
     """Where an export may go: an absolute path whose parent folder exists; an existing path only with `overwrite`,
-    and then only a previous HiPP-Prune export (DESIGN §6: never overwrite unless asked)."""
+    and then only a previous HiPP-Prune export (an export never overwrites unless asked)."""
     from hipp_core.models.loading import prune_plan
 
     if not isinstance(out_dir, str) or not out_dir.strip():
