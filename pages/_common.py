@@ -7,6 +7,22 @@ import streamlit as st
 
 from hipp_core import api
 
+
+def hand_over_to_app() -> None:
+    """Run this page inside app.py's navigation, even when a fresh server was opened at this page's own URL.
+
+    A server whose first request is a deep link (`/explore`) has not run app.py's `st.navigation` yet, so Streamlit
+    serves the page in its legacy multipage mode (raw file names in the sidebar, narrow layout, app.py skipped). The
+    mode is one process-wide flag that `st.navigation` clears; clearing it here and rerunning makes the rerun start
+    at app.py, whose navigation then opens the page the URL names (a page is known by its URL path in both modes)
+    with the query string intact. Every page calls this first; it costs one attribute read otherwise."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 MODEL_KEY = "model_spec"  # a plain session key, not a widget key: it survives pages that do not draw the picker
 
 
@@ -74,3 +90,7 @@ def show_flash() -> None:
     """Messages from the previous run (jobs just started), shown once."""
     for message in st.session_state.pop(FLASH_KEY, []):
         st.success(message)
+
+
+if __name__ == "__main__":  # opened as a page by the legacy mode (its URL is /common): the app's navigation instead
+    hand_over_to_app()

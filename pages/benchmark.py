@@ -5,7 +5,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from hipp_core import api
-from pages._common import pin_threads
+from pages._common import hand_over_to_app, pin_threads
+
+hand_over_to_app()
 
 EMBEDDED = {"Embedded LLaVA": "embedded:llava", "Embedded Qwen2.5-VL": "embedded:qwen2_5_vl"}
 

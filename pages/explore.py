@@ -9,7 +9,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from hipp_core import api
-from pages._common import current_model, pin_threads, show_flash, store, submit_job
+from pages._common import current_model, hand_over_to_app, pin_threads, show_flash, store, submit_job
+
+hand_over_to_app()
 
 st.title("Explore")
 st.caption(

@@ -8,7 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from hipp_core import api
-from pages._common import current_model, show_flash, store, submit_job
+from pages._common import current_model, hand_over_to_app, show_flash, store, submit_job
+
+hand_over_to_app()
 
 st.title("Export")
 st.caption(

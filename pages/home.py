@@ -4,7 +4,9 @@ import pandas as pd
 import streamlit as st
 
 from hipp_core import api
-from pages._common import MODEL_KEY, chosen_spec, show_flash, store, submit_job
+from pages._common import MODEL_KEY, chosen_spec, hand_over_to_app, show_flash, store, submit_job
+
+hand_over_to_app()
 
 st.title("HiPP-Prune")
 st.caption(

@@ -7,7 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from hipp_core import api
-from pages._common import store
+from pages._common import hand_over_to_app, store
+
+hand_over_to_app()
 
 st.title("Jobs")
 st.caption(

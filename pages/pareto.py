@@ -5,7 +5,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from hipp_core import api
-from pages._common import current_model, show_flash, store, submit_job
+from pages._common import current_model, hand_over_to_app, show_flash, store, submit_job
+
+hand_over_to_app()
 
 st.title("Pareto")
 st.caption(
