@@ -16,6 +16,7 @@ from typing import Any
 
 from hipp_core import api
 from hipp_core.errors import USER_ERRORS, HippError
+from hipp_core.job_progress import Step, Tracker, evaluation_steps
 from hipp_core.jobs import JobCancelled, Reporter, blueprint_of, kind
 from plan_store import PlanStore
 
@@ -23,6 +24,8 @@ JobProgress = Callable[..., None]  # (stage, done, total, metrics=None): what th
 JobRun = Callable[[dict[str, Any], PlanStore, JobProgress], str]  # returns the one-line summary of the result
 
 RUNNERS: dict[str, JobRun] = {}
+JobSteps = Callable[[dict[str, Any]], list[Step]]  # what a kind's progress will report, for one overall figure
+STEPS: dict[str, JobSteps] = {}
 
 
 def runs(name: str) -> Callable[[JobRun], JobRun]:
@@ -52,7 +55,9 @@ def run_job(job_id: str, store: PlanStore) -> str:
     try:
         job_kind = kind(job.kind)
         # Checked again here: the model, the plan or the export target may have changed since the job was submitted.
-        summary = RUNNERS[job_kind.name](job_kind.check(dict(job.params), store), store, reporter)
+        params = job_kind.check(dict(job.params), store)
+        reporter.tracker = Tracker(expected_steps(job_kind.name, params))
+        summary = RUNNERS[job_kind.name](params, store, reporter)
         reporter.update(1.0, summary, summary, check_cancel=False)  # the work is done and stored: keep it
     except JobCancelled:
         reporter.log("cancelled on request")
@@ -67,8 +72,28 @@ def run_job(job_id: str, store: PlanStore) -> str:
     return store.finish_job(job_id, "done").status
 
 
+def expected_steps(kind_name: str, params: dict[str, Any]) -> list[Step]:
+    """The steps a job of this kind will report; none (each stage's own fraction) when they cannot be known."""
+    steps = STEPS.get(kind_name)
+    if steps is None:
+        return []
+    try:
+        return steps(params)
+    except USER_ERRORS:  # the work itself reports the problem; progress falls back to per-stage fractions
+        return []
+
+
 def _one_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "no message"
+
+
+def steps_of(name: str) -> Callable[[JobSteps], JobSteps]:
+    def wrap(steps: JobSteps) -> JobSteps:
+        kind(name)
+        STEPS[name] = steps
+        return steps
+
+    return wrap
 
 
 @runs("evaluate")
@@ -164,6 +189,32 @@ def _run_export(params: dict[str, Any], store: PlanStore, progress: JobProgress)
     )
     progress("export", 1, 1)
     return f"{'recovered' if artifact else 'pruned'} plan {plan.plan_id} exported to {out_dir}"
+
+
+# -- what each kind's progress reports, in order ------------------------------------------------------------------
+LORA_STEP_COST = 4  # one LoRA step (forward and backward over a batch) counted as this many questions per sample
+
+
+@steps_of("evaluate")
+def _evaluate_steps(params: dict[str, Any]) -> list[Step]:
+    return evaluation_steps(api.load_benchmark("all", params["split"], params["limit"]), image_free=False)
+
+
+@steps_of("recover")
+def _recover_steps(params: dict[str, Any]) -> list[Step]:
+    tasks = api.load_benchmark("all", "test", params["limit"])
+    lora = params["steps"] * api.RecoveryConfig().batch_size * LORA_STEP_COST
+    return [
+        *evaluation_steps(tasks, image_free=True, phase="before recovery"),
+        Step("recover", "LoRA recovery", params["steps"], lora),
+        *evaluation_steps(tasks, image_free=True, phase="after recovery"),
+    ]
+
+
+@steps_of("train-policy")
+def _train_steps(params: dict[str, Any]) -> list[Step]:
+    iters = params["iters"] or api.GRPOConfig().iters
+    return [Step("calibrate", "calibration", 128, 1), Step("GRPO", "policy training", iters, 50, inner=("plans",))]
 
 
 # -- entry point ------------------------------------------------------------------------------------------------

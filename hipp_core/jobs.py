@@ -25,6 +25,7 @@ from typing import Any
 
 from hipp_core.errors import USER_ERRORS, HippError
 from hipp_core.evaluation.backends import BACKENDS
+from hipp_core.job_progress import Tracker
 from plan_store import JobRecord, PlanRecord, PlanStore
 
 JobCheck = Callable[[dict[str, Any], PlanStore], dict[str, Any]]  # complete, validated params or HippError
@@ -113,8 +114,11 @@ def find_jobs(store: PlanStore, kind_name: str, active_only: bool = True, **para
 class Reporter:
     """The progress callback a worker hands to the API: throttled store updates, a log file, and the cancel check."""
 
-    def __init__(self, store: PlanStore, job_id: str, interval: float = REPORT_INTERVAL_S) -> None:
+    def __init__(
+        self, store: PlanStore, job_id: str, interval: float = REPORT_INTERVAL_S, tracker: Tracker | None = None
+    ) -> None:
         self.store, self.job_id, self.interval = store, job_id, interval
+        self.tracker = tracker or Tracker([])  # the job's expected steps: one overall fraction, labelled by phase
         self.log_file = log_path(store, job_id)
         self.stage: str | None = None
         self.last = float("-inf")
@@ -122,15 +126,16 @@ class Reporter:
 
     def __call__(self, stage: str, done: int, total: int, metrics: dict | None = None) -> None:
         now = time.monotonic()
+        fraction, label = self.tracker.update(stage, done, total)  # every report: the tracker follows the stages
         line = None
         if stage != self.stage:
-            self.stage, line = stage, f"{stage}: started"
+            self.stage, line = stage, f"{label.rpartition(':')[0] or stage}: started"
         elif done < total and now - self.last < self.interval:
             return
-        message = f"{stage}: {done}/{total}" + "".join(f"  {k}={_fmt(v)}" for k, v in (metrics or {}).items())
+        message = label + "".join(f"  {k}={_fmt(v)}" for k, v in (metrics or {}).items())
         if done >= total and line is None:
             line = message
-        self.update(min(1.0, max(0.0, done / total)) if total else 0.0, message, line)
+        self.update(fraction, message, line)
         self.last = now
 
     def update(self, progress: float, message: str, line: str | None = None, check_cancel: bool = True) -> None:

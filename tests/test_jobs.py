@@ -86,6 +86,28 @@ def test_evaluate_job_runs_detached_and_lands_in_the_store(tiny_llava, plan_id):
     assert "evaluate started in process" in log and job.message in log
 
 
+def test_evaluate_job_progress_is_one_rising_figure_named_by_category(tiny_llava, plan_id):
+    store = PlanStore()
+    params = {"spec": str(tiny_llava), "plan_id": plan_id, "split": "calib", "limit": 64}
+    job_id = store.create_job("evaluate", params)
+    store.start_job(job_id)
+    seen: list[tuple[float, str]] = []
+    real_update = store.update_job
+
+    def recording(job_id, progress, message, log_line=None):
+        seen.append((progress, message))
+        return real_update(job_id, progress, message, log_line)
+
+    store.update_job = recording
+    assert job_runner.run_job(job_id, store) == "done", store.get_job(job_id).error
+    reports = seen[:-1]  # the last write is the summary
+    fractions = [p for p, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0, "one figure for the whole job, never backwards"
+    assert {m.split(":")[0] for _, m in reports} == {"POPE random", "POPE popular", "POPE adversarial", "ScienceQA"}
+    popular = next(p for p, m in reports if m == "POPE popular: 64/64")
+    assert abs(popular - 0.5) < 0.01  # two of four equal parts
+
+
 def test_cancel_request_stops_a_running_job(tiny_llava, plan_id):
     store = PlanStore()
     job_id = store.create_job("evaluate", {"spec": str(tiny_llava), "plan_id": plan_id, "split": "dev", "limit": 3})
@@ -122,9 +144,9 @@ def test_progress_reports_are_throttled_but_stage_changes_and_ends_are_kept():
         report("pope", i, 2000)
     report("sqa", 0, 10, {"acc": 0.5})
     assert 2 <= len(writes) <= 6, writes
-    assert writes[-2] == "pope: 2000/2000" and writes[-1] == "sqa: 0/10  acc=0.500"
+    assert writes[-2] == "POPE: 2000/2000" and writes[-1] == "ScienceQA: 0/10  acc=0.500"
     job = store.get_job(job_id)
-    assert job.log_tail.splitlines() == ["pope: started", "pope: 2000/2000", "sqa: started"]
+    assert job.log_tail.splitlines() == ["POPE: started", "POPE: 2000/2000", "ScienceQA: started"]
     store.finish_job(job_id, "done")
 
 

@@ -179,6 +179,12 @@ def _candidates(adapter: ModelAdapter, questions: Sequence[benchmarks.Question])
     return dict(zip(answers, ids))
 
 
+def stage_name(bench_name: str, group: str) -> str:
+    """The stage `evaluate` reports a group's progress under (`pope random`, `pope_free adversarial`, `sqa`): what
+    job progress (`hipp_core.job_progress`) expects it to report."""
+    return f"{bench_name} {group}".strip()
+
+
 def score(
     adapter: ModelAdapter,
     bench: Benchmark,
@@ -231,7 +237,7 @@ def evaluate(
         bench = benchmarks.get(name)
         for asked in (bench, ImageFree(bench)) if image_free else (bench,):
             for group, items in groups.items():
-                stage = f"{asked.name} {group}".strip()
+                stage = stage_name(asked.name, group)
                 picks = score(adapter, asked, items, scoring, batch_size, progress, parser, stage)
                 result.results.setdefault(asked.name, {})[group] = asked.metrics(items, picks)
         result.questions += sum(len(items) for items in groups.values())
