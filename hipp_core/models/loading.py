@@ -19,6 +19,7 @@ from transformers.utils import is_torchvision_available
 from hipp_core.errors import HippError, json_problem
 from hipp_core.models.adapters import ModelAdapter, adapter_class, supported_families
 from hipp_core.models.qwen_processor import Qwen2_5_VLImageProcessorOnly
+from hipp_core.models.weights_check import check_weights
 from hipp_core.models.zoo import ARCHS, retrained_dir, shipped_dir
 
 EMBEDDED_ALIASES = {"embedded": "llava", **{f"embedded:{a}": a for a in ARCHS}}
@@ -62,7 +63,8 @@ def resolve_spec(spec: str) -> Path:
 
 
 def inspect_checkpoint(path: Path) -> str:
-    """Validate a checkpoint directory without loading weights; return its family."""
+    """Validate a checkpoint directory without loading weights (config, safetensors headers, decoder shapes); return
+    its family."""
     config_file = path / "config.json"
     if not config_file.exists():
         found = ", ".join(sorted(p.name for p in path.iterdir())[:6]) or "nothing"
@@ -93,6 +95,7 @@ def inspect_checkpoint(path: Path) -> str:
         others = [p.name for p in path.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".ckpt"}]
         hint = f" (found {', '.join(others[:3])}; convert them to safetensors)" if others else ""
         raise HippError(f"{path} has no *.safetensors weights{hint}; this tool only reads safetensors")
+    check_weights(path, config)
     return model_type
 
 
