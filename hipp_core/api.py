@@ -19,6 +19,7 @@ from hipp_core import (
     jobs,
     methods,
     status,  # noqa: F401
+    ui_links,  # noqa: F401  (what pages keep in their URL)
     validation,
 )
 from hipp_core.blueprint import Blueprint
@@ -58,6 +59,8 @@ from hipp_core.export import (
     load_pruned,
 )
 from hipp_core.grpo import GRPOConfig, GRPOTrainer, policy_id_for
+from hipp_core.job_progress import JobProgress
+from hipp_core.job_progress import describe as _describe_progress
 from hipp_core.jobs import find_jobs  # noqa: F401
 from hipp_core.methods import Method, channel_multiple  # noqa: F401  (re-exported)
 from hipp_core.models import zoo
@@ -68,6 +71,25 @@ from hipp_core.policy import Planner
 from hipp_core.recover import RecoveryConfig, RecoveryResult, recover_plan
 from hipp_core.stock import StockSizes
 from hipp_core.stock import stock_sizes as _stock_sizes
+from hipp_core.ui_pareto import (  # noqa: F401
+    SPARSITY_TOLERANCE,
+    Objective,
+    cloud_frame,
+    comparison,
+    dense_counts,
+    dense_job_params,
+    dense_point,
+    front_mask,
+    objectives_for,
+    plan_label,
+)
+from hipp_core.ui_plans import (  # noqa: F401
+    brushed_plans,
+    filter_plans,
+    line_colours,
+    parallel_data,
+    plans_table,
+)
 from hipp_core.ui_state import (  # noqa: F401
     DEFAULT_SPEC,
     EMBEDDED_CHOICES,
@@ -76,18 +98,12 @@ from hipp_core.ui_state import (  # noqa: F401
     PREFERENCE_NAMES,
     ModelChoice,
     check_model,
-    cloud_frame,
-    comparison,
-    dense_point,
     evaluated_preferences,
-    front_mask,
     headline,
     kept_grid,
     layer_table,
     mean_yes_ratio,
     nearest_plans,
-    objectives_for,
-    plan_label,
     plan_size,
     readiness,
     rebalance,
@@ -588,3 +604,19 @@ def submit_job(kind: str, params: dict, store: PlanStore | None = None) -> str:
 def cancel_job(job_id: str, store: PlanStore | None = None) -> JobRecord:
     """Ask a job to stop: a queued one is cancelled at once, a running one at its next progress report."""
     return (store or PlanStore()).request_cancel(job_id)
+
+
+def job_progress(job: JobRecord) -> JobProgress:
+    """A job's overall percentage, phase and category, and time left, as pages show it."""
+    return _describe_progress(job.status, job.progress, job.message, job.started_at)
+
+
+def job_log(job_id: str, store: PlanStore | None = None, lines: int = 40) -> str:
+    """The last `lines` lines of a job's log file (its worker's output: a failed job's traceback ends up there)."""
+    path = jobs.log_path(store or PlanStore(), job_id)
+    if not path.exists():
+        return ""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 200_000))
+        text = f.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])

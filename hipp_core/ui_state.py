@@ -1,5 +1,5 @@
-"""What the dashboard pages compute before drawing: model choice, readiness, preference sliders, plan tables, the
-Pareto cloud. Plain data in, plain data (dataclasses, DataFrames) out, no Streamlit, so it is tested directly and
+"""What the dashboard pages compute before drawing: model choice, readiness, preference sliders, one blueprint's
+tables, the nearest evaluated plans (the Pareto page's are in `ui_pareto`). Plain data in, plain data (dataclasses, DataFrames) out, no Streamlit, so it is tested directly and
 the pages stay drawing code."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pandas as pd
 
 from hipp_core import objectives
 from hipp_core.blueprint import Blueprint, LayerShape, count_params, decoder_flops
-from plan_store import EvaluationRecord, JobRecord, PlanRecord, PlanStore, PolicyRecord, non_dominated
+from hipp_core.ui_pareto import mean_yes_ratio
+from plan_store import JobRecord, PlanStore, PolicyRecord
 
 EMBEDDED_CHOICES = {"Embedded LLaVA": "embedded:llava", "Embedded Qwen2.5-VL": "embedded:qwen2_5_vl"}
 LOCAL_CHOICE = "Local checkpoint directory"
@@ -144,11 +145,6 @@ def headline(metrics: dict[str, float]) -> dict[str, float | None]:
     return {name: metrics.get(key) for name, key in HEADLINE.items()} | {"yes-ratio (mean)": mean_yes_ratio(metrics)}
 
 
-def mean_yes_ratio(metrics: dict[str, float]) -> float | None:
-    values = [v for k, v in metrics.items() if k.startswith("pope.") and k.endswith(".yes_ratio")]
-    return float(np.mean(values)) if values else None
-
-
 def evaluated_preferences(store: PlanStore, model_id: str) -> pd.DataFrame:
     """Every evaluated plan that has a preference, each with its largest evaluation: one store query, which the
     dashboard runs once per store version (`PlanStore.version`); `nearest_plans` then ranks it on every slider move
@@ -170,132 +166,23 @@ def evaluated_preferences(store: PlanStore, model_id: str) -> pd.DataFrame:
     return frame.sort_values("plan", ignore_index=True) if rows else frame
 
 
-def nearest_plans(evaluated: pd.DataFrame, preference: Sequence[float], k: int = 5) -> pd.DataFrame:
-    """The `k` rows of `evaluated_preferences` nearest `preference` (normalised to the simplex), with the distance:
-    what the dashboard shows as evidence for an unevaluated blueprint (other plans, marked as such)."""
+def nearest_plans(
+    evaluated: pd.DataFrame, preference: Sequence[float], sparsity: float | None = None, k: int = 5
+) -> pd.DataFrame:
+    """The `k` rows of `evaluated_preferences` nearest `preference` (normalised to the simplex) and, when given,
+    `sparsity`: the Euclidean distance over the weights and the sparsity together, so a plan asked for the same
+    trade-off but pruned to another budget is not shown as the nearest evidence. What the dashboard shows beside an
+    unevaluated blueprint (other plans, marked as such)."""
     if evaluated.empty:
         return evaluated
     w = np.asarray(preference, dtype=float)
     w = w / w.sum()
     columns = [f"w:{name}" for name in objectives.NAMES]
-    distance = np.sqrt(((evaluated[columns].to_numpy(dtype=float) - w) ** 2).sum(axis=1))
+    squared = ((evaluated[columns].to_numpy(dtype=float) - w) ** 2).sum(axis=1)
+    if sparsity is not None:
+        squared = squared + (evaluated["sparsity"].to_numpy(dtype=float) - sparsity) ** 2
+    distance = np.sqrt(squared)
     order = np.argsort(distance, kind="stable")[:k]  # rows are sorted by plan id: ties keep that order
     near = evaluated.iloc[order].drop(columns=columns)
     near.insert(1, "distance", distance[order])
     return near.reset_index(drop=True)
-
-
-# -- the Pareto cloud -------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Objective:
-    label: str
-    column: str  # column of `cloud_frame`
-    sense: str  # "max", "min", or "half" (best at 0.5: a yes-ratio away from it is a bias)
-
-    def score(self, values: pd.Series) -> np.ndarray:
-        """Values turned into higher-is-better numbers for dominance."""
-        x = values.to_numpy(dtype=float)
-        return {"max": x, "min": -x, "half": -np.abs(x - 0.5)}[self.sense]
-
-
-BASE_OBJECTIVES = (
-    Objective("utility (ScienceQA accuracy)", "sqa.accuracy", "max"),
-    Objective("mean POPE balanced accuracy", "pope_balanced_accuracy", "max"),
-    Objective("robustness: POPE random", "pope.random.balanced_accuracy", "max"),
-    Objective("robustness: POPE popular", "pope.popular.balanced_accuracy", "max"),
-    Objective("robustness: POPE adversarial", "pope.adversarial.balanced_accuracy", "max"),
-    Objective("yes-ratio (mean over POPE splits; best at 0.5)", "yes_ratio", "half"),
-    Objective("sparsity", "sparsity", "max"),
-)
-
-
-def measurement(ev: EvaluationRecord) -> str:
-    """A label for what was measured: only points with the same label are comparable."""
-    limit = f"first {ev.key.limit}" if ev.key.limit else "all questions"
-    return f"{ev.key.split} · {limit} · {ev.key.scoring} · {ev.key.bench}"
-
-
-def cloud_frame(pairs: Sequence[tuple[PlanRecord, EvaluationRecord]]) -> pd.DataFrame:
-    """One row per evaluation of a plan: identity, preference, mode, measurement and every objective column."""
-    rows = []
-    for plan, ev in pairs:
-        w = None if plan.preference is None else objectives.in_order(plan.preference)
-        rows.append(
-            {
-                "plan_id": plan.plan_id,
-                "source": plan.source,
-                "mode": ev.key.mode,
-                "measurement": measurement(ev),
-                "bench": ev.key.bench,
-                "split": ev.key.split,
-                "scoring": ev.key.scoring,
-                "limit": ev.key.limit,
-                "robustness weight": np.nan if w is None else plan.preference.get("robustness", 0.0),
-                "preference": "" if w is None else ", ".join(f"{x:.2f}" for x in w),
-                "sparsity": plan.sparsity,
-                "yes_ratio": mean_yes_ratio(ev.metrics),
-                **{k: v for k, v in ev.metrics.items() if isinstance(v, int | float)},
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def objectives_for(frame: pd.DataFrame) -> list[Objective]:
-    """The objectives the cloud has values for; latency metrics (lower is better) when evaluations recorded them."""
-    found = [o for o in BASE_OBJECTIVES if o.column in frame and frame[o.column].notna().any()]
-    latency = sorted(c for c in frame.columns if "latency" in c and frame[c].notna().any())
-    return found + [Objective(f"latency: {c}", c, "min") for c in latency]
-
-
-def front_mask(frame: pd.DataFrame, objectives: Sequence[Objective]) -> np.ndarray:
-    """Which rows no other row dominates under `objectives` (rows lacking a value are never on the front)."""
-    mask = np.zeros(len(frame), dtype=bool)
-    complete = frame[[o.column for o in objectives]].notna().all(axis=1).to_numpy()
-    if complete.any():
-        points = np.column_stack([o.score(frame.loc[complete, o.column]) for o in objectives])
-        mask[complete] = non_dominated(points, [True] * len(objectives))
-    return mask
-
-
-def comparison(store: PlanStore, frame: pd.DataFrame, plan_ids: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """For the selected plans: per-layer sparsity [layer × plan] and headline metrics [metric × plan] (from the rows
-    of `frame`, the measurement being compared)."""
-    allocation, metrics = {}, {}
-    for plan_id in plan_ids:
-        plan = store.get_plan(plan_id)
-        if plan is None:
-            continue
-        allocation[plan_id] = plan.blueprint["sparsities"]
-        row = frame[frame["plan_id"] == plan_id].iloc[0].to_dict() if (frame["plan_id"] == plan_id).any() else {}
-        metrics[plan_id] = {
-            "source": plan.source,
-            "preference (U, R, C)": row.get("preference", ""),
-            "mode": row.get("mode", ""),
-            "sparsity": f"{plan.sparsity:.1%}",
-            **{o.label: _number(row.get(o.column)) for o in BASE_OBJECTIVES if o.column != "sparsity"},
-        }
-    alloc = pd.DataFrame(allocation)
-    alloc.index.name = "layer"
-    return alloc, pd.DataFrame(metrics)  # display text: plans as columns mix words and numbers in each column
-
-
-def _number(value: float | None) -> str:
-    return "–" if value is None or pd.isna(value) else f"{value:.3f}"
-
-
-def plan_label(plan: PlanRecord) -> str:
-    w = "" if plan.preference is None else " · w=" + "/".join(f"{x:.2f}" for x in objectives.in_order(plan.preference))
-    return f"{plan.plan_id} · {plan.source} · {plan.sparsity:.1%}{w}"
-
-
-def dense_point(store: PlanStore, model_id: str, row: dict) -> dict[str, float] | None:
-    """The dense model's metrics under the same measurement as `row` (a `cloud_frame` row), if it was evaluated:
-    the reference every plan is compared with. Sparsity 0 and the mean yes-ratio are added like for plans."""
-    from plan_store import DENSE_PLAN_ID, EvalKey
-
-    limit = None if pd.isna(row["limit"]) else int(row["limit"])
-    key = EvalKey(model_id, DENSE_PLAN_ID, row["bench"], row["split"], "dense", row["scoring"], limit)
-    record = store.get_evaluation(key)
-    if record is None:
-        return None
-    return {**record.metrics, "sparsity": 0.0, "yes_ratio": mean_yes_ratio(record.metrics)}
