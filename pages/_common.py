@@ -3,6 +3,9 @@ and how a started job is announced. Not a page itself: app.py registers only the
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import streamlit as st
 
 from hipp_core import api
@@ -13,14 +16,20 @@ def hand_over_to_app() -> None:
 
     A server whose first request is a deep link (`/explore`) has not run app.py's `st.navigation` yet, so Streamlit
     serves the page in its legacy multipage mode (raw file names in the sidebar, narrow layout, app.py skipped). The
-    mode is one process-wide flag that `st.navigation` clears; clearing it here and rerunning makes the rerun start
-    at app.py, whose navigation then opens the page the URL names (a page is known by its URL path in both modes)
-    with the query string intact. Every page calls this first; it costs one attribute read otherwise."""
+    mode is one process-wide flag that `st.navigation` clears. Here the page clears it and runs app.py in its place,
+    in the same script run: app.py's navigation replaces the legacy one and opens the page the URL names (a page is
+    known by its URL path in both modes) with the query string intact, and this outer run then stops. A rerun would
+    do the same but lose the widget event that started this run (AppTest starts every run in the legacy mode).
+    Every page calls this first; otherwise it costs one attribute read."""
     from streamlit.runtime.pages_manager import PagesManager
 
     if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        exec(compile(APP.read_text(), str(APP), "exec"), {"__name__": "__main__", "__file__": str(APP)})  # noqa: S102
+        st.stop()
+
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
 
 
 MODEL_KEY = "model_spec"  # a plain session key, not a widget key: it survives pages that do not draw the picker
@@ -42,7 +51,51 @@ def _checked(spec: str) -> api.ModelChoice:
 
 
 def chosen_spec() -> str:
+    """The model of this session; a new session (a reload, a shared link) starts from the URL's `model`."""
+    if MODEL_KEY not in st.session_state and url_value("model"):
+        return url_value("model")
     return st.session_state.get(MODEL_KEY, api.DEFAULT_SPEC)
+
+
+# -- URL state ------------------------------------------------------------------------------------------------------
+# A reload or a shared link is a new session: what a page shows lives in its query parameters as well. Streamlit
+# clears them when the sidebar switches pages, so every page writes its own back on each run.
+def url_value(name: str) -> str | None:
+    return st.query_params.get(name)
+
+
+def keep_in_url(**values: str | None) -> None:
+    """Set (or, for None, remove) query parameters; unchanged ones are not sent again."""
+    for name, value in values.items():
+        if value is None:
+            if name in st.query_params:
+                del st.query_params[name]
+        elif st.query_params.get(name) != value:
+            st.query_params[name] = value
+
+
+def restore(key: str, url_name: str, parse, fallback) -> None:
+    """Give widget `key` its starting value before it is drawn: what this session last had (kept across pages,
+    whose widgets Streamlit forgets), else the URL's `url_name` parsed by `parse` (None: malformed), else `fallback`."""
+    if key in st.session_state:
+        return
+    kept = st.session_state.get(KEPT_KEY, {})
+    if key in kept:
+        st.session_state[key] = kept[key]
+        return
+    parsed = parse(url_value(url_name))
+    st.session_state[key] = fallback if parsed is None else parsed
+
+
+def remember(*keys: str) -> None:
+    """Keep widget values for `restore` when the user comes back to the page in this session."""
+    kept = st.session_state.setdefault(KEPT_KEY, {})
+    for key in keys:
+        if key in st.session_state:
+            kept[key] = st.session_state[key]
+
+
+KEPT_KEY = "_kept_widgets"
 
 
 def pin_threads() -> None:
@@ -63,6 +116,7 @@ def current_model() -> api.ModelChoice | None:
     except api.USER_ERRORS as exc:
         st.error(f"{exc} — choose another model on Home.")
         return None
+    keep_in_url(model=choice.spec)
     st.caption(f"Model **{choice.spec}** ({choice.family}, id `{choice.model_id}`) · change it on Home")
     return choice
 
@@ -70,20 +124,66 @@ def current_model() -> api.ModelChoice | None:
 FLASH_KEY = "_flash"
 
 
-def submit_job(kind: str, params: dict, what: str, rerun: bool = True) -> str | None:
+def submit_job(kind: str, params: dict, what: str, rerun: bool = True, flash: bool = True) -> str | None:
     """Start a background job; a parameter error is shown in the page, not raised. On success the page reruns (so
-    the button that started the job becomes its progress bar) and says so at the top (`show_flash`)."""
+    the button that started the job becomes its progress bar) and says so at the top (`show_flash`); a page that
+    draws the job's bar where its button was passes `rerun=False, flash=False`."""
     try:
         job_id = api.submit_job(kind, params, store())
     except api.USER_ERRORS as exc:
         st.error(str(exc))
         return None
-    st.session_state.setdefault(FLASH_KEY, []).append(
-        f"Started {what} (job `{job_id[:8]}`); follow it on the Jobs page."
-    )
+    if flash:
+        st.session_state.setdefault(FLASH_KEY, []).append(
+            f"Started {what} (job `{job_id[:8]}`); follow it on the Jobs page."
+        )
     if rerun:
         st.rerun()
     return job_id
+
+
+# -- live job progress ----------------------------------------------------------------------------------------------
+REFRESH_S = 2.0  # how often a running job's bar is redrawn from the store
+
+
+def follow_job(kind: str, what: str, **params) -> api.JobRecord | None:
+    """The newest job of `kind` whose parameters include `params`. While it runs, its live bar is drawn here (overall
+    percentage, phase and category, time left; redrawn every `REFRESH_S`) and the page reruns once it ends; after
+    it failed, its error. Returns it while it runs, so the page shows no second start button."""
+    job = _newest_job(kind, tuple(sorted(params.items())), str(store().path), store().version())
+    if job is None:
+        return None
+    if job.status in ("queued", "running"):
+        _live_bar(job.job_id, what)
+        return job
+    if job.status == "failed" and job.finished_at and (datetime.now(UTC) - job.finished_at).total_seconds() < 900:
+        st.error(f"The last {what} failed: {job.error}. The Jobs page has its log.")
+    return None
+
+
+# Per store version: a slider move that redraws a page with job buttons reads nothing unless a job has written.
+@st.cache_data(show_spinner=False, max_entries=64)
+def _newest_job(kind: str, params: tuple, store_path: str, version: tuple[int, ...]) -> api.JobRecord | None:
+    found = api.find_jobs(store(), kind, active_only=False, **dict(params))
+    return found[0] if found else None
+
+
+@st.fragment(run_every=REFRESH_S)
+def _live_bar(job_id: str, what: str) -> None:
+    job = store().get_job(job_id)
+    if job is None or job.status not in ("queued", "running"):
+        st.rerun(scope="app")  # finished: the page shows its result (and its button again)
+    progress = api.job_progress(job)
+    st.progress(progress.fraction, text=f"{what} (job `{job_id[:8]}`): {progress.text}")
+
+
+def rerun_fragment() -> None:
+    """Rerun only the fragment this is called from (the rest of the page stays, scroll position included); a run of
+    the whole script (AppTest, a page's first run) reruns it all."""
+    try:
+        st.rerun(scope="fragment")
+    except st.errors.StreamlitAPIException:
+        st.rerun()
 
 
 def show_flash() -> None:

@@ -9,7 +9,20 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from hipp_core import api
-from pages._common import current_model, hand_over_to_app, pin_threads, show_flash, store, submit_job
+from pages._common import (
+    current_model,
+    follow_job,
+    hand_over_to_app,
+    keep_in_url,
+    pin_threads,
+    remember,
+    rerun_fragment,
+    restore,
+    show_flash,
+    store,
+    submit_job,
+    url_value,
+)
 
 hand_over_to_app()
 
@@ -57,11 +70,25 @@ except api.USER_ERRORS as exc:
     st.stop()
 
 # -- preference and budget ------------------------------------------------------------------------------------------
+# Kept in the URL (`w`, `sparsity` when locked, `equal`, `baseline`), so a reload or a shared link shows this plan.
 KEYS = tuple(f"w_{name}" for name in api.PREFERENCE_NAMES)
 if "preference" not in st.session_state:
-    st.session_state["preference"] = (0.34, 0.33, 0.33)
+    st.session_state["preference"] = api.ui_links.parse_preference(url_value("w")) or (0.34, 0.33, 0.33)
 for key, value in zip(KEYS, st.session_state["preference"]):
     st.session_state.setdefault(key, round(value, 2))
+LOW, HIGH = 0.05, 0.85  # the sparsity lock's range
+
+
+def _locked_at(text: str | None) -> float | None:
+    value = api.ui_links.parse_fraction(text, LOW, HIGH)
+    return None if value is None else round(value, 2)
+
+
+restore("lock_sparsity", "sparsity", lambda t: True if _locked_at(t) is not None else None, False)
+restore("locked_sparsity", "sparsity", _locked_at, 0.3)
+restore("equal_counts", "equal", lambda t: True if t == "1" else None, False)
+if "baseline" not in st.session_state and url_value("baseline") in api.method_names("heuristic"):
+    st.session_state["baseline_method"] = url_value("baseline")  # recomputed below for the plan on show
 
 
 def _moved(index: int) -> None:
@@ -84,9 +111,8 @@ def _blueprint_view(planner: api.Planner, choice: api.ModelChoice) -> None:
     locked = budget.checkbox("Match a sparsity", key="lock_sparsity", help="Override the policy's budget.")
     sparsity = budget.slider(
         "Sparsity",
-        0.05,
-        0.85,
-        value=0.3,
+        LOW,
+        HIGH,
         step=0.01,
         key="locked_sparsity",
         disabled=not locked,
@@ -103,6 +129,12 @@ def _blueprint_view(planner: api.Planner, choice: api.ModelChoice) -> None:
         st.error("All three weights are 0; give at least one a positive weight.")
         return
     preference = tuple(w / sum(weights) for w in weights)
+    remember("lock_sparsity", "locked_sparsity", "equal_counts")
+    keep_in_url(
+        w=api.ui_links.format_preference(weights),
+        sparsity=api.ui_links.format_fraction(sparsity) if locked else None,
+        equal="1" if equal else None,
+    )
     try:
         blueprint = planner.blueprint(preference, sparsity if locked else None, equal_counts=equal)
     except api.USER_ERRORS as exc:
@@ -135,8 +167,7 @@ def _blueprint_view(planner: api.Planner, choice: api.ModelChoice) -> None:
 
     # -- allocation over visual sensitivity ----------------------------------------------------------------------------
     table = api.layer_table(blueprint, planner.shapes)
-    baseline = st.session_state.get("baseline")
-    baseline = baseline if baseline and baseline[0] == blueprint.plan_id else None
+    baseline = _baseline(choice, blueprint, equal)
     layers = list(table.index)
     v_attn = np.asarray(planner.features.v_attn, dtype=float)
     bars = [
@@ -196,37 +227,42 @@ def _blueprint_view(planner: api.Planner, choice: api.ModelChoice) -> None:
     # Static tables: a handful of rows, drawn with the rest of the run (the interactive grid kept repainting after
     # the run had finished); numbers formatted as text, which is cheaper than a pandas Styler.
     with st.expander("Per-layer numbers"):
-        st.table(table.assign(**{c: table[c].map("{:.1%}".format) for c in ("attention", "mlp", "sparsity")}))
+        shown = table.assign(**{c: table[c].map("{:.1%}".format) for c in ("attention", "mlp", "sparsity")})
+        st.table(shown.reset_index().assign(layer=lambda t: t["layer"].map("layer {}".format)), hide_index=True)
 
     # -- nearest evaluated plans ---------------------------------------------------------------------------------------
     st.subheader("Nearest evaluated plans")
     st.caption(
-        "Other plans, evaluated earlier, whose preference is closest to yours: evidence, not this blueprint's score."
+        "Other plans, evaluated earlier, closest to yours in preference and sparsity together: evidence, not this "
+        "blueprint's score."
     )
-    near = api.nearest_plans(_evaluated(planner.model_id, str(store().path), store().version()), preference)
+    evaluated = _evaluated(planner.model_id, str(store().path), store().version())
+    near = api.nearest_plans(evaluated, preference, blueprint.achieved)
     if near.empty:
         st.info("No evaluated policy plans yet; evaluate this one to start the map.")
     else:
         st.table(near.set_index("plan").map(lambda x: f"{x:.3f}" if isinstance(x, float) else x))
 
     # -- actions -------------------------------------------------------------------------------------------------------
+    # Buttons start jobs without rerunning the page (a full rerun lost the scroll position); the job's live bar is
+    # drawn under them until it ends.
     a, b, c, d = st.columns([1, 1, 1, 1])
     if a.button("Save plan", key="save"):
         record = api.save_plan(blueprint, store())
         st.success(f"Saved plan {record.plan_id}; it is listed on Export.")
-    if b.button("Evaluate this plan", key="evaluate", type="primary"):
+    evaluating = follow_job("evaluate", "evaluating this plan on dev", plan_id=blueprint.plan_id, split="dev")
+    if evaluating is None and b.button("Evaluate this plan", key="evaluate", type="primary"):
         api.save_plan(blueprint, store())
-        submit_job("evaluate", {"spec": choice.spec, "plan_id": blueprint.plan_id, "split": "dev"}, "the evaluation")
+        params = {"spec": choice.spec, "plan_id": blueprint.plan_id, "split": "dev"}
+        if submit_job("evaluate", params, "the evaluation", rerun=False, flash=False):
+            rerun_fragment()  # this part only: the button becomes the job's bar, the page stays put
     # Heuristics only: they plan in a blink, while search (random) and the peer would hold the page for their runs.
-    method = c.selectbox("Baseline", api.method_names("heuristic"), label_visibility="collapsed")
+    methods = api.method_names("heuristic")
+    method = c.selectbox("Baseline", methods, key="baseline_choice", label_visibility="collapsed")
     if d.button(f"Compare with {method}", key="compare"):
-        try:
-            other = api.plan_baseline(choice.spec, method, blueprint.achieved, store=store(), equal_counts=equal)
-        except api.USER_ERRORS as exc:
-            st.error(str(exc))
-        else:
-            st.session_state["baseline"] = (blueprint.plan_id, method, other)
-            st.rerun()
+        st.session_state["baseline_method"] = method
+        rerun_fragment()
+    keep_in_url(baseline=baseline[1] if baseline else None)
     if baseline:
         other = baseline[2]
         st.caption(
@@ -237,8 +273,24 @@ def _blueprint_view(planner: api.Planner, choice: api.ModelChoice) -> None:
             for bp in (blueprint, other):
                 api.save_plan(bp, store())
                 params = {"spec": choice.spec, "plan_id": bp.plan_id, "split": "dev"}
-                submit_job("evaluate", params, f"evaluating plan {bp.plan_id}", rerun=False)
-            st.rerun()
+                submit_job("evaluate", params, f"evaluating plan {bp.plan_id}", rerun=False, flash=False)
+            rerun_fragment()
+        follow_job("evaluate", f"evaluating the {baseline[1]} baseline on dev", plan_id=other.plan_id, split="dev")
+
+
+def _baseline(choice: api.ModelChoice, blueprint: api.Blueprint, equal: bool) -> tuple | None:
+    """The baseline compared with the plan on show: (plan id, method, blueprint at its sparsity). Made once, when the
+    Compare button or a link (`baseline=`) asks for it, and shown while that plan is; a slider move makes none."""
+    kept = st.session_state.get("baseline")
+    wanted = st.session_state.pop("baseline_method", None)
+    if wanted is not None and not (kept and kept[0] == blueprint.plan_id and kept[1] == wanted):
+        try:
+            other = api.plan_baseline(choice.spec, wanted, blueprint.achieved, store=store(), equal_counts=equal)
+        except api.USER_ERRORS as exc:
+            st.error(str(exc))
+            return None
+        kept = st.session_state["baseline"] = (blueprint.plan_id, wanted, other)
+    return kept if kept and kept[0] == blueprint.plan_id else None
 
 
 _blueprint_view(planner, choice)

@@ -8,7 +8,17 @@ import pandas as pd
 import streamlit as st
 
 from hipp_core import api
-from pages._common import current_model, hand_over_to_app, show_flash, store, submit_job
+from pages._common import (
+    current_model,
+    follow_job,
+    hand_over_to_app,
+    keep_in_url,
+    remember,
+    restore,
+    show_flash,
+    store,
+    submit_job,
+)
 
 hand_over_to_app()
 
@@ -28,7 +38,13 @@ if not plans:
     st.stop()
 
 by_id = {p.plan_id: p for p in plans}
-plan_id = st.selectbox("Plan", list(by_id), format_func=lambda i: api.plan_label(by_id[i]))
+# The plan is kept in the URL (`plan=`): a reload must not fall back to the newest plan and export another one.
+restore("export_plan", "plan", lambda t: t if t in by_id else None, plans[0].plan_id)
+if st.session_state["export_plan"] not in by_id:  # kept from another model's list
+    st.session_state["export_plan"] = plans[0].plan_id
+plan_id = st.selectbox("Plan", list(by_id), key="export_plan", format_func=lambda i: api.plan_label(by_id[i]))
+remember("export_plan")
+keep_in_url(plan=plan_id)
 plan = by_id[plan_id]
 artifacts = store().list_artifacts(plan_id)
 recovered = [a.path for a in artifacts if a.kind == "recovered" and Path(a.path).is_dir()]
@@ -60,10 +76,9 @@ with st.expander("LoRA recovery" + (f" ({len(recovered)} recovered)" if recovere
     a, b, c = st.columns(3)
     steps = a.number_input("Steps", min_value=1, max_value=100_000, value=300, step=50)
     rank = b.number_input("LoRA rank", min_value=1, max_value=1024, value=8)
-    running = api.find_jobs(store(), "recover", plan_id=plan_id)
-    if running:
-        c.progress(running[0].progress, text=running[0].message or running[0].status)
-    elif c.button("Recover this plan"):
+    with c:
+        running = follow_job("recover", "LoRA recovery", plan_id=plan_id)
+    if running is None and c.button("Recover this plan"):
         params = {"spec": choice.spec, "plan_id": plan_id, "steps": int(steps), "rank": int(rank)}
         submit_job("recover", params, "LoRA recovery")
 
@@ -73,10 +88,8 @@ variants = {"pruned weights (from the base model)": None} | {f"recovered: {p}": 
 variant = st.radio("Weights", list(variants), horizontal=True)
 out_dir = st.text_input("Directory to create", value=str(Path.home() / f"hipp-{choice.family}-{plan_id}"))
 overwrite = st.checkbox("Replace it if it already holds an export", value=False)
-active = api.find_jobs(store(), "export", plan_id=plan_id)
-if active:
-    st.progress(active[0].progress, text=f"exporting to {active[0].params['out_dir']}: {active[0].message}")
-elif st.button("Export", type="primary"):
+active = follow_job("export", "export", plan_id=plan_id)
+if active is None and st.button("Export", type="primary"):
     params = {"spec": choice.spec, "plan_id": plan_id, "out_dir": out_dir, "overwrite": overwrite}
     submit_job("export", params | {"artifact": variants[variant]}, "the export")
 

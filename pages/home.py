@@ -4,7 +4,16 @@ import pandas as pd
 import streamlit as st
 
 from hipp_core import api
-from pages._common import MODEL_KEY, chosen_spec, hand_over_to_app, show_flash, store, submit_job
+from pages._common import (
+    MODEL_KEY,
+    chosen_spec,
+    follow_job,
+    hand_over_to_app,
+    keep_in_url,
+    show_flash,
+    store,
+    submit_job,
+)
 
 hand_over_to_app()
 
@@ -24,9 +33,12 @@ choice_label = st.radio(
     "Model to prune", labels, index=labels.index(by_spec.get(spec_now, api.LOCAL_CHOICE)), horizontal=True
 )
 if choice_label == api.LOCAL_CHOICE:
+    # A stable key: with only `value=` the field was a new widget whenever the accepted path changed, and the
+    # next path typed was dropped.
+    st.session_state.setdefault("checkpoint_path", "" if spec_now in by_spec else spec_now)
     typed = st.text_input(
         "Checkpoint directory",
-        value="" if spec_now in by_spec else spec_now,
+        key="checkpoint_path",
         placeholder="/models/llava-1.5-7b-hf",
         help="A Hugging Face LLaVA or Qwen2.5-VL checkpoint (config.json + *.safetensors); no code in it is run.",
     )
@@ -42,12 +54,12 @@ if candidate:
         st.error(str(exc))
     else:
         st.session_state[MODEL_KEY] = choice.spec
+        keep_in_url(model=choice.spec)
         st.success(f"Using **{choice.spec}**: {choice.family}, model id `{choice.model_id}`, from {choice.path}")
 
 # -- api.readiness of the chosen model -----------------------------------------------------------------------------------
 if choice is not None:
     ready = api.readiness(store(), choice)
-    running = {j.kind: j for j in ready.active_jobs}
     cal, pol, sto = st.columns(3)
     cal.metric("Calibration", "done" if ready.calibrated else "missing")
     if ready.policy is not None:
@@ -63,10 +75,9 @@ if choice is not None:
         ("train-policy", "Train policy", ready.policy is None, "policy training"),
     ]
     for col, (kind, label, missing, what) in zip(st.columns(len(steps)), steps):
-        if kind in running:
-            job = running[kind]
-            col.progress(job.progress, text=f"{what}: {job.message or job.status}")
-        elif missing and col.button(label, key=f"start-{kind}", type="primary"):
+        with col:
+            started = follow_job(kind, what, spec=choice.spec)
+        if started is None and missing and col.button(label, key=f"start-{kind}", type="primary"):
             submit_job(kind, {"spec": choice.spec}, what)
     if ready.policy is not None and ready.policy.curve:
         with st.expander("Policy training curve"):

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from hipp_core import api
-from pages._common import hand_over_to_app, store
+from pages._common import hand_over_to_app, keep_in_url, remember, restore, store
 
 hand_over_to_app()
 
@@ -18,6 +18,7 @@ st.caption(
 )
 
 REFRESH_S = 2.0
+LOG_LINES = 30
 
 
 def _params(job: api.JobRecord) -> str:
@@ -45,7 +46,8 @@ def _active(job: api.JobRecord) -> None:
                 st.error(str(exc))
             else:
                 st.rerun(scope="app")
-        st.progress(job.progress, text=job.message or job.status)
+        progress = api.job_progress(job)
+        st.progress(progress.fraction, text=progress.text)
         if job.log_tail:
             with st.expander("Log tail"):
                 st.code(job.log_tail, language=None)
@@ -67,11 +69,18 @@ def _recent(jobs: list[api.JobRecord]) -> None:
         ]
     )
     st.dataframe(table, width="stretch", hide_index=True)
-    pick = st.selectbox("Log of job", [j.job_id for j in jobs], format_func=lambda i: f"{i[:8]} ({_kind(jobs, i)})")
+    ids = [j.job_id for j in jobs]
+    restore("job_log", "job", lambda t: t if t in ids else None, ids[0])
+    if st.session_state["job_log"] not in ids:
+        st.session_state["job_log"] = ids[0]
+    pick = st.selectbox("Log of job", ids, key="job_log", format_func=lambda i: f"{i[:8]} ({_kind(jobs, i)})")
+    remember("job_log")
+    keep_in_url(job=pick)
     job = next(j for j in jobs if j.job_id == pick)
     if job.status == "failed":
         st.error(job.error or "failed")
-    st.code(job.log_tail or "(no log lines)", language=None)
+    # The worker's log file: progress lines and, for a job that failed on a bug, the end of its traceback.
+    st.code(api.job_log(job.job_id, store(), LOG_LINES) or job.log_tail or "(no log lines)", language=None)
 
 
 def _kind(jobs: list[api.JobRecord], job_id: str) -> str:

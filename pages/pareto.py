@@ -1,18 +1,31 @@
-"""Pareto: every evaluated plan as a point on two chosen objectives, the non-dominated ones highlighted; select
-points (click, box or lasso) or pick plans to compare their allocations and metrics side by side."""
+"""Pareto: every evaluated plan on two chosen objectives with the matched-sparsity front and the dense model as
+reference, the same plans as parallel coordinates and as a table; select plans on any of them (click, box, lasso,
+brush, rows) to compare their allocations and metrics side by side. The view lives in the URL."""
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from hipp_core import api
-from pages._common import current_model, hand_over_to_app, show_flash, store, submit_job
+from pages._common import (
+    current_model,
+    follow_job,
+    hand_over_to_app,
+    keep_in_url,
+    remember,
+    restore,
+    show_flash,
+    store,
+    submit_job,
+    url_value,
+)
+from pages._pareto_charts import cloud_figure, compare_figure, parallel_figure
 
 hand_over_to_app()
 
 st.title("Pareto")
 st.caption(
-    "Each point is one evaluation of a plan. Points no other plan beats on both axes (the non-dominated front) are "
-    "drawn large and joined; dominated ones are faded. Compare plans only within one measurement and sparsity band."
+    "Each point is one evaluation of a plan. A plan is beaten only by one at a matched sparsity (within the "
+    "tolerance) that is no worse on both axes: the non-dominated ones are drawn large and joined, the rest faded. "
+    "Compare plans within one measurement."
 )
 show_flash()
 
@@ -23,159 +36,233 @@ cloud = api.cloud_frame(store().list_evaluations(choice.model_id))
 if cloud.empty:
     st.info("No evaluated plans for this model yet. Evaluate one from Explore, or train the policy on Home.")
     st.stop()
+links = api.ui_links
 
-# -- what to plot ---------------------------------------------------------------------------------------------------
+# -- what to plot (each control restored from the session, else the URL) ---------------------------------------------
 counts = cloud["measurement"].value_counts()
 options = list(counts.index)
+# The newest evaluation's measurement by default: a finished job shows up at once.
+restore("pareto_measure", "m", lambda t: links.parse_choice(t, options), cloud["measurement"].iloc[-1])
+if st.session_state["pareto_measure"] not in options:
+    st.session_state["pareto_measure"] = cloud["measurement"].iloc[-1]
 left, mid, right = st.columns(3)
 measure = left.selectbox(
     "Measurement",
     options,
-    index=options.index(cloud["measurement"].iloc[-1]),  # the newest evaluation's: a finished job shows up at once
+    key="pareto_measure",
     format_func=lambda m: f"{m} ({counts[m]} points)",
     help="Points are comparable only when measured on the same questions.",
 )
-frame = cloud[cloud["measurement"] == measure].reset_index(drop=True)
-objectives = api.objectives_for(frame)
-labels = [o.label for o in objectives]
-by_label = {o.label: o for o in objectives}
-x_label = mid.selectbox("X axis", labels, index=labels.index("sparsity") if "sparsity" in labels else 0)
-y_default = "mean POPE balanced accuracy"
-y_label = right.selectbox("Y axis", labels, index=labels.index(y_default) if y_default in labels else 0)
-left, right = st.columns([1, 2])
-colour_by = left.radio("Colour by", ["source", "robustness weight", "mode"], horizontal=True)
-low, high = right.slider(
-    "Sparsity band", 0.0, 1.0, (0.0, 1.0), step=0.01, help="Keep plans in this band: matched-sparsity comparisons."
+measured = cloud[cloud["measurement"] == measure].reset_index(drop=True)
+objectives = api.objectives_for(measured)
+by_column = {o.column: o for o in objectives}
+columns = list(by_column)
+restore("pareto_x", "x", lambda t: links.parse_choice(t, columns), "sparsity" if "sparsity" in columns else columns[0])
+y_default = "pope_balanced_accuracy" if "pope_balanced_accuracy" in columns else columns[0]
+restore("pareto_y", "y", lambda t: links.parse_choice(t, columns), y_default)
+for key, fallback in (("pareto_x", columns[0]), ("pareto_y", y_default)):
+    if st.session_state[key] not in columns:
+        st.session_state[key] = fallback
+x_col = mid.selectbox("X axis", columns, key="pareto_x", format_func=lambda c: by_column[c].label)
+y_col = right.selectbox("Y axis", columns, key="pareto_y", format_func=lambda c: by_column[c].label)
+left, mid, right = st.columns([2, 2, 1])
+COLOURS = ["source", "robustness weight", "mode"]
+restore("pareto_colour", "colour", lambda t: links.parse_choice(t, COLOURS), "source")
+colour_by = left.radio("Colour by", COLOURS, horizontal=True, key="pareto_colour")
+
+
+def _band(text: str | None) -> tuple[float, float] | None:
+    low, _, high = (text or "").partition("-")
+    a, b = links.parse_fraction(low), links.parse_fraction(high)
+    return None if a is None or b is None or a > b else (a, b)
+
+
+restore("pareto_band", "band", _band, (0.0, 1.0))
+low, high = mid.slider("Sparsity band", 0.0, 1.0, step=0.01, key="pareto_band", help="Keep plans in this band.")
+restore("pareto_tol", "tol", lambda t: links.parse_fraction(t, 0.0, 0.1), api.SPARSITY_TOLERANCE)
+tolerance = right.number_input(
+    "Matched within ±",
+    0.0,
+    0.1,
+    step=0.005,
+    format="%.3f",
+    key="pareto_tol",
+    help="Two plans compete only when their sparsities differ by at most this much (0.01 = one point).",
 )
-frame = frame[(frame["sparsity"] >= low - 1e-9) & (frame["sparsity"] <= high + 1e-9)].reset_index(drop=True)
-x_obj, y_obj = by_label[x_label], by_label[y_label]
+remember("pareto_measure", "pareto_x", "pareto_y", "pareto_colour", "pareto_band", "pareto_tol")
+x_obj, y_obj = by_column[x_col], by_column[y_col]
 axes = [x_obj] if x_obj == y_obj else [x_obj, y_obj]
+frame = measured[measured["sparsity"].between(low - 1e-9, high + 1e-9)]
 frame = frame[frame[[o.column for o in axes]].notna().all(axis=1)].reset_index(drop=True)
 if frame.empty:
     st.info("No plan in this measurement and sparsity band has both values; widen the band or change the axes.")
     st.stop()
-frame["front"] = api.front_mask(frame, axes)
+frame["front"] = api.front_mask(frame, axes, tolerance)
+measured = measured.merge(frame[["plan_id", "mode", "front"]], on=["plan_id", "mode"], how="left")
+measured["front"] = measured["front"].fillna(False).astype(bool)
 
-# -- the cloud ------------------------------------------------------------------------------------------------------
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
+# -- the selection: one list, fed by the cloud, the parallel coordinates, the table and the picker -------------------
+SELECTED = "pareto_selected"
+known = set(measured["plan_id"])
+if SELECTED not in st.session_state:
+    st.session_state[SELECTED] = [p for p in links.parse_plan_ids(url_value("plans")) if p in known]
+table = api.plans_table(measured)
+sources = sorted(table["source"].unique())
+st.session_state.setdefault("plans_sources", sources)
+st.session_state["plans_sources"] = [s for s in st.session_state["plans_sources"] if s in sources] or sources
+shown = api.filter_plans(table, st.session_state["plans_sources"], (low, high), st.session_state.get("plans_text", ""))
 
 
-def _hover(rows) -> list[str]:
-    return [
-        f"plan {r.plan_id}<br>{r.source} · {r.mode}<br>sparsity {r.sparsity:.1%}"
-        + (f"<br>w = {r.preference}" if r.preference else "")
-        for r in rows.itertuples()
-    ]
+def _chart_points(key: str) -> list[tuple[int, str]]:
+    """The (x, plan id) of the points selected on chart `key` in the browser (its state as of this run)."""
+    event = st.session_state.get(key) or {}
+    picked = []
+    for point in (event.get("selection") or {}).get("points") or []:
+        plan_id = point.get("customdata")
+        plan_id = plan_id[0] if isinstance(plan_id, list) else plan_id
+        if isinstance(plan_id, str):
+            picked.append((point.get("x"), plan_id))
+    return picked
 
 
-def _trace(rows, name: str, on_front: bool, colour, group: str, legend: bool, colour_axis: bool = False) -> go.Scatter:
-    marker = {"size": 13 if on_front else 8, "opacity": 1.0 if on_front else 0.35, "color": colour}
-    if on_front:
-        marker["line"] = {"width": 1.5, "color": "black"}
-    if colour_axis:
-        marker["coloraxis"] = "coloraxis"
-    return go.Scatter(
-        x=rows[x_obj.column],
-        y=rows[y_obj.column],
-        mode="markers",
-        name=name,
-        legendgroup=group,
-        showlegend=legend,
-        marker=marker,
-        customdata=rows["plan_id"],
-        hovertext=_hover(rows),
-        hoverinfo="text",
+def _table_rows() -> list[str]:
+    event = st.session_state.get("plans_table") or {}
+    rows = (event.get("selection") or {}).get("rows") or []
+    return [shown["id"].iloc[i] for i in rows if i < len(shown)]
+
+
+incoming = {
+    "cloud": list(dict.fromkeys(p for _, p in _chart_points("pareto_chart"))),
+    "parallel": api.brushed_plans(_chart_points("parallel_chart")),
+    "table": _table_rows(),
+}
+seen = st.session_state.setdefault("_selection_seen", {})
+for source, ids in incoming.items():
+    if ids and ids != seen.get(source):  # a new selection on that view replaces the current one
+        st.session_state[SELECTED] = ids
+    seen[source] = ids
+selected = st.session_state[SELECTED]
+
+# -- the dense reference ----------------------------------------------------------------------------------------------
+reference = frame.iloc[0].to_dict()
+dense = api.dense_point(store(), choice.model_id, reference)
+if dense is None:
+    params = api.dense_job_params(choice.spec, reference)
+    if params is None:
+        st.caption("No dense-model evaluation on these questions, and a job cannot repeat this measurement.")
+    elif follow_job("evaluate", "evaluating the dense model as reference", **params) is None:
+        done = api.find_jobs(store(), "evaluate", active_only=False, **params)
+        if not done and submit_job("evaluate", params, "the dense reference", rerun=False, flash=False):
+            st.rerun()  # its bar replaces this line; the star appears when it is done
+        elif done:
+            st.caption("The dense model's evaluation did not land on these questions; see the Jobs page.")
+
+# -- the three views ------------------------------------------------------------------------------------------------
+cloud_tab, parallel_tab, table_tab = st.tabs(["Cloud", "Parallel coordinates", f"All plans ({len(measured)})"])
+with cloud_tab:
+    st.plotly_chart(
+        cloud_figure(frame, x_obj, y_obj, colour_by, selected, dense),
+        key="pareto_chart",
+        on_select="rerun",
+        selection_mode=("points", "box", "lasso"),
+        width="stretch",
     )
-
-
-fig = go.Figure()
-front_rows = frame[frame["front"]].sort_values(x_obj.column)
-fig.add_trace(
-    go.Scatter(
-        x=front_rows[x_obj.column],
-        y=front_rows[y_obj.column],
-        mode="lines",
-        line={"color": "rgba(0,0,0,0.35)", "dash": "dot"},
-        name="non-dominated front",
-        hoverinfo="skip",
+    st.caption(
+        f"{len(frame)} points, {int(frame['front'].sum())} non-dominated at ±{tolerance:.1%} sparsity. "
+        "Click a point (Shift for more), or draw a box or lasso, to select plans."
     )
-)
-if colour_by == "robustness weight":
-    for on_front in (False, True):
-        rows = frame[frame["front"] == on_front]
-        name = "non-dominated" if on_front else "dominated"
-        fig.add_trace(_trace(rows, name, on_front, rows["robustness weight"], name, True, colour_axis=True))
-    fig.update_layout(coloraxis={"colorscale": "Viridis", "colorbar": {"title": "robustness w"}, "cmin": 0, "cmax": 1})
-else:
-    column = "source" if colour_by == "source" else "mode"
-    for i, value in enumerate(sorted(frame[column].unique())):
-        colour = PALETTE[i % len(PALETTE)]
-        for on_front in (False, True):
-            rows = frame[(frame[column] == value) & (frame["front"] == on_front)]
-            if len(rows):
-                name = f"{value} ({'non-dominated' if on_front else 'dominated'})"
-                fig.add_trace(_trace(rows, name, on_front, colour, f"{value}-{on_front}", True))
-dense = api.dense_point(store(), choice.model_id, frame.iloc[0].to_dict())
-if dense and dense.get(x_obj.column) is not None and dense.get(y_obj.column) is not None:
-    fig.add_trace(
-        go.Scatter(
-            x=[dense[x_obj.column]],
-            y=[dense[y_obj.column]],
-            mode="markers",
-            name="dense model",
-            marker={"symbol": "star", "size": 16, "color": "gold", "line": {"width": 1, "color": "black"}},
-            hoverinfo="name",
-        )
+with parallel_tab:
+    st.plotly_chart(
+        parallel_figure(measured, selected),
+        key="parallel_chart",
+        on_select="rerun",
+        selection_mode=("box", "lasso"),
+        width="stretch",
     )
-fig.update_layout(
-    xaxis_title=x_label,
-    yaxis_title=y_label,
-    height=520,
-    legend={"orientation": "h", "y": -0.18},
-    margin={"t": 30},
-    dragmode="lasso",
-)
-event = st.plotly_chart(
-    fig, key="pareto_chart", on_select="rerun", selection_mode=("points", "box", "lasso"), width="stretch"
-)
-st.caption(f"{len(frame)} points, {int(frame['front'].sum())} non-dominated.")
+    st.caption(
+        "Brush: draw a box over an axis to select the plans whose line crosses it there; a box spanning several axes "
+        "(or Shift + more boxes) keeps the plans inside on each of them. Baselines have no preference weights."
+    )
+with table_tab:
+    f1, f2 = st.columns([2, 3])
+    f1.multiselect("Sources", sources, key="plans_sources")
+    f2.text_input("Filter", key="plans_text", placeholder="part of a label or id, e.g. policy or w 0.80")
+    st.dataframe(
+        shown,
+        key="plans_table",
+        on_select="rerun",
+        selection_mode="multi-row",
+        hide_index=True,
+        width="stretch",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.3f") for c in shown.columns if shown[c].dtype == float
+        }
+        | {"sparsity": st.column_config.NumberColumn(format="percent")},
+    )
+    st.download_button(
+        f"Download these {len(shown)} rows as CSV",
+        shown.to_csv(index=False),
+        file_name="hipp-plans.csv",
+        mime="text/csv",
+        key="plans_csv",
+    )
+    st.caption("Sort by clicking a column; select rows to compare them below.")
 
 # -- selection → side-by-side ---------------------------------------------------------------------------------------
-picked_on_chart = []
-for point in (event.selection.points if event else []) or []:
-    plan_id = point.get("customdata")
-    plan_id = plan_id[0] if isinstance(plan_id, list) else plan_id
-    if isinstance(plan_id, str) and plan_id not in picked_on_chart:
-        picked_on_chart.append(plan_id)
-ordered = list(frame.sort_values("front", ascending=False)["plan_id"].drop_duplicates())
-picked = st.multiselect("Compare plans (or select points on the chart)", ordered)
-selected = picked_on_chart + [p for p in picked if p not in picked_on_chart]
+labels = dict(zip(measured["plan_id"], measured["label"]))
+ordered = list(measured.sort_values("front", ascending=False)["plan_id"].drop_duplicates())
+st.session_state["pareto_pick"] = [p for p in selected if p in labels]
+
+
+def _picked() -> None:
+    st.session_state[SELECTED] = list(st.session_state["pareto_pick"])
+
+
+pick_col, clear_col = st.columns([5, 1])
+pick_col.multiselect(
+    "Compare plans (or select them on a chart or in the table)",
+    ordered,
+    key="pareto_pick",
+    format_func=lambda p: labels.get(p, p),
+    on_change=_picked,
+)
+if clear_col.button("Clear selection", disabled=not selected):
+    st.session_state[SELECTED] = []
+    st.rerun()
+keep_in_url(
+    m=measure,
+    colour=None if colour_by == "source" else colour_by,
+    x=x_col,
+    y=y_col,
+    band=None if (low, high) == (0.0, 1.0) else f"{low:.2f}-{high:.2f}",
+    tol=None if tolerance == api.SPARSITY_TOLERANCE else links.format_fraction(tolerance),
+    plans=links.format_plan_ids(selected) or None,
+)
 if not selected:
-    st.info("Select points (click, box or lasso on the chart) or pick plans above to compare them.")
+    st.info("Select points on a chart, rows in the table, or pick plans above to compare them.")
     st.stop()
 
 st.subheader(f"Comparing {len(selected)} plan{'s' if len(selected) > 1 else ''}")
-allocation, metrics = api.comparison(store(), frame, selected)
-left, right = st.columns([3, 2])
-alloc_fig = go.Figure(
-    [go.Scatter(x=allocation.index, y=allocation[c], mode="lines+markers", name=c) for c in allocation.columns]
+allocation, compared = api.comparison(store(), measured, selected, api.dense_counts(choice.path))
+st.plotly_chart(compare_figure(allocation), width="stretch", key="compare_allocation")
+st.dataframe(
+    compared,
+    hide_index=True,
+    width="stretch",
+    column_config={"sparsity": st.column_config.NumberColumn(format="percent")}
+    | {c: st.column_config.NumberColumn(format="%.3f") for c in compared.columns[6:]},
 )
-alloc_fig.update_layout(
-    xaxis_title="decoder layer",
-    yaxis_title="sparsity of the layer",
-    yaxis_range=[0, 1],
-    height=360,
-    margin={"t": 30},
-    legend={"orientation": "h", "y": -0.25},
-)
-left.plotly_chart(alloc_fig, width="stretch", key="compare_allocation")
-right.dataframe(metrics, width="stretch")
 
-target = st.selectbox("Act on plan", selected)
+target = st.selectbox("Act on plan", selected, format_func=lambda p: labels.get(p, p), key="pareto_target")
 buttons = st.columns(3)
-if buttons[0].button("Evaluate on test split", help="All test questions, masked view: the reporting split."):
-    submit_job("evaluate", {"spec": choice.spec, "plan_id": target, "split": "test", "limit": None}, "evaluation")
-if buttons[1].button("Recover with LoRA", help="300 steps of LoRA on the pruned decoder, then evaluated."):
-    submit_job("recover", {"spec": choice.spec, "plan_id": target}, "recovery")
-if buttons[2].button("Materialize", help="Build the physically pruned checkpoint inside the store."):
-    submit_job("materialize", {"spec": choice.spec, "plan_id": target}, "materialization")
+actions = (
+    ("evaluate", "Evaluate on test split", "All test questions, masked view: the reporting split.", {"split": "test"}),
+    ("recover", "Recover with LoRA", "300 steps of LoRA on the pruned decoder, then evaluated.", {}),
+    ("materialize", "Materialize", "Build the physically pruned checkpoint inside the store.", {}),
+)
+for col, (kind, label, help_text, extra) in zip(buttons, actions):
+    with col:
+        running = follow_job(kind, label.lower(), plan_id=target, **extra)
+    if running is None and col.button(label, help=help_text, key=f"act-{kind}"):
+        params = {"spec": choice.spec, "plan_id": target, **extra} | ({"limit": None} if kind == "evaluate" else {})
+        submit_job(kind, params, label.lower())

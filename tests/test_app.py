@@ -134,6 +134,26 @@ def test_home_local_model_is_used_by_other_pages_and_starts_missing_steps(tiny_q
     PlanStore().finish_job(job.job_id, "cancelled")
 
 
+def test_home_refuses_junk_weights_before_using_and_takes_a_second_path(tiny_llava, tiny_qwen, tmp_path):
+    import shutil
+
+    junk = Path(shutil.copytree(tiny_llava, tmp_path / "junk"))
+    for shard in junk.glob("*.safetensors*"):
+        shard.unlink()
+    (junk / "model.safetensors").write_bytes(b"not a tensor file" * 64)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.radio[0].set_value("Local checkpoint directory").run()
+    at.text_input(key="checkpoint_path").input(str(junk)).run()
+    assert not at.exception
+    assert "model.safetensors is not a valid safetensors file" in at.error[0].value
+    assert not any(m.value.startswith("Using") for m in at.success), "refused before Using"
+    at.text_input(key="checkpoint_path").input(str(tiny_llava)).run()
+    assert at.session_state["model_spec"] == str(tiny_llava)
+    at.text_input(key="checkpoint_path").input(str(tiny_qwen)).run()  # the second path typed is taken too
+    assert not at.error and at.session_state["model_spec"] == str(tiny_qwen)
+    assert at.query_params["model"] == str(tiny_qwen)
+
+
 # -- Explore --------------------------------------------------------------------------------------------------------
 def test_explore_sliders_stay_on_simplex_and_change_the_blueprint(trained):
     at = page("explore", trained)
@@ -179,6 +199,26 @@ def test_explore_equal_counts_toggle_gives_one_layer_shape(trained):
     assert abs(float(at.metric[0].value.rstrip("%")) - 40) <= 2.5  # the closest a tiny model's units reach
 
 
+def test_explore_link_restores_preference_and_lock_and_the_url_follows_the_sliders(trained):
+    at = AppTest.from_file(str(ROOT / "pages" / "explore.py"), default_timeout=TIMEOUT)
+    at.session_state["model_spec"] = trained
+    at.query_params.update({"w": "0.10,0.10,0.80", "sparsity": "0.5"})
+    at.run()
+    assert not at.exception and not at.error
+    assert [at.slider(key=k).value for k in ("w_utility", "w_robustness", "w_compression")] == [0.1, 0.1, 0.8]
+    assert at.checkbox(key="lock_sparsity").value and at.slider(key="locked_sparsity").value == 0.5
+    assert abs(float(at.metric[0].value.rstrip("%")) - 50) <= 0.55
+    plan = shown_plan(at)
+    again = AppTest.from_file(str(ROOT / "pages" / "explore.py"), default_timeout=TIMEOUT)
+    again.session_state["model_spec"] = trained
+    again.query_params.update(at.query_params)
+    assert shown_plan(again.run()) == plan, "a reload of the link shows the same plan"
+    at.slider(key="w_compression").set_value(0.5).run()
+    assert at.query_params["w"] == "0.25,0.25,0.50" and at.query_params["model"] == trained
+    layers = next(t for t in at.table if "layer" in t.value.columns).value
+    assert list(layers["layer"])[:2] == ["layer 0", "layer 1"]
+
+
 def test_explore_without_policy_offers_training(tiny_qwen, no_spawn):
     at = page("explore", str(tiny_qwen))
     assert "No trained policy" in at.warning[0].value
@@ -188,27 +228,61 @@ def test_explore_without_policy_offers_training(tiny_qwen, no_spawn):
 
 
 # -- Pareto ---------------------------------------------------------------------------------------------------------
+def caption_with(at: AppTest, text: str) -> str:
+    return next(c.value for c in at.caption if text in c.value)
+
+
 def test_pareto_marks_front_and_selection_fills_comparison(trained):
     ids = evaluated_plans(trained)
     at = page("pareto", trained)
     assert not at.exception and not at.error
-    measure = next(i for i, box in enumerate(at.selectbox) if box.label == "Measurement")
-    at.selectbox[measure].select(next(o for o in at.selectbox[measure].options if "test-bench" in o)).run()
-    axes = {box.label: box for box in at.selectbox}
-    axes["X axis"].select("utility (ScienceQA accuracy)").run()
-    axes = {box.label: box for box in at.selectbox}
-    axes["Y axis"].select("mean POPE balanced accuracy").run()
-    assert "4 points, 4 non-dominated" in at.caption[-1].value
-    at.slider[0].set_range(0.0, 0.3).run()  # the sparsity band keeps the two sparsest plans
-    assert "2 points" in at.caption[-1].value
-    at.slider[0].set_range(0.0, 1.0).run()
-    at.multiselect[0].select(ids[0]).select(ids[3]).run()
+    at.selectbox(key="pareto_measure").select(
+        next(o for o in at.selectbox(key="pareto_measure").options if "test-bench" in o)
+    ).run()
+    at.selectbox(key="pareto_x").select("sqa.accuracy").run()
+    at.selectbox(key="pareto_y").select("pope_balanced_accuracy").run()
+    assert "4 points, 4 non-dominated" in caption_with(at, " points, ")
+    at.slider(key="pareto_band").set_range(0.0, 0.3).run()  # the sparsity band keeps the two sparsest plans
+    assert "2 points" in caption_with(at, " points, ")
+    at.slider(key="pareto_band").set_range(0.0, 1.0).run()
+    at.multiselect(key="pareto_pick").select(ids[0]).select(ids[3]).run()
     assert not at.exception
-    metrics = at.dataframe[0].value
-    assert list(metrics.columns) == [ids[0], ids[3]]
-    assert metrics.loc["utility (ScienceQA accuracy)", ids[0]] == "0.900"
-    allocation = json.loads(chart_specs(at)[1])
-    assert [trace["name"] for trace in allocation["data"]] == [ids[0], ids[3]]
+    compared = at.dataframe[-1].value
+    assert list(compared["id"]) == [ids[0], ids[3]], "one row per selected plan"
+    assert compared.loc[0, "ScienceQA"] == 0.9 and compared.loc[1, "POPE mean"] == pytest.approx(0.8)
+    allocation = json.loads(chart_specs(at)[-1])
+    parts = {(trace["yaxis"], trace["showlegend"]) for trace in allocation["data"]}
+    assert parts == {("y", True), ("y2", False)}, "attention on top, MLP below, one legend entry per plan"
+    assert len(allocation["data"]) == 4
+    assert at.query_params["plans"] == f"{ids[0]},{ids[3]}"
+    assert at.query_params["x"] == "sqa.accuracy"
+
+
+def test_pareto_link_restores_axes_measurement_and_selected_plans(trained):
+    ids = evaluated_plans(trained)
+    at = AppTest.from_file(str(ROOT / "pages" / "pareto.py"), default_timeout=TIMEOUT)
+    at.session_state["model_spec"] = trained
+    measure = next(m for m in _measurements(trained) if "test-bench" in m)
+    at.query_params.update({"m": measure, "x": "sqa.accuracy", "y": "yes_ratio", "plans": f"{ids[1]},nothex!"})
+    at.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="pareto_measure").value == measure
+    assert (at.selectbox(key="pareto_x").value, at.selectbox(key="pareto_y").value) == ("sqa.accuracy", "yes_ratio")
+    assert at.multiselect(key="pareto_pick").value == [ids[1]]
+    assert list(at.dataframe[-1].value["id"]) == [ids[1]]
+    cloud = json.loads(chart_specs(at)[0])
+    assert cloud["layout"]["xaxis"]["range"] == [-0.02, 1.02], "bounded objectives on fixed axes"
+    hover = next(t for t in cloud["data"] if t.get("hovertext"))["hovertext"][0]
+    assert "ScienceQA" in hover and "POPE mean" in hover and "sparsity" in hover
+    table = at.dataframe[0].value  # the table of all plans
+    assert {"plan", "POPE mean", "ScienceQA", "yes-ratio", "non-dominated"} <= set(table.columns)
+    assert any(b.label.startswith("Download these") for b in at.get("download_button"))
+
+
+def _measurements(spec: str) -> list[str]:
+    from hipp_core import api
+
+    return list(api.cloud_frame(PlanStore().list_evaluations(check_model(spec).model_id))["measurement"].unique())
 
 
 # -- Jobs -----------------------------------------------------------------------------------------------------------
@@ -228,6 +302,29 @@ def test_jobs_page_shows_progress_error_and_cancels():
     assert store.get_job(running).cancel_requested
     store.finish_job(running, "cancelled")
     store.finish_job(store.create_job("evaluate", {}), "done")
+
+
+def test_jobs_page_shows_overall_progress_and_a_failed_jobs_traceback():
+    store = PlanStore()
+    running = store.create_job("recover", {"spec": "embedded"})
+    store.start_job(running, os.getpid())
+    store.update_job(running, 0.5, "after recovery · POPE popular: 10/100")
+    failed = store.create_job("evaluate", {"spec": "/models/broken"})
+    store.start_job(failed, os.getpid())
+    log = jobs.log_path(store, failed)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(
+        "12:00:00 failed with a traceback:\nTraceback (most recent call last):\nSafetensorError: bad header\n"
+    )
+    store.finish_job(failed, "failed", "SafetensorError: bad header")
+    at = page("jobs")
+    assert not at.exception
+    bar = next(b for b in at.get("progress") if "after recovery" in b.proto.text)
+    assert bar.proto.text.startswith("50% · after recovery · POPE popular: 10/100")
+    at.selectbox(key="job_log").select(failed).run()
+    assert "SafetensorError: bad header" in at.code[-1].value and "Traceback" in at.code[-1].value
+    assert at.query_params["job"] == failed
+    store.finish_job(running, "cancelled")
 
 
 # -- Export ---------------------------------------------------------------------------------------------------------
@@ -257,3 +354,36 @@ def test_export_validates_the_path_then_exports_and_offers_the_card(trained, tmp
     at.run()
     assert any(b.label == "Download model card" for b in at.get("download_button"))
     assert plan_id in "".join(m.value for m in at.markdown)
+
+
+def test_export_link_keeps_the_chosen_plan_across_reloads(trained):
+    older, newer = evaluated_plans(trained, 2)
+    at = AppTest.from_file(str(ROOT / "pages" / "export.py"), default_timeout=TIMEOUT)
+    at.session_state["model_spec"] = trained
+    at.query_params["plan"] = older
+    at.run()
+    assert not at.exception and at.selectbox(key="export_plan").value == older
+    label = at.selectbox(key="export_plan").format_func(older)
+    assert label.endswith(f"% · {older[:6]}") and label.split(" · ")[0] in ("uniform", "policy"), label
+    at.selectbox(key="export_plan").select(newer).run()
+    assert at.query_params["plan"] == newer
+
+
+def test_pareto_starts_the_dense_reference_when_a_job_can_measure_it(trained, no_spawn):
+    from hipp_core import api
+
+    store, model_id = PlanStore(), check_model(trained).model_id
+    bp = api.plan_baseline(trained, "magnitude", 0.4, store=store)
+    plan = store.put_plan(api.plan_draft(bp))
+    bench = api.bench_key("all", False, "shapesworld-test")
+    metrics = {"sqa.accuracy": 0.5, "pope_balanced_accuracy": 0.6}
+    store.put_evaluation(EvalKey(model_id, plan.plan_id, bench, "dev", "masked", "logits", 7), metrics, 7, 1)
+    at = page("pareto", trained)
+    at.selectbox(key="pareto_measure").select(
+        next(o for o in at.selectbox(key="pareto_measure").options if "first 7" in o)
+    ).run()
+    assert not at.exception
+    job = PlanStore().get_job(no_spawn[-1])
+    assert (job.kind, job.params["plan_id"], job.params["split"], job.params["limit"]) == ("evaluate", None, "dev", 7)
+    assert any("dense model as reference" in b.proto.text for b in at.get("progress"))
+    PlanStore().finish_job(job.job_id, "cancelled")
