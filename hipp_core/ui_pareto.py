@@ -69,9 +69,16 @@ def readable_label(source: str, preference: Sequence[float] | None, sparsity: fl
     return " · ".join([*parts, f"{sparsity:.1%}", plan_id[:6]])
 
 
+def source_name(plan: PlanRecord) -> str:
+    """Where a plan came from: `policy`, or a baseline named by the unit criterion that chose its units (the store
+    keeps no method name), e.g. `baseline/magnitude`."""
+    criterion = plan.blueprint.get("criterion") if plan.source != "policy" else None
+    return f"{plan.source}/{criterion}" if criterion else plan.source
+
+
 def plan_label(plan: PlanRecord) -> str:
     w = None if plan.preference is None else objectives.in_order(plan.preference)
-    return readable_label(plan.source, w, plan.sparsity, plan.plan_id)
+    return readable_label(source_name(plan), w, plan.sparsity, plan.plan_id)
 
 
 def cloud_frame(pairs: Sequence[tuple[PlanRecord, EvaluationRecord]]) -> pd.DataFrame:
@@ -83,8 +90,8 @@ def cloud_frame(pairs: Sequence[tuple[PlanRecord, EvaluationRecord]]) -> pd.Data
         rows.append(
             {
                 "plan_id": plan.plan_id,
-                "label": readable_label(plan.source, w, plan.sparsity, plan.plan_id),
-                "source": plan.source,
+                "label": readable_label(source_name(plan), w, plan.sparsity, plan.plan_id),
+                "source": source_name(plan),
                 "mode": ev.key.mode,
                 "measurement": measurement(ev),
                 "bench": ev.key.bench,
@@ -225,7 +232,7 @@ def comparison(
             {
                 "plan": label,
                 "id": plan_id,
-                "source": plan.source,
+                "source": source_name(plan),
                 "preference (U, R, C)": "" if w is None else ", ".join(f"{x:.2f}" for x in w),
                 "sparsity": plan.sparsity,
                 "mode": metrics.get("mode", "not in this measurement"),

@@ -134,8 +134,8 @@ def cloud_figure(
         "height": 540,
         "legend": {"orientation": "h", "y": -0.18},
         "margin": {"t": 30},
-        "dragmode": "lasso",
-        "clickmode": "event+select",
+        # No drag mode of our own: Streamlit then makes a click select the point (with select or lasso as the drag
+        # mode it turns click selection off); box and lasso stay in the chart's toolbar.
     }
     return go.Figure(data=traces, layout=layout)
 

@@ -169,7 +169,7 @@ with cloud_tab:
     )
     st.caption(
         f"{len(frame)} points, {int(frame['front'].sum())} non-dominated at ±{tolerance:.1%} sparsity. "
-        "Click a point (Shift for more), or draw a box or lasso, to select plans."
+        "Click a point to select its plan (Shift-click for more); box and lasso selection are in the chart's toolbar."
     )
 with parallel_tab:
     st.plotly_chart(

@@ -364,7 +364,7 @@ def test_export_link_keeps_the_chosen_plan_across_reloads(trained):
     at.run()
     assert not at.exception and at.selectbox(key="export_plan").value == older
     label = at.selectbox(key="export_plan").format_func(older)
-    assert label.endswith(f"% · {older[:6]}") and label.split(" · ")[0] in ("uniform", "policy"), label
+    assert label.endswith(f"% · {older[:6]}") and label.split(" · ")[0] in ("baseline/wanda", "policy"), label
     at.selectbox(key="export_plan").select(newer).run()
     assert at.query_params["plan"] == newer
 
