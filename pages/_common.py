@@ -150,7 +150,7 @@ def follow_job(kind: str, what: str, **params) -> api.JobRecord | None:
     """The newest job of `kind` whose parameters include `params`. While it runs, its live bar is drawn here (overall
     percentage, phase and category, time left; redrawn every `REFRESH_S`) and the page reruns once it ends; after
     it failed, its error. Returns it while it runs, so the page shows no second start button."""
-    job = _newest_job(kind, tuple(sorted(params.items())), str(store().path), store().version())
+    job = _newest_job(kind, params)
     if job is None:
         return None
     if job.status in ("queued", "running"):
@@ -161,11 +161,23 @@ def follow_job(kind: str, what: str, **params) -> api.JobRecord | None:
     return None
 
 
-# Per store version: a slider move that redraws a page with job buttons reads nothing unless a job has written.
-@st.cache_data(show_spinner=False, max_entries=64)
-def _newest_job(kind: str, params: tuple, store_path: str, version: tuple[int, ...]) -> api.JobRecord | None:
-    found = api.find_jobs(store(), kind, active_only=False, **dict(params))
-    return found[0] if found else None
+# Read once per store version: a slider move that redraws a page with job buttons (a new plan id each time) reads
+# nothing unless a job has written. A resource, not data: job records are frozen, and copying them costs.
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _recent_jobs(store_path: str, version: tuple[int, ...]) -> list[api.JobRecord]:
+    return store().list_jobs(limit=500)
+
+
+def _newest_job(kind: str, params: dict) -> api.JobRecord | None:
+    """What `api.find_jobs(..., active_only=False)` finds first, from the cached job list."""
+    return next(
+        (
+            job
+            for job in _recent_jobs(str(store().path), store().version())
+            if job.kind == kind and all(job.params.get(k) == v for k, v in params.items())
+        ),
+        None,
+    )
 
 
 @st.fragment(run_every=REFRESH_S)
