@@ -9,7 +9,7 @@ the charts below it were redrawn, which under-counted by ~250 ms.
 By default the run uses a fresh temporary store and trains a one-iteration policy into it (seconds): the timing
 covers the policy call, the charts and the store queries, not the policy's quality. `--home DIR` uses an existing
 store (e.g. ~/.hipp) with its trained policy instead. `--busy` measures with one background job running meanwhile
-(the dense model evaluated on the whole test split, cancelled afterwards), as a user sees it while a job works.
+(a long LoRA recovery of a stored plan, cancelled afterwards), as a user sees it while a job works.
 
     python benchmarks/app_latency.py --moves 20 [--busy]
 """
@@ -31,6 +31,7 @@ from pathlib import Path
 from results_io import emit
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's hipp_core (it submits the --busy job), not another installed copy
 CHROMIUM = "/usr/bin/chromium"
 SPEC = "embedded:llava"
 PREFERENCE_TEXT = """() => {
@@ -104,11 +105,13 @@ def measure(url: str, moves: int) -> list[float]:
 
 
 def _start_busy_job() -> str:
-    """A job that keeps a core busy for minutes: the dense model on every test question."""
+    """A job that keeps a core busy for minutes, as a long recovery does: LoRA steps on a stored plan of the model."""
     from hipp_core import api
 
-    job_id = api.submit_job("evaluate", {"spec": SPEC, "plan_id": None, "split": "test", "limit": None})
-    time.sleep(10)  # past the worker's start-up (imports, model load): measure while it scores
+    store = api.open_store()
+    plan = store.list_plans(api.check_model(SPEC).model_id)[-1]
+    job_id = api.submit_job("recover", {"spec": SPEC, "plan_id": plan.plan_id, "steps": 5000, "limit": 20}, store)
+    time.sleep(10)  # past the worker's start-up (imports, model load): measure while it works
     return job_id
 
 
@@ -117,7 +120,7 @@ def _stop_busy_job(job_id: str) -> str:
     from hipp_core import api
 
     job = api.open_store().get_job(job_id)
-    status = f"evaluate dense on test, {job.status} at {job.progress:.0%} when the moves ended"
+    status = f"recover (LoRA), {job.status} at {job.progress:.0%} ({job.message or job.error}) when the moves ended"
     if job.status in ("queued", "running"):
         api.cancel_job(job_id)
     return status
