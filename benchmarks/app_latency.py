@@ -162,7 +162,9 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=None, help="Existing $HIPP_HOME with a trained policy.")
     parser.add_argument("--screenshots", type=Path, default=None, help="Also save every page as PNG in this folder.")
     parser.add_argument("--busy", action="store_true", help="Measure while one background job runs.")
-    parser.add_argument("--save", action="store_true", help="also write benchmarks/results/app_latency.json")
+    parser.add_argument(
+        "--save", action="store_true", help="also write benchmarks/results/app_latency.json (_busy.json with --busy)"
+    )
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit(json.dumps({"error": f"{CHROMIUM} is missing (apt-get install chromium)"}))
@@ -187,7 +189,7 @@ def main() -> None:
             server.wait(timeout=20)
     ms = sorted(t * 1000 for t in times)
     emit(
-        "app_latency",
+        "app_latency_busy" if args.busy else "app_latency",
         {
             "benchmark": "explore slider move → redrawn blueprint (browser)",
             "model": SPEC,
@@ -197,7 +199,7 @@ def main() -> None:
             "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 1),
             "min_ms": round(ms[0], 1),
             "max_ms": round(ms[-1], 1),
-            "target_ms": 300,
+            "target_ms": 450 if args.busy else 300,
             "threads": os.environ.get("HIPP_THREADS", "default"),
             "concurrent_job": busy,
             "load_average_1min": round(os.getloadavg()[0], 2),

@@ -139,6 +139,9 @@ def speed() -> list[str]:
     latency = load("app_latency")
     if latency:
         rows.append(["dashboard slider move → page redrawn, median ms", f"{latency['median_ms']}", "≤ 300"])
+    busy = load("app_latency_busy")
+    if busy:
+        rows.append(["the same with one job running (a LoRA recovery), median ms", f"{busy['median_ms']}", "≤ 450"])
     if not rows:
         return out + ["*Not measured yet* (run the speed benchmarks with `--save`).", ""]
     return [*out, *_table(["measure", "value", "target"], rows), ""]
