@@ -23,13 +23,20 @@ from hipp_core.evaluate import BENCHES, EvalResult, Progress, evaluate
 from hipp_core.evaluator import make_evaluator
 from hipp_core.export import check_target, copy_export, export_pruned
 from hipp_core.grpo import GRPOConfig, GRPOTrainer, load_policy, policy_id_for
-from hipp_core.models.loading import LoadedModel, inspect_checkpoint, load_model
+from hipp_core.models.device import AUTO, Placement, dtype_runs, resolve, resolve_device
+from hipp_core.models.loading import LoadedModel, checkpoint_dtype, inspect_checkpoint, load_model, resolve_spec
 from hipp_core.peers import torch_pruning_blueprint
 from hipp_core.policy import Planner, check_preference, check_sparsity
 from hipp_core.prune import check_pruned, masked, materialize
 from hipp_core.recover import RecoveryConfig, RecoveryResult, recover_plan
 from plan_store import DENSE_PLAN_ID, EvalKey, PlanDraft, PlanStore
 from plan_store.records import PolicyRecord
+
+
+def placement(device: str = AUTO, dtype: str = AUTO) -> Placement:
+    """Where models run with these settings, resolved and checked: an absent GPU or a dtype this machine cannot
+    compute in is a `HippError` (what the dashboard's Home page shows before storing the choice)."""
+    return resolve(device, dtype)
 
 
 def ensure_data(progress: Progress | None = None) -> Path:
@@ -83,15 +90,17 @@ def _load_pope(path: Path, images: Path | None, labels: Path | None) -> dict[str
     return grouped
 
 
-def bench_key(bench: str, image_free: bool, paths: list[Path | None]) -> str:
-    """What the questions were: ShapesWorld by version, or real files by path and modification time."""
+def bench_key(bench: str, image_free: bool, paths: list[Path | None], placement: str = "") -> str:
+    """What the questions were: ShapesWorld by version, or real files by path and modification time; then where the
+    model ran (`placement`, a `Placement.key_suffix`: empty for float32 on the CPU, so every result stored before
+    devices and dtypes were options is still found under its old key)."""
     given = [Path(p).expanduser().absolute() for p in paths if p is not None]
     if given:
         stamp = "|".join(f"{p}:{p.stat().st_mtime_ns if p.exists() else 0}" for p in given)
         source = "files-" + hashlib.sha256(stamp.encode()).hexdigest()[:12]
     else:
         source = f"shapesworld-v{data_build.VERSION}"
-    return f"{bench}:{source}:{'with-image-free' if image_free else 'no-image-free'}"
+    return f"{bench}:{source}:{'with-image-free' if image_free else 'no-image-free'}{placement}"
 
 
 def evaluate_model(
@@ -110,18 +119,21 @@ def evaluate_model(
     store: PlanStore | None = None,
     blueprint: Blueprint | None = None,
     mode: str = "masked",
+    device: str = AUTO,
+    dtype: str = AUTO,
 ) -> EvalResult:
     """Evaluate a model spec (`embedded`, `embedded:qwen2_5_vl`, a local checkpoint or an export), dense or under
-    a blueprint: `masked` (hooks on the dense weights, for scoring many plans) or `physical` (a pruned copy).
+    a blueprint: `masked` (hooks on the dense weights, for scoring many plans) or `physical` (a pruned copy), on
+    `device` in `dtype` (`auto`: the GPU in bfloat16 when there is one, else the CPU in float32).
 
-    Results are kept in the plan store under (model hash, plan, benchmark, split, mode, scoring, limit); asking
-    again returns the stored result (`result.cached`) without touching the model.
+    Results are kept in the plan store under (model hash, plan, benchmark and placement, split, mode, scoring,
+    limit); asking again returns the stored result (`result.cached`) without touching the model.
     """
     if batch_size < 1:
         raise HippError(f"batch size must be at least 1, got {batch_size}")
     if blueprint is not None and mode not in ("masked", "physical"):
         raise HippError(f"plan evaluation mode must be masked or physical, got {mode!r}")
-    loaded = load_model(spec)
+    loaded = load_model(spec, device, dtype)
     pope, sqa = load_benchmark(bench, split, limit, pope_dir, sqa_dir, pope_images, pope_labels)
     store = store or PlanStore()
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
@@ -130,7 +142,8 @@ def evaluate_model(
         check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
         plan_id = store.put_plan(plan_draft(blueprint)).plan_id
     paths = [pope_dir, sqa_dir, pope_images, pope_labels]
-    key = eval_key(loaded.model_id, plan_id, bench_key(bench, image_free, paths), split, limit, scoring, mode)
+    bench_id = bench_key(bench, image_free, paths, loaded.placement.key_suffix)
+    key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, mode)
 
     return stored_score(
         store,
@@ -207,26 +220,32 @@ def score_plan(
     return run(materialize(loaded.adapter, blueprint))
 
 
+CALIBRATION_BATCH = 16  # calibration keeps every layer's attention maps: the default batch is half scoring's
+
+
 def calibrate_model(
     spec: str,
     samples: int = 128,
-    batch_size: int = 16,
+    batch_size: int = CALIBRATION_BATCH,
     progress: Progress | None = None,
     store: PlanStore | None = None,
+    device: str = AUTO,
+    dtype: str = AUTO,
 ) -> tuple[CalibrationFeatures, bool]:
     """Per-layer features of a model on ShapesWorld `calib`, computed once and then read back (second value True).
 
     Samples cycle through the POPE categories of the calib split, so absent-object questions (where
-    hallucination happens) are as common as present ones.
+    hallucination happens) are as common as present ones. The model is the one every other command of this process
+    uses (`load_model(spec, device, dtype)`), switched to eager attention while calibrating.
     """
     if not 1 <= samples <= 100_000:
         raise HippError(f"--samples must be between 1 and 100000, got {samples}")
     if batch_size < 1:
         raise HippError(f"batch size must be at least 1, got {batch_size}")
-    loaded = load_model(spec, attn_implementation="eager")  # attention weights are needed; sdpa returns none
+    loaded = load_model(spec, device, dtype)
     store = store or PlanStore()
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
-    key = f"pope-calib:shapesworld-v{data_build.VERSION}:n{samples}"
+    key = f"pope-calib:shapesworld-v{data_build.VERSION}:n{samples}{loaded.placement.key_suffix}"
     record = store.get_calibration(loaded.model_id, key)
     if record is not None and record.payload_path and Path(record.payload_path).exists():
         return CalibrationFeatures.from_json(json.loads(Path(record.payload_path).read_text())), True
@@ -261,24 +280,30 @@ def plan_baseline(
     progress: Progress | None = None,
     backend: str = "local",
     backend_options: dict | None = None,
+    device: str = AUTO,
+    dtype: str = AUTO,
+    batch_size: int = 32,
 ) -> Blueprint:
     """A baseline blueprint at `sparsity`. `random` draws `n_random` Dirichlet(1) allocations (seeded) and keeps
     the best on the dev split by 0.5·ScienceQA accuracy + 0.5·mean POPE balanced accuracy (masked evaluation, on
     the evaluator `backend`, first best on ties).
-    `torch-pruning` is the external peer (`hipp_core.peers`): the library's own choice at the same sparsity."""
+    `torch-pruning` is the external peer (`hipp_core.peers`): the library's own choice at the same sparsity.
+    `batch_size` is the most questions per forward pass, of scoring and (at most `CALIBRATION_BATCH`) calibration."""
     if not (isinstance(sparsity, float | int) and 0.0 < sparsity < 0.9):
         raise HippError(f"--sparsity must be between 0 and 0.9 (exclusive), got {sparsity}")
+    settings = {"device": device, "dtype": dtype}
     if method == PEER:
-        loaded = load_model(spec)
+        loaded = load_model(spec, **settings)
         m = channel_multiple(max(s.intermediate for s in loaded.adapter.layer_shapes()))
         return torch_pruning_blueprint(loaded.adapter, loaded.model_id, loaded.family, sparsity, m)
     if method != "random":
         baseline = baselines.get(method)
     if n_random < 1:
         raise HippError(f"--n-random must be at least 1, got {n_random}")
+    check_batch_size(batch_size)
     store = store or PlanStore()
-    features, _ = calibrate_model(spec, samples, store=store)
-    loaded = load_model(spec)
+    features, _ = calibrate_model(spec, samples, calibration_batch(batch_size), store=store, **settings)
+    loaded = load_model(spec, **settings)
     shapes = loaded.adapter.layer_shapes()
     m = channel_multiple(max(s.intermediate for s in shapes))
     criterion = criterion or ("wanda" if method == "random" else baseline.criterion)
@@ -292,7 +317,8 @@ def plan_baseline(
     if method != "random":
         return blueprint_for(baseline.allocate(features, sparsity))
     candidates = [blueprint_for(alpha) for alpha in baselines.random_allocations(len(shapes), n_random, seed)]
-    evaluator = make_evaluator(spec, "dev", limit, store, backend, **(backend_options or {}))
+    options = {**(backend_options or {}), **settings, "batch_size": batch_size}
+    evaluator = make_evaluator(spec, "dev", limit, store, backend, **options)
     try:
         results = evaluator.evaluate(candidates, progress)
     finally:
@@ -305,13 +331,23 @@ BUNDLED_POLICY = "hipp_policy.pt"
 
 
 # -- the policy -----------------------------------------------------------------------------------------------------
-def planner(spec: str, store: PlanStore | None = None, samples: int = 128, with_policy: bool = True) -> Planner:
-    """What blueprints of `spec` need, loaded once: shapes, calibration (computed on first use), Wanda unit scores,
-    and the model's most recently trained policy if there is one (`planner.trained`). Training a policy asks for
-    none: it brings its own, and a stored one that an older version wrote must not stop it."""
+def planner(
+    spec: str,
+    store: PlanStore | None = None,
+    samples: int = 128,
+    with_policy: bool = True,
+    device: str = AUTO,
+    dtype: str = AUTO,
+    batch_size: int = CALIBRATION_BATCH,
+) -> Planner:
+    """What blueprints of `spec` need, loaded once: shapes, calibration (computed on first use, on `device` in
+    `dtype`, at most `batch_size` questions per forward pass), Wanda unit scores, and the model's most recently
+    trained policy if there is one (`planner.trained`). Training a policy asks for none: it brings its own, and a
+    stored one that an older version wrote must not stop it."""
+    check_batch_size(batch_size)
     store = store or PlanStore()
-    features, _ = calibrate_model(spec, samples, store=store)
-    loaded = load_model(spec)
+    features, _ = calibrate_model(spec, samples, calibration_batch(batch_size), store=store, device=device, dtype=dtype)
+    loaded = load_model(spec, device, dtype)
     shapes = loaded.adapter.layer_shapes()
     result = Planner(
         spec=spec,
@@ -363,8 +399,13 @@ def train_policy(
     backend_options: dict | None = None,
     store: PlanStore | None = None,
     progress: Progress | None = None,
+    device: str = AUTO,
+    dtype: str = AUTO,
+    batch_size: int = 32,
 ) -> PolicyRecord:
-    """Train (or continue training) the preference-conditioned policy of `spec` with plan-level GRPO on dev.
+    """Train (or continue training) the preference-conditioned policy of `spec` with plan-level GRPO on dev, its
+    rewards scored on `device` in `dtype` (on Ray: each worker resolves them on its own machine), at most
+    `batch_size` questions per forward pass.
 
     The run is identified by its configuration (iterations aside): rerunning the same command after a kill resumes
     from the last checkpoint, and asking for more iterations continues a finished run. `resume=False` starts over.
@@ -374,8 +415,10 @@ def train_policy(
     if overrides:
         config = replace(config, **overrides)  # re-validated by __post_init__
     store = store or PlanStore()
-    plans = planner(spec, store, with_policy=False)
-    evaluator = make_evaluator(spec, config.split, config.limit, store, backend, **(backend_options or {}))
+    settings = {"device": device, "dtype": dtype}
+    plans = planner(spec, store, with_policy=False, batch_size=calibration_batch(batch_size), **settings)
+    options = {**(backend_options or {}), **settings, "batch_size": batch_size}
+    evaluator = make_evaluator(spec, config.split, config.limit, store, backend, **options)
     checkpoint = policy_checkpoint_path(policy_id_for(plans.model_id, config))
     trainer = GRPOTrainer(plans, evaluator, store, config, checkpoint, progress)
     try:
@@ -388,10 +431,26 @@ def train_policy(
 
 
 def policy_blueprint(
-    spec: str, preference: Sequence[float], sparsity: float | None = None, store: PlanStore | None = None
+    spec: str,
+    preference: Sequence[float],
+    sparsity: float | None = None,
+    store: PlanStore | None = None,
+    device: str = AUTO,
+    dtype: str = AUTO,
 ) -> Blueprint:
     """The trained policy's blueprint for `preference` (U, R, C); `sparsity` overrides its budget."""
-    return planner(spec, store).blueprint(preference, sparsity)
+    return planner(spec, store, device=device, dtype=dtype).blueprint(preference, sparsity)
+
+
+def check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise HippError(f"--batch-size must be a whole number of at least 1, got {batch_size!r}")
+
+
+def calibration_batch(batch_size: int) -> int:
+    """Calibration's batch inside a command whose `--batch-size` bounds every forward pass: the calibration default,
+    or less when the user asked for less (a smaller GPU)."""
+    return min(CALIBRATION_BATCH, batch_size)
 
 
 # -- recovery -------------------------------------------------------------------------------------------------------
@@ -413,17 +472,19 @@ def evaluate_recovered(
     """Evaluate a recovered model of `blueprint` (a `hipp_core.recover` artifact, loaded with `load_pruned`) on
     ShapesWorld, stored in mode `recovered` under the dense model and the plan. The store's key has no field for
     how a plan was recovered, so the recovered weights' id goes into the benchmark key: two recoveries of one plan
-    are two measurements."""
+    are two measurements. It runs where `recovered` was loaded; the dense model is read for its id and shapes
+    there too."""
     if batch_size < 1:
         raise HippError(f"batch size must be at least 1, got {batch_size}")
-    loaded = load_model(spec)
+    placement = recovered.placement
+    loaded = load_model(spec, placement.device, placement.dtype)
     check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
     check_pruned(recovered.adapter, blueprint)
     pope, sqa = load_benchmark(bench, split, limit)
     store = store or PlanStore()
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
     plan_id = store.put_plan(plan_draft(blueprint)).plan_id
-    bench_id = f"{bench_key(bench, image_free, [])}:recovered-{recovered.model_id}"
+    bench_id = f"{bench_key(bench, image_free, [], placement.key_suffix)}:recovered-{recovered.model_id}"
     key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, "recovered")
 
     return stored_score(
@@ -442,14 +503,42 @@ def recover(
     store: PlanStore | None = None,
     progress: Progress | None = None,
     limit: int | None = None,
+    batch_size: int = RecoveryConfig.batch_size,
+    grad_accum: int = 1,
+    grad_checkpointing: bool = False,
+    device: str = AUTO,
+    dtype: str = AUTO,
+    eval_batch_size: int = 32,
 ) -> RecoveryResult:
     """LoRA-recover the physically pruned model of `blueprint` on ShapesWorld `train` (or the LLaVA-format
-    instruction file `data`), merge, and store it as the plan's `recovered` artifact (an export: plain transformers
-    loads it). Returns the pruned and recovered scores on the test split (`limit` questions per set, None = all).
-    The same (model, plan, steps, rank, data, seed, lr) again returns the stored artifact without training; a killed
-    run, rerun, resumes from its last checkpoint."""
-    config = RecoveryConfig(steps=steps, rank=rank, lr=lr, seed=seed)
-    return recover_plan(spec, blueprint, config, Path(data) if data else None, store, progress, limit)
+    instruction file `data`), merge, and store it as the plan's `recovered` artifact (an export in the base
+    checkpoint's dtype: plain transformers loads it). Returns the pruned and recovered scores on the test split
+    (`limit` questions per set, None = all; `eval_batch_size` per forward pass). Each step trains on `batch_size` × `grad_accum` samples, `grad_accum`
+    micro-batches of `batch_size`; `grad_checkpointing` trades compute for memory. The same (model, plan, steps,
+    rank, data, seed, lr, batch, accumulation, device type and dtype) again returns the stored artifact without
+    training; a killed run, rerun, resumes from its last checkpoint."""
+    config = RecoveryConfig(
+        steps=steps,
+        rank=rank,
+        lr=lr,
+        seed=seed,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        grad_checkpointing=grad_checkpointing,
+    )
+    data = Path(data) if data else None
+    return recover_plan(
+        spec,
+        blueprint,
+        config,
+        data,
+        store,
+        progress,
+        limit,
+        device=device,
+        dtype=dtype,
+        eval_batch_size=eval_batch_size,
+    )
 
 
 # -- export ---------------------------------------------------------------------------------------------------------
@@ -460,20 +549,42 @@ def export_plan(
     overwrite: bool = False,
     artifact: Path | None = None,
     store: PlanStore | None = None,
+    device: str = AUTO,
+    dtype: str = AUTO,
 ) -> Path:
     """Write `blueprint` of `spec` as a checkpoint plain transformers loads: pruned from the dense weights, or, with
-    `artifact`, the plan's recovered checkpoint copied into place. Either way atomically, recorded as the plan's
-    `exported` artifact, and the model card carries the plan's stored scores."""
+    `artifact`, the plan's recovered checkpoint copied into place. Either way atomically, in the dtype of `spec`'s
+    own checkpoint (`export_dtypes`), recorded as the plan's `exported` artifact, and the model card carries the
+    plan's stored scores."""
     store = store or PlanStore()
     if artifact is not None:
         copy_export(Path(artifact), Path(out_dir), overwrite)
     else:
-        loaded = load_model(spec)
+        load_dtype, written = export_dtypes(spec, device, dtype)
+        loaded = load_model(spec, device, load_dtype)
         metrics = card_metrics(store, blueprint.plan_id)
-        export_pruned(loaded.adapter, blueprint, Path(out_dir), spec=spec, metrics=metrics, overwrite=overwrite)
+        export_pruned(
+            loaded.adapter, blueprint, Path(out_dir), spec=spec, metrics=metrics, overwrite=overwrite, dtype=written
+        )
     store.put_plan(plan_draft(blueprint))
     store.put_artifact(blueprint.plan_id, "exported", out_dir)
     return Path(out_dir)
+
+
+def export_dtypes(spec: str, device: str = AUTO, dtype: str = AUTO) -> tuple[str, str]:
+    """(dtype to load `spec` in, dtype to write) for an export. The weights are written in the checkpoint's own dtype,
+    so a bfloat16 checkpoint does not come back as float32 at twice its size. With `dtype` auto the model is also
+    loaded in that dtype, where the device computes in it, so no weight is rounded on the way (a float32
+    checkpoint loaded in bfloat16 would be written back as rounded float32)."""
+    written = checkpoint_dtype(resolve_spec(spec))
+    if dtype != AUTO:
+        return dtype, written
+    return (written if dtype_runs(resolve_device(device), written) else "float32"), written
+
+
+def disk_size(path: Path) -> int:
+    """Bytes of the files under `path` (an export's size on disk)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
 def card_metrics(store: PlanStore, plan_id: str) -> dict[str, float] | None:
@@ -512,10 +623,14 @@ def pipeline(
     overwrite: bool = False,
     store: PlanStore | None = None,
     progress: Progress | None = None,
+    device: str = AUTO,
+    dtype: str = AUTO,
+    batch_size: int = 32,
 ) -> PipelineResult:
     """calibrate → policy (trained if the model has none) → blueprint → materialize + LoRA recovery → evaluate on
-    test → export, each stage reusing what the store already holds. The target directory is checked first, so a
-    long run never ends on a refused path."""
+    test → export, each stage reusing what the store already holds, all on `device` in `dtype`. `batch_size` bounds
+    every forward pass: scoring's batch, and at most that for calibration and LoRA training (their defaults are
+    smaller). The target directory is checked first, so a long run never ends on a refused path."""
     preference = check_preference(preference)
     if sparsity is not None:
         check_sparsity(sparsity)
@@ -523,8 +638,12 @@ def pipeline(
     check_target(out_dir, overwrite)
     if not out_dir.parent.is_dir():
         raise HippError(f"the parent folder {out_dir.parent} does not exist; create it first or choose another path")
+    check_batch_size(batch_size)
     store = store or PlanStore()
     stages: list[tuple[str, bool, float]] = []
+    settings = {"device": device, "dtype": dtype}
+    cal_batch = calibration_batch(batch_size)
+    train_batch = min(RecoveryConfig.batch_size, batch_size)
 
     def stage(name: str, fn):
         t0 = time.perf_counter()
@@ -532,21 +651,41 @@ def pipeline(
         stages.append((name, reused, time.perf_counter() - t0))
         return value
 
-    stage("calibrate", lambda: calibrate_model(spec, progress=progress, store=store))
-    plans = planner(spec, store)
+    stage("calibrate", lambda: calibrate_model(spec, batch_size=cal_batch, progress=progress, store=store, **settings))
+    plans = planner(spec, store, batch_size=cal_batch, **settings)
     if not plans.trained:
-        stage("train policy", lambda: (train_policy(spec, iters, store=store, progress=progress), False))
-        plans = planner(spec, store)
+        train = lambda: train_policy(spec, iters, store=store, progress=progress, batch_size=batch_size, **settings)
+        stage("train policy", lambda: (train(), False))
+        plans = planner(spec, store, batch_size=cal_batch, **settings)
     else:
         stages.append(("train policy", True, 0.0))
     blueprint = stage("blueprint", lambda: (plans.blueprint(preference, sparsity), False))
-    dense = stage("evaluate dense", lambda: _cached(evaluate_model(spec, split="test", limit=limit, store=store)))
+    dense = stage(
+        "evaluate dense",
+        lambda: _cached(
+            evaluate_model(spec, split="test", limit=limit, batch_size=batch_size, store=store, **settings)
+        ),
+    )
     recovery = stage(
         "materialize + recover + evaluate",
-        lambda: _cached(recover(spec, blueprint, steps, rank, store=store, progress=progress, limit=limit)),
+        lambda: _cached(
+            recover(
+                spec,
+                blueprint,
+                steps,
+                rank,
+                store=store,
+                progress=progress,
+                limit=limit,
+                batch_size=train_batch,
+                eval_batch_size=batch_size,
+                **settings,
+            )
+        ),
     )
     export_dir = stage(
-        "export", lambda: (export_plan(spec, blueprint, out_dir, overwrite, recovery.artifact_dir, store), False)
+        "export",
+        lambda: (export_plan(spec, blueprint, out_dir, overwrite, recovery.artifact_dir, store, **settings), False),
     )
     return PipelineResult(blueprint, dense, recovery, export_dir, stages)
 

@@ -51,6 +51,20 @@ AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster: local (start 
 WorkersOpt = Annotated[int | None, typer.Option(help="Ray workers (default: the cluster's GPUs, else its CPUs).")]
 
 
+DeviceOpt = Annotated[
+    str, typer.Option(help="Where the model runs: auto (cuda when torch sees a GPU, else cpu), cpu, cuda or cuda:N.")
+]
+DtypeOpt = Annotated[
+    str,
+    typer.Option(help="Weights' number format: auto (bfloat16 on cuda, float32 on cpu), float32, bfloat16, float16."),
+]
+
+
+def _settings(device: str, dtype: str) -> dict:
+    """The device and dtype options as the API takes them."""
+    return {"device": device, "dtype": dtype}
+
+
 def _backend_options(address: str | None, num_workers: int | None) -> dict:
     return {"address": address, "num_workers": num_workers}
 
@@ -229,6 +243,8 @@ def eval_cmd(
         Path | None, typer.Option(help="Real ScienceQA root (problems.json, pid_splits.json, images/).")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Questions per forward pass.")] = 32,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
 ) -> None:
     """Evaluate a dense model on POPE (per category) and ScienceQA, with the image-free baseline."""
@@ -251,6 +267,7 @@ def eval_cmd(
                 pope_labels,
                 batch_size,
                 cb,
+                **_settings(device, dtype),
             )
         if as_json:
             sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
@@ -282,6 +299,8 @@ def calibrate_cmd(
     model: ModelArg,
     samples: Annotated[int, typer.Option(help="Calibration questions from the calib split.")] = 128,
     batch_size: Annotated[int, typer.Option(help="Questions per forward pass.")] = 16,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the features as JSON only, on stdout.")] = False,
 ) -> None:
     """Per-layer visual sensitivity, activation statistics and unit scores (Wanda-sp, magnitude, SynFlow)."""
@@ -289,7 +308,7 @@ def calibrate_cmd(
 
     def body() -> None:
         with progress_bar() as cb:
-            features, cached = calibrate_model(model, samples, batch_size, cb)
+            features, cached = calibrate_model(model, samples, batch_size, cb, **_settings(device, dtype))
         if as_json:
             sys.stdout.write(json.dumps(features.to_json()) + "\n")
             return
@@ -318,6 +337,11 @@ def plan_baseline_cmd(
     backend: BackendOpt = "local",
     address: AddressOpt = None,
     num_workers: WorkersOpt = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Questions per forward pass (scoring; calibration uses at most 16).")
+    ] = 32,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """A heuristic blueprint at a given sparsity (what the policy is compared against)."""
     from hipp_core.api import plan_baseline
@@ -333,6 +357,8 @@ def plan_baseline_cmd(
                 progress=cb,
                 backend=backend,
                 backend_options=_backend_options(address, num_workers),
+                batch_size=batch_size,
+                **_settings(device, dtype),
             )
         _write_plan(blueprint, output)
         out.print(
@@ -373,6 +399,11 @@ def train_policy_cmd(
     backend: BackendOpt = "local",
     address: AddressOpt = None,
     num_workers: WorkersOpt = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Questions per forward pass (scoring; calibration uses at most 16).")
+    ] = 32,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Train the preference-conditioned policy with plan-level GRPO on the dev split (resumable)."""
     from hipp_core.api import train_policy
@@ -384,7 +415,18 @@ def train_policy_cmd(
         config = GRPOConfig(reward=reward, seed=seed, limit=limit, prefs_per_iter=prefs, fixed_budget_groups=prefs // 2)
         options = _backend_options(address, num_workers)
         with progress_bar() as cb:
-            record = train_policy(model, iters, group_size, resume, config, backend, options, progress=cb)
+            record = train_policy(
+                model,
+                iters,
+                group_size,
+                resume,
+                config,
+                backend,
+                options,
+                progress=cb,
+                batch_size=batch_size,
+                **_settings(device, dtype),
+            )
         last = record.curve[-1] if record.curve else {}
         out.print(
             f"policy {record.policy_id}: {last.get('iter', 0)} iterations, {last.get('evaluations', 0)} distinct plans "
@@ -402,13 +444,18 @@ def blueprint_cmd(
     pref: Annotated[str, typer.Option("--pref", help="Preference U,R,C: utility, robustness, compression.")],
     sparsity: Annotated[float | None, typer.Option(help="Fix the budget (matched sparsity), in (0, 0.9).")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the blueprint JSON here.")] = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Questions per forward pass, if the model is not calibrated yet.")
+    ] = 16,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """The trained policy's blueprint for a preference, in milliseconds."""
     from hipp_core.api import planner
 
     def body() -> None:
         preference = _parse_preference(pref)
-        plans = planner(model)
+        plans = planner(model, batch_size=batch_size, **_settings(device, dtype))
         t0 = time.perf_counter()
         blueprint = plans.blueprint(preference, sparsity)
         ms = (time.perf_counter() - t0) * 1000
@@ -430,21 +477,34 @@ def export_cmd(
     plan: Annotated[Path, typer.Option("--plan", help="Blueprint JSON (from `hipp plan ...` or the dashboard).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory to create for the export.")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export at --output.")] = False,
+    device: DeviceOpt = "auto",
+    dtype: Annotated[
+        str,
+        typer.Option(
+            help="Number format the model is loaded in for the export (auto: the checkpoint's own); the export is "
+            "written in the checkpoint's dtype either way."
+        ),
+    ] = "auto",
 ) -> None:
     """Write the pruned model as a checkpoint that plain transformers loads (trust_remote_code=True)."""
+    from hipp_core.api import disk_size, export_dtypes
     from hipp_core.export import export_pruned
     from hipp_core.models.loading import load_model
 
     def body() -> None:
         blueprint = _read_plan(plan)
-        loaded = load_model(model)
+        load_dtype, written = export_dtypes(model, device, dtype)
+        loaded = load_model(model, device, load_dtype)
         if blueprint.model_id != loaded.model_id:
             raise HippError(
                 f"{plan} was made for model {blueprint.model_id}, but {model} is {loaded.model_id}; "
                 "make the plan for this model"
             )
-        path = export_pruned(loaded.adapter, blueprint, output, spec=model, overwrite=overwrite)
-        out.print(f"exported {blueprint.plan_id} ({blueprint.achieved:.1%} of decoder parameters removed) → {path}")
+        path = export_pruned(loaded.adapter, blueprint, output, spec=model, overwrite=overwrite, dtype=written)
+        out.print(
+            f"exported {blueprint.plan_id} ({blueprint.achieved:.1%} of decoder parameters removed) → {path} "
+            f"({disk_size(path) / 2**20:,.1f} MiB on disk, {written})"
+        )
 
     run(body)
 
@@ -565,6 +625,15 @@ def recover_cmd(
     limit: Annotated[
         int | None, typer.Option(help="Evaluate on the first N test questions per POPE category and of ScienceQA.")
     ] = None,
+    batch_size: Annotated[int, typer.Option(help="LoRA training samples per forward pass.")] = 16,
+    grad_accum: Annotated[
+        int, typer.Option(help="Micro-batches of --batch-size per update (the update sees their product).")
+    ] = 1,
+    grad_checkpointing: Annotated[
+        bool, typer.Option(help="Recompute activations in the backward pass: less memory, same result, slower.")
+    ] = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
 ) -> None:
     """LoRA-recover a pruned model (language decoder only), merge, store it as an export, and compare test scores
@@ -574,7 +643,21 @@ def recover_cmd(
     def body() -> None:
         blueprint = _read_plan(plan)
         with progress_bar() as cb:
-            result = recover(model, blueprint, steps, rank, data, seed, lr, progress=cb, limit=limit)
+            result = recover(
+                model,
+                blueprint,
+                steps,
+                rank,
+                data,
+                seed,
+                lr,
+                progress=cb,
+                limit=limit,
+                batch_size=batch_size,
+                grad_accum=grad_accum,
+                grad_checkpointing=grad_checkpointing,
+                **_settings(device, dtype),
+            )
         if as_json:
             report = {"artifact_dir": str(result.artifact_dir), "seconds": result.seconds, "steps": result.steps}
             report |= {"cached": result.cached, "before": result.before.to_json(), "after": result.after.to_json()}
@@ -604,6 +687,11 @@ def pipeline_cmd(
     iters: Annotated[int | None, typer.Option(help="GRPO iterations if the model has no trained policy yet.")] = None,
     limit: Annotated[int | None, typer.Option(help="Test questions per set (default: all).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export at --output.")] = False,
+    batch_size: Annotated[
+        int, typer.Option(help="Questions per forward pass (scoring; calibration and LoRA use at most 16).")
+    ] = 32,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """calibrate → blueprint → materialize → recover → evaluate → export, reusing everything already computed."""
     from hipp_core.api import pipeline
@@ -611,7 +699,20 @@ def pipeline_cmd(
     def body() -> None:
         preference = _parse_preference(pref)
         with progress_bar() as cb:
-            result = pipeline(model, preference, sparsity, output, steps, rank, iters, limit, overwrite, progress=cb)
+            result = pipeline(
+                model,
+                preference,
+                sparsity,
+                output,
+                steps,
+                rank,
+                iters,
+                limit,
+                overwrite,
+                progress=cb,
+                batch_size=batch_size,
+                **_settings(device, dtype),
+            )
         stages = Table("stage", "", "seconds", title="pipeline")
         for name, reused, seconds in result.stages:
             stages.add_row(name, "reused" if reused else "computed", f"{seconds:.1f}")

@@ -36,16 +36,27 @@ class InProcessEvaluator:
     """Scores plans one after another in this process with the masked view of the dense model; the model and the
     questions are loaded once, each plan costs its forward passes and one store transaction or two."""
 
-    def __init__(self, spec: str, split: str = "dev", limit: int | None = 100, store: PlanStore | None = None) -> None:
+    def __init__(
+        self,
+        spec: str,
+        split: str = "dev",
+        limit: int | None = 100,
+        store: PlanStore | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 32,
+    ) -> None:
         from hipp_core.api import bench_key, load_benchmark
         from hipp_core.models.loading import load_model
 
-        self.spec, self.split, self.limit = spec, split, limit
+        if batch_size < 1:
+            raise HippError(f"--batch-size must be at least 1, got {batch_size}")
+        self.spec, self.split, self.limit, self.batch_size = spec, split, limit, batch_size
         self.store = store or PlanStore()
-        self.loaded = load_model(spec)
+        self.loaded = load_model(spec, device, dtype)
         self.pope, self.sqa = load_benchmark("all", split, limit)
         self.shapes = self.loaded.adapter.layer_shapes()
-        self.bench = bench_key("all", False, [])
+        self.bench = bench_key("all", False, [], self.loaded.placement.key_suffix)
         self.store.put_model(self.loaded.model_id, spec, self.loaded.family, self.loaded.model.config.to_dict())
 
     def evaluate(self, blueprints: Sequence[Blueprint | None], progress: Progress | None = None) -> list[EvalResult]:
@@ -59,7 +70,9 @@ class InProcessEvaluator:
                 check_plan(blueprint, model_id, self.shapes, self.spec)
                 plan_id = self.store.put_plan(plan_draft(blueprint)).plan_id
             key = eval_key(model_id, plan_id, self.bench, self.split, self.limit, "logits", "masked")
-            score = lambda bp=blueprint: score_plan(self.loaded, self.pope, self.sqa, self.split, bp, image_free=False)
+            score = lambda bp=blueprint: score_plan(
+                self.loaded, self.pope, self.sqa, self.split, bp, image_free=False, batch_size=self.batch_size
+            )
             results.append(stored_score(self.store, key, score))
             if progress:
                 progress("plans", i + 1, len(blueprints))
@@ -79,6 +92,9 @@ def _ray_evaluator(
     store: PlanStore | None = None,
     address: str = "local",
     num_workers: int | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int = 32,
 ) -> Evaluator:
     """Imported on first use: ray is an optional extra, and importing it costs seconds."""
     try:
@@ -87,7 +103,7 @@ def _ray_evaluator(
         if exc.name != "ray":
             raise
         raise HippError("the ray backend needs `pip install .[distributed]`") from None
-    return RayEvaluator(spec, split, limit, store, address, num_workers)
+    return RayEvaluator(spec, split, limit, store, address, num_workers, device, dtype, batch_size)
 
 
 BACKENDS["ray"] = _ray_evaluator
@@ -101,7 +117,8 @@ def make_evaluator(
     backend: str = "local",
     **options,
 ) -> Evaluator:
-    """The evaluator for `backend` (`local` = in this process, `ray` = on Ray workers).
+    """The evaluator for `backend` (`local` = in this process, `ray` = on Ray workers). Both take `device`, `dtype`
+    (`auto` resolves where the model runs: on Ray, on each worker) and `batch_size` (questions per forward pass).
 
     Options left at None are dropped, so a command line can pass `address=None, num_workers=None` whatever the
     backend; an option the backend does not take is refused with the ones it does.

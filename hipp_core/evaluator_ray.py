@@ -25,6 +25,7 @@ from hipp_core.blueprint import Blueprint, LayerShape
 from hipp_core.config import quiet_libraries
 from hipp_core.errors import HippError
 from hipp_core.evaluate import EvalResult, Progress
+from hipp_core.models.device import AUTO, dtype_name
 from hipp_core.models.loading import load_model
 from plan_store import DENSE_PLAN_ID, EvalKey, PlanStore
 
@@ -37,14 +38,17 @@ _QUIET = {"logging_level": "error", "log_to_driver": False}  # worker failures c
 class PlanWorker:
     """One Ray actor: the dense model and the question set, loaded once; scores the plans it is sent."""
 
-    def __init__(self, spec: str, split: str, limit: int | None, threads: int) -> None:
+    def __init__(
+        self, spec: str, split: str, limit: int | None, threads: int, device: str, dtype: str, batch_size: int
+    ) -> None:
         quiet_libraries()
         import torch
 
         torch.set_num_threads(threads)  # the CPUs Ray reserved for this actor, no more: workers share the machine
-        device = "cuda" if ray.get_gpu_ids() else "cpu"
-        self.split = split
-        self.loaded = load_model(spec, device=device)
+        if device == AUTO:  # the GPU Ray gave this actor (it sees it as cuda:0), else its CPUs
+            device = "cuda" if ray.get_gpu_ids() else "cpu"
+        self.split, self.batch_size = split, batch_size
+        self.loaded = load_model(spec, device, dtype)  # a dtype this machine cannot compute in fails here
         self.pope, self.sqa = load_benchmark(_BENCH, split, limit)
 
     def describe(self) -> dict:
@@ -55,13 +59,16 @@ class PlanWorker:
             "family": loaded.family,
             "config": loaded.model.config.to_dict(),
             "shapes": [shape.to_json() for shape in loaded.adapter.layer_shapes()],
+            "placement": loaded.placement.key_suffix,
         }
 
     def score(self, blueprint: dict | None) -> tuple[dict[str, float], int, float]:
         """(metrics, questions, seconds) of one plan; `None` is the dense model."""
         plan = None if blueprint is None else Blueprint.from_json(blueprint)
         started = time.perf_counter()
-        result = score_plan(self.loaded, self.pope, self.sqa, self.split, plan, _SCORING, _IMAGE_FREE, mode=_MODE)
+        result = score_plan(
+            self.loaded, self.pope, self.sqa, self.split, plan, _SCORING, _IMAGE_FREE, self.batch_size, mode=_MODE
+        )
         return result.to_metrics(), result.questions, time.perf_counter() - started
 
 
@@ -75,6 +82,10 @@ class RayEvaluator:
     joins a running cluster, `ray://host:port` a remote one. `num_workers` defaults to the cluster's GPUs, or its
     CPUs when it has none. `close` ends the workers and the connection this evaluator opened (a cluster it
     started stops with it); a Ray session the caller opened is left running.
+
+    `device`: `auto` puts one worker on each GPU when the cluster has GPUs (each in `dtype`, `auto` = bfloat16 there)
+    and on CPU slots otherwise; `cpu` keeps the workers off the GPUs; `cuda` requires GPUs. Each worker resolves and
+    checks the settings on its own machine; the results are stored under the settings the workers report.
     """
 
     def __init__(
@@ -85,9 +96,21 @@ class RayEvaluator:
         store: PlanStore | None = None,
         address: str = "local",
         num_workers: int | None = None,
+        device: str = AUTO,
+        dtype: str = AUTO,
+        batch_size: int = 32,
     ) -> None:
         if num_workers is not None and num_workers < 1:
             raise HippError(f"--num-workers must be at least 1, got {num_workers}")
+        if batch_size < 1:
+            raise HippError(f"--batch-size must be at least 1, got {batch_size}")
+        device = str(device).strip().lower()
+        if device not in (AUTO, "cpu") and not device.startswith("cuda"):
+            raise HippError(f"unknown device {device!r} for ray workers; use auto, cpu or cuda")
+        # Each worker owns one GPU, which it sees as cuda:0: `cuda:N` means nothing there.
+        self.device = "cuda" if device.startswith("cuda") else device
+        self.dtype = dtype if dtype == AUTO else dtype_name(dtype)
+        self.batch_size = batch_size
         self.spec, self.split, self.limit = spec, split, limit
         self.store = store or PlanStore()
         self.sent = 0  # plans sent to workers (cached ones never are): what the tests and benchmarks count
@@ -95,6 +118,11 @@ class RayEvaluator:
         self._started_cluster = _connect(address, num_workers)
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+        if self.device == "cpu":
+            gpus = 0  # CPU workers, even on a cluster with GPUs
+        elif self.device == "cuda" and not gpus:
+            self.close()
+            raise HippError("--device cuda was asked for but the ray cluster has no GPUs; use --device cpu or auto")
         self.num_workers = num_workers or gpus or cpus
         if self.num_workers > (gpus or cpus):  # the extra workers would wait for a free slot forever
             self.close()
@@ -109,12 +137,12 @@ class RayEvaluator:
         self.model_id: str = info["model_id"]
         self.shapes = [LayerShape.from_json(s) for s in info["shapes"]]
         self.store.put_model(self.model_id, spec, info["family"], info["config"])
-        self._bench = bench_key(_BENCH, _IMAGE_FREE, [])
+        self._bench = bench_key(_BENCH, _IMAGE_FREE, [], info["placement"])
 
     def _spawn(self):
         threads = int(self._per_worker["num_cpus"])
         actor = _RemoteWorker.options(**self._per_worker, max_restarts=1, max_task_retries=1)
-        return actor.remote(self.spec, self.split, self.limit, threads)
+        return actor.remote(self.spec, self.split, self.limit, threads, self.device, self.dtype, self.batch_size)
 
     def _first_description(self) -> dict:
         """Wait for every worker to load the model, so a bad spec fails here, once, with the loader's message."""
@@ -129,6 +157,11 @@ class RayEvaluator:
                 f"{self.num_workers} ray workers did not start within {STARTUP_TIMEOUT_S} s; "
                 "is the cluster busy with other work (`ray status`)?"
             ) from None
+        placements = sorted({info["placement"] for info in infos})
+        if len(placements) > 1:  # e.g. bfloat16 on one GPU model, float16 on an older one: two sets of numbers
+            self.close()
+            shown = ", ".join(p.lstrip(":") or "cpu-float32" for p in placements)
+            raise HippError(f"ray workers resolved different settings ({shown}); pass --device and --dtype explicitly")
         return infos[0]
 
     def _key(self, blueprint: Blueprint | None) -> EvalKey:

@@ -30,6 +30,7 @@ from hipp_core.data.world import render, sample_scene
 from hipp_core.errors import HippError
 from hipp_core.models import pruned_modeling
 from hipp_core.models.adapters import ModelAdapter
+from hipp_core.models.device import AUTO, DTYPES, dtype_name, dtype_runs, placement_of, to_model
 from hipp_core.models.loading import LoadedModel, inspect_checkpoint, load_model, prune_plan
 from hipp_core.prune import check_pruned, materialize
 
@@ -52,13 +53,16 @@ def export_pruned(
     metrics: dict | None = None,
     overwrite: bool = False,
     pruned: ModelAdapter | None = None,
+    dtype: str | torch.dtype | None = None,
 ) -> Path:
     """Materialize `blueprint` on the (dense) model behind `adapter` and write it to `out_dir` as a checkpoint any
     transformers install can load; return the directory. `spec` names the base model in the model card. An existing
     `out_dir` is replaced only with `overwrite` and only once the new export has passed its reload check.
 
     `pruned` writes an already-pruned model of `blueprint` instead (e.g. one fine-tuned after pruning by
-    `hipp_core.recover`); `adapter` stays the dense model the plan and the parameter counts refer to."""
+    `hipp_core.recover`; it is converted to `dtype` in place); `adapter` stays the dense model the plan and the
+    parameter counts refer to. `dtype` is what the weights are written in (default: the dtype they are in); callers
+    pass the source checkpoint's, so an export keeps its base model's precision and size per parameter."""
     out_dir = Path(out_dir).expanduser().absolute()
     if not isinstance(spec, str) or not spec:
         raise HippError(f"spec must name the base model (e.g. `embedded` or a checkpoint path), got {spec!r}")
@@ -70,13 +74,19 @@ def export_pruned(
     else:
         check_pruned(pruned, blueprint)
     model = pruned.model.eval()
+    written = dtype_name(dtype) if dtype is not None else placement_of(model).dtype
+    device = placement_of(model).device
+    # The reload check runs in the written dtype where the device computes in it; otherwise in float32, into which
+    # the written (rounded) weights convert exactly, so the check stays exact either way.
+    check_dtype = written if dtype_runs(device, written) else "float32"
+    model.to(DTYPES[written]).to(DTYPES[check_dtype])
     inputs = _check_inputs(pruned)
     reference = _logits(model, inputs)
-    settings = {"device": model.device, "dtype": model.dtype, "attn_implementation": model.config._attn_implementation}
+    settings = {"device": device, "dtype": check_dtype, "attn_implementation": model.config._attn_implementation}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
-        _write_checkpoint(tmp, pruned, blueprint)
+        _write_checkpoint(tmp, pruned, blueprint, DTYPES[written])
         del pruned, model  # free the materialized copy before the reload: at 7B scale memory is what runs out
         max_diff = _verify(tmp, inputs, reference, settings)
         _write_model_card(tmp, blueprint, spec, counts, metrics, max_diff, out_dir.name)
@@ -133,17 +143,18 @@ def _check_inputs(adapter: ModelAdapter) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def _logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(**{k: v.to(model.device) for k, v in inputs.items()}).logits.float().cpu()
+    return model(**to_model(inputs, model), use_cache=False).logits.float().cpu()
 
 
-def _write_checkpoint(tmp: Path, pruned: ModelAdapter, blueprint: Blueprint) -> None:
-    """Weights, config, modeling file, processor and plan. `save_pretrained` writes the stock class name into
-    `architectures`; the config is rewritten afterwards to name the pruned class and where to find it."""
+def _write_checkpoint(tmp: Path, pruned: ModelAdapter, blueprint: Blueprint, dtype: torch.dtype) -> None:
+    """Weights (in `dtype`), config, modeling file, processor and plan. `save_pretrained` writes the stock class name
+    into `architectures`; the config is rewritten afterwards to name the pruned class and where to find it."""
     model = pruned.model
     model.config.text_config.prune_plan = [
         {"n_heads": s.n_heads, "n_kv_heads": s.n_kv_heads, "intermediate": s.intermediate}
         for s in pruned.layer_shapes()
     ]
+    model.to(dtype)  # a no-op unless the reload check runs in float32 for a dtype the device cannot compute in
     model.save_pretrained(tmp)
     class_name = _pruned_class(pruned.model_type).__name__
     config_file = tmp / "config.json"
@@ -298,12 +309,12 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 # -- loading ----------------------------------------------------------------------------------------------------------
 def load_pruned(
     path: str | Path,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype | None = None,
+    device: str | torch.device = AUTO,
+    dtype: str | torch.dtype | None = AUTO,
     attn_implementation: str = "sdpa",
 ) -> LoadedModel:
     """Load an export with hipp's own copy of the pruned classes (no `trust_remote_code`, safetensors only),
-    refusing any missing, unexpected or mis-shaped weight."""
+    refusing any missing, unexpected or mis-shaped weight; on `device` in `dtype` as `load_model` resolves them."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise HippError(f"{path} is not a directory; pass the folder an export was written to")
@@ -312,4 +323,4 @@ def load_pruned(
         raise HippError(
             f"{path} is not a HiPP-Prune export (no text_config.prune_plan in config.json); load it as a model"
         )
-    return load_model(str(path), str(device), dtype, attn_implementation)
+    return load_model(str(path), device, dtype, attn_implementation)

@@ -250,6 +250,22 @@ def _bool(params: dict[str, Any], name: str, default: bool) -> bool:
     return value
 
 
+SETTINGS = ("device", "dtype")  # every job that runs a model takes them, like the CLI's --device / --dtype
+
+
+def _settings(params: dict[str, Any]) -> dict[str, str]:
+    """Device and dtype (default auto), checked on this machine (the worker runs here): an absent GPU or a dtype the
+    CPU cannot compute in is refused at submit time, with the loader's message."""
+    from hipp_core.models.device import AUTO, resolve
+
+    chosen = {name: params.get(name, AUTO) for name in SETTINGS}
+    for name, value in chosen.items():
+        if not isinstance(value, str) or not value.strip():
+            raise HippError(f"{name} must be a name such as auto, got {value!r}")
+    resolve(chosen["device"], chosen["dtype"])
+    return chosen
+
+
 def _blueprint(plan: PlanRecord):
     from hipp_core.blueprint import Blueprint
 
@@ -260,7 +276,7 @@ def _blueprint(plan: PlanRecord):
 def _check_evaluate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     from hipp_core.data.world import SPLITS
 
-    _known(params, ("spec", "plan_id", "split", "limit", "mode"), "evaluate")
+    _known(params, ("spec", "plan_id", "split", "limit", "mode", *SETTINGS), "evaluate")
     spec = _spec(params)
     plan_id = params.get("plan_id")
     if plan_id is not None:
@@ -271,6 +287,7 @@ def _check_evaluate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         "split": _choice(params, "split", "dev", tuple(SPLITS)),
         "limit": _int(params, "limit", 100, 1, 1_000_000, optional=True),  # None: the whole split
         "mode": _choice(params, "mode", "masked", ("masked", "physical")),
+        **_settings(params),
     }
 
 
@@ -290,6 +307,7 @@ def _run_evaluate(params: dict[str, Any], store: PlanStore, progress: JobProgres
         blueprint=_blueprint(plan) if plan else None,
         mode=params["mode"],
         progress=progress,
+        **_settings(params),
     )
     what = f"plan {plan.plan_id}" if plan else "dense model"
     sqa = f"{result.sqa.accuracy:.3f}" if result.sqa else "-"
@@ -298,21 +316,24 @@ def _run_evaluate(params: dict[str, Any], store: PlanStore, progress: JobProgres
 
 # -- calibrate --------------------------------------------------------------------------------------------------
 def _check_calibrate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
-    _known(params, ("spec", "samples"), "calibrate")
-    return {"spec": _spec(params), "samples": _int(params, "samples", 128, 1, 100_000)}
+    _known(params, ("spec", "samples", *SETTINGS), "calibrate")
+    return {"spec": _spec(params), "samples": _int(params, "samples", 128, 1, 100_000), **_settings(params)}
 
 
 @register("calibrate", "Per-layer visual sensitivity, activation statistics and unit scores.", _check_calibrate)
 def _run_calibrate(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
     from hipp_core.api import calibrate_model
 
-    features, cached = calibrate_model(params["spec"], params["samples"], progress=progress, store=store)
+    features, cached = calibrate_model(
+        params["spec"], params["samples"], progress=progress, store=store, **_settings(params)
+    )
     return f"{features.n_layers} layers calibrated on {features.samples} samples" + (" (cached)" if cached else "")
 
 
 # -- train-policy -----------------------------------------------------------------------------------------------
 def _check_train(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
-    _known(params, ("spec", "iters", "group_size", "resume", "backend", "address", "num_workers"), "train-policy")
+    allowed = ("spec", "iters", "group_size", "resume", "backend", "address", "num_workers", *SETTINGS)
+    _known(params, allowed, "train-policy")
     address = params.get("address")
     if address is not None and not (isinstance(address, str) and address.strip()):
         raise HippError(f"address must be local, auto or ray://host:port, got {address!r}")
@@ -324,6 +345,7 @@ def _check_train(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         "backend": _choice(params, "backend", "local", tuple(BACKENDS)),
         "address": address,
         "num_workers": _int(params, "num_workers", None, 1, 4096),
+        **_settings(params),
     }
 
 
@@ -340,19 +362,21 @@ def _run_train(params: dict[str, Any], store: PlanStore, progress: JobProgress) 
         backend_options={"address": params.get("address"), "num_workers": params.get("num_workers")},
         store=store,
         progress=progress,
+        **_settings(params),
     )
     return f"policy {record.policy_id} trained for {len(record.curve)} iterations"
 
 
 # -- materialize ------------------------------------------------------------------------------------------------
 def _check_plan_job(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
-    _known(params, ("spec", "plan_id"), "materialize")
+    _known(params, ("spec", "plan_id", *SETTINGS), "materialize")
     spec = _spec(params)
-    return {"spec": spec, "plan_id": _plan(params, store, spec).plan_id}
+    return {"spec": spec, "plan_id": _plan(params, store, spec).plan_id, **_settings(params)}
 
 
 @register("materialize", "Build the physically pruned checkpoint of a plan inside the store.", _check_plan_job)
 def _run_materialize(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
+    from hipp_core.api import export_dtypes
     from hipp_core.export import export_pruned
     from hipp_core.models.loading import load_model
 
@@ -362,9 +386,11 @@ def _run_materialize(params: dict[str, Any], store: PlanStore, progress: JobProg
         return f"plan {plan.plan_id} is already materialized at {done[0].path}"
     target = store.path.parent / "artifacts" / plan.plan_id / "materialized"
     progress("materialize", 0, 1)
-    loaded = load_model(params["spec"])
+    settings = _settings(params)
+    load_dtype, written = export_dtypes(params["spec"], **settings)
+    loaded = load_model(params["spec"], settings["device"], load_dtype)
     # overwrite=True only replaces an earlier export of this plan that never got recorded (killed before put_artifact)
-    path = export_pruned(loaded.adapter, _blueprint(plan), target, spec=params["spec"], overwrite=True)
+    path = export_pruned(loaded.adapter, _blueprint(plan), target, spec=params["spec"], overwrite=True, dtype=written)
     store.put_artifact(plan.plan_id, "materialized", path)
     progress("materialize", 1, 1)
     return f"plan {plan.plan_id} materialized at {path}"
@@ -372,7 +398,7 @@ def _run_materialize(params: dict[str, Any], store: PlanStore, progress: JobProg
 
 # -- recover ----------------------------------------------------------------------------------------------------
 def _check_recover(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
-    _known(params, ("spec", "plan_id", "steps", "rank", "seed", "limit"), "recover")
+    _known(params, ("spec", "plan_id", "steps", "rank", "seed", "limit", *SETTINGS), "recover")
     spec = _spec(params)
     return {
         "spec": spec,
@@ -381,6 +407,7 @@ def _check_recover(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         "rank": _int(params, "rank", 8, 1, 1024),
         "seed": _int(params, "seed", 0, 0, 2**31 - 1),
         "limit": _int(params, "limit", None, 1, 1_000_000),  # test questions per set before / after; None = all
+        **_settings(params),
     }
 
 
@@ -398,6 +425,7 @@ def _run_recover(params: dict[str, Any], store: PlanStore, progress: JobProgress
         store=store,
         progress=progress,
         limit=params["limit"],
+        **_settings(params),
     )
     before, after = result.before.pope_balanced_accuracy, result.after.pope_balanced_accuracy
     return f"plan {plan.plan_id} recovered in {result.steps} steps: POPE balanced accuracy {before:.3f} → {after:.3f}"
@@ -427,7 +455,7 @@ def check_export_target(out_dir: str, overwrite: bool) -> Path:
 def _check_export(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     from hipp_core.models.loading import prune_plan
 
-    _known(params, ("spec", "plan_id", "out_dir", "overwrite", "artifact"), "export")
+    _known(params, ("spec", "plan_id", "out_dir", "overwrite", "artifact", *SETTINGS), "export")
     spec = _spec(params)
     plan = _plan(params, store, spec)
     overwrite = _bool(params, "overwrite", False)
@@ -445,6 +473,7 @@ def _check_export(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         "out_dir": str(out_dir),
         "overwrite": overwrite,
         "artifact": artifact,
+        **_settings(params),
     }
 
 
@@ -456,7 +485,13 @@ def _run_export(params: dict[str, Any], store: PlanStore, progress: JobProgress)
     progress("export", 0, 1)
     artifact = Path(params["artifact"]) if params["artifact"] else None
     out_dir = export_plan(
-        params["spec"], _blueprint(plan), Path(params["out_dir"]), params["overwrite"], artifact, store
+        params["spec"],
+        _blueprint(plan),
+        Path(params["out_dir"]),
+        params["overwrite"],
+        artifact,
+        store,
+        **_settings(params),
     )
     progress("export", 1, 1)
     return f"{'recovered' if artifact else 'pruned'} plan {plan.plan_id} exported to {out_dir}"

@@ -11,6 +11,9 @@ from hipp_core.ui_state import DEFAULT_SPEC, ModelChoice, check_model
 from plan_store import PlanStore, default_store_path
 
 MODEL_KEY = "model_spec"  # a plain session key, not a widget key: it survives pages that do not draw the picker
+# Device and dtype chosen on Home (plain session keys too), used by every model call and job of the session.
+DEVICE_KEY, DTYPE_KEY = "model_device", "model_dtype"
+AUTO = "auto"
 
 
 @st.cache_resource(show_spinner=False)
@@ -30,6 +33,11 @@ def _checked(spec: str) -> ModelChoice:
 
 def chosen_spec() -> str:
     return st.session_state.get(MODEL_KEY, DEFAULT_SPEC)
+
+
+def chosen_settings() -> dict[str, str]:
+    """The device and dtype chosen on Home (auto until then), as the API and the jobs take them."""
+    return {"device": st.session_state.get(DEVICE_KEY, AUTO), "dtype": st.session_state.get(DTYPE_KEY, AUTO)}
 
 
 def pin_threads() -> None:
@@ -52,7 +60,11 @@ def current_model() -> ModelChoice | None:
     except HippError as exc:
         st.error(f"{exc} — choose another model on Home.")
         return None
-    st.caption(f"Model **{choice.spec}** ({choice.family}, id `{choice.model_id}`) · change it on Home")
+    settings = chosen_settings()
+    st.caption(
+        f"Model **{choice.spec}** ({choice.family}, id `{choice.model_id}`) on {settings['device']} · "
+        f"{settings['dtype']} · change them on Home"
+    )
     return choice
 
 
@@ -60,12 +72,13 @@ FLASH_KEY = "_flash"
 
 
 def submit_job(kind: str, params: dict, what: str, rerun: bool = True) -> str | None:
-    """Start a background job; a parameter error is shown in the page, not raised. On success the page reruns (so
-    the button that started the job becomes its progress bar) and says so at the top (`show_flash`)."""
+    """Start a background job on the device and dtype chosen on Home; a parameter error is shown in the page, not
+    raised. On success the page reruns (so the button that started the job becomes its progress bar) and says so
+    at the top (`show_flash`)."""
     from hipp_core import jobs
 
     try:
-        job_id = jobs.submit(kind, params, store())
+        job_id = jobs.submit(kind, {**chosen_settings(), **params}, store())
     except HippError as exc:
         st.error(str(exc))
         return None

@@ -23,7 +23,7 @@ from hipp_core.ui_state import (
     plan_size,
     rebalance,
 )
-from pages._common import current_model, pin_threads, show_flash, store, submit_job
+from pages._common import chosen_settings, current_model, pin_threads, show_flash, store, submit_job
 from plan_store import PolicyRecord
 
 st.title("Explore")
@@ -39,9 +39,10 @@ if choice is None:
 
 
 @st.cache_resource(show_spinner="Loading model, calibration and policy…", max_entries=4)
-def _planner(spec: str, store_path: str, policy_key: str) -> Planner:
-    """Cached per model and per trained policy version, so a policy finished by a job is picked up on the next run."""
-    return api.planner(spec, store())
+def _planner(spec: str, store_path: str, policy_key: str, device: str, dtype: str) -> Planner:
+    """Cached per model, settings and trained policy version, so a policy finished by a job is picked up on the next
+    run."""
+    return api.planner(spec, store(), device=device, dtype=dtype)
 
 
 # Store reads are cached per store version: a slider move opens no database connection unless a job has written.
@@ -64,7 +65,8 @@ if latest is None:
         submit_job("train-policy", {"spec": choice.spec}, "policy training")
     st.stop()
 try:
-    planner = _planner(choice.spec, str(store().path), f"{latest.policy_id}@{latest.updated_at.isoformat()}")
+    policy_key = f"{latest.policy_id}@{latest.updated_at.isoformat()}"
+    planner = _planner(choice.spec, str(store().path), policy_key, **chosen_settings())
 except HippError as exc:
     st.error(str(exc))
     st.stop()
@@ -228,7 +230,7 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
     method = c.selectbox("Baseline", baseline_names(), label_visibility="collapsed")
     if d.button(f"Compare with {method}", key="compare"):
         try:
-            other = api.plan_baseline(choice.spec, method, blueprint.achieved, store=store())
+            other = api.plan_baseline(choice.spec, method, blueprint.achieved, store=store(), **chosen_settings())
         except HippError as exc:
             st.error(str(exc))
         else:

@@ -17,6 +17,7 @@ from transformers.utils import is_torchvision_available
 
 from hipp_core.errors import HippError
 from hipp_core.models.adapters import ModelAdapter, adapter_class, supported_families
+from hipp_core.models.device import AUTO, CPU_FLOAT32, Placement, resolve
 from hipp_core.models.qwen_processor import Qwen2_5_VLImageProcessorOnly
 from hipp_core.models.zoo import ARCHS, retrained_dir, shipped_dir
 
@@ -30,6 +31,7 @@ class LoadedModel:
     family: str
     model_id: str  # hash of config and weights: the key every cached result is stored under
     adapter: ModelAdapter
+    placement: Placement = CPU_FLOAT32  # the resolved device and dtype the weights were loaded to
 
     @property
     def model(self):
@@ -104,6 +106,31 @@ def checkpoint_id(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+_SAFETENSORS_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}
+
+
+def safetensors_header(shard: Path) -> dict:
+    """The JSON header of a safetensors file: tensor name → {dtype, shape, data_offsets}, plus `__metadata__`."""
+    with shard.open("rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(length))
+
+
+def checkpoint_dtype(path: Path) -> str:
+    """The dtype a checkpoint stores most of its floating weights in (by element count), as a `models.device` dtype
+    name: what an export of it is written in, so a bfloat16 checkpoint does not come back twice its size."""
+    counts: dict[str, int] = {}
+    for shard in sorted(Path(path).glob("*.safetensors")):
+        for name, entry in safetensors_header(shard).items():
+            if name != "__metadata__" and entry["dtype"] in _SAFETENSORS_DTYPES:
+                numel = 1
+                for n in entry["shape"]:
+                    numel *= n
+                key = _SAFETENSORS_DTYPES[entry["dtype"]]
+                counts[key] = counts.get(key, 0) + numel
+    return max(counts, key=counts.__getitem__) if counts else "float32"
+
+
 def load_processor(path: Path, family: str):
     if family == "qwen2_5_vl" and not is_torchvision_available():
         # Stock Qwen2.5-VL processor needs torchvision for its video half; see qwen_processor.py.
@@ -112,11 +139,17 @@ def load_processor(path: Path, family: str):
 
 
 def load_model(
-    spec: str, device: str = "cpu", dtype: torch.dtype | None = None, attn_implementation: str = "sdpa"
+    spec: str,
+    device: str | torch.device | None = AUTO,
+    dtype: str | torch.dtype | None = AUTO,
+    attn_implementation: str = "sdpa",
 ) -> LoadedModel:
-    """Load (once per process) a model spec for inference. Callers must not modify the returned model in place."""
+    """Load (once per process and placement) a model spec for inference on `device` in `dtype` (`auto`: the GPU in
+    bfloat16 when there is one, else the CPU in float32; see `models.device`). Callers must not modify the returned
+    model in place, or must restore it (as calibration does with its attention implementation)."""
     path = resolve_spec(spec)
-    return _load_cached(str(path), spec, device, dtype, attn_implementation)
+    placement = resolve(device, dtype)
+    return _load_cached(str(path), spec, placement, attn_implementation)
 
 
 def prune_plan(path: Path) -> list | None:
@@ -140,13 +173,13 @@ def _model_class(path: Path, family: str):
 
 
 @lru_cache(maxsize=4)
-def _load_cached(path_str: str, spec: str, device: str, dtype, attn_implementation: str) -> LoadedModel:
+def _load_cached(path_str: str, spec: str, placement: Placement, attn_implementation: str) -> LoadedModel:
     path = Path(path_str)
     family = inspect_checkpoint(path)
     try:
         model, info = _model_class(path, family).from_pretrained(
             path,
-            dtype=dtype or torch.float32,
+            dtype=placement.torch_dtype,
             attn_implementation=attn_implementation,
             use_safetensors=True,
             output_loading_info=True,
@@ -164,5 +197,6 @@ def _load_cached(path_str: str, spec: str, device: str, dtype, attn_implementati
             f"{path} does not match its config: {len(keys)} {kind.replace('_', ' ')} (e.g. {keys[0]}); "
             "re-download or re-export the checkpoint"
         )
-    model.to(device).eval()
-    return LoadedModel(spec, path, family, checkpoint_id(path), adapter_class(family)(model, processor))
+    model.to(placement.device).eval()
+    adapter = adapter_class(family)(model, processor)
+    return LoadedModel(spec, path, family, checkpoint_id(path), adapter, placement)
