@@ -30,7 +30,7 @@ from hipp_core.data.world import render, sample_scene
 from hipp_core.errors import HippError
 from hipp_core.models import pruned_modeling
 from hipp_core.models.adapters import ModelAdapter
-from hipp_core.models.device import AUTO, DTYPES, dtype_name, dtype_runs, placement_of, to_model
+from hipp_core.models.device import AUTO, DTYPES, cast_parameters, dtype_name, dtype_runs, placement_of, to_model
 from hipp_core.models.loading import LoadedModel, inspect_checkpoint, load_model, prune_plan
 from hipp_core.prune import check_pruned, materialize
 
@@ -79,7 +79,7 @@ def export_pruned(
     # The reload check runs in the written dtype where the device computes in it; otherwise in float32, into which
     # the written (rounded) weights convert exactly, so the check stays exact either way.
     check_dtype = written if dtype_runs(device, written) else "float32"
-    model.to(DTYPES[written]).to(DTYPES[check_dtype])
+    cast_parameters(cast_parameters(model, DTYPES[written]), DTYPES[check_dtype])
     inputs = _check_inputs(pruned)
     reference = _logits(model, inputs)
     settings = {"device": device, "dtype": check_dtype, "attn_implementation": model.config._attn_implementation}
@@ -154,7 +154,7 @@ def _write_checkpoint(tmp: Path, pruned: ModelAdapter, blueprint: Blueprint, dty
         {"n_heads": s.n_heads, "n_kv_heads": s.n_kv_heads, "intermediate": s.intermediate}
         for s in pruned.layer_shapes()
     ]
-    model.to(dtype)  # a no-op unless the reload check runs in float32 for a dtype the device cannot compute in
+    cast_parameters(model, dtype)  # a no-op unless the reload check ran in float32 for a dtype the device lacks
     model.save_pretrained(tmp)
     class_name = _pruned_class(pruned.model_type).__name__
     config_file = tmp / "config.json"

@@ -35,10 +35,13 @@ def random_blueprint(adapter, rng, budget: float | None = None):
     return make_blueprint("tiny", adapter.model_type, shapes, budget, alpha, scores, m=8)
 
 
-def save_tiny(arch: str, path: Path, legacy_processor: bool = False) -> Path:
-    """A random model of `arch` saved the way hub checkpoints are laid out (sharded safetensors)."""
+def save_tiny(arch: str, path: Path, legacy_processor: bool = False, dtype=None) -> Path:
+    """A random model of `arch` saved the way hub checkpoints are laid out (sharded safetensors), in `dtype` (a torch
+    dtype; default float32)."""
     processor = build_processor(arch)
     model = build_model(arch, processor, seed=3, size=TINY)
+    if dtype is not None:
+        model.to(dtype)
     model.save_pretrained(path, max_shard_size="100KB")
     if legacy_processor:  # llava-hf layout: preprocessor_config.json + tokenizer files + a thin processor_config
         processor.tokenizer.save_pretrained(path)

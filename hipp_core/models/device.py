@@ -143,6 +143,17 @@ def to_model(inputs: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, 
     }
 
 
+@torch.no_grad()
+def cast_parameters(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Convert `model`'s floating parameters to `dtype` in place, leaving its buffers alone. `model.to(dtype)` would
+    also convert buffers such as the rotary frequencies, which transformers keeps in float32 whatever the weights'
+    dtype, and the model would then no longer compute what the same weights loaded from disk compute."""
+    for param in model.parameters():
+        if param.is_floating_point() and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+    return model
+
+
 def _implementations(config) -> dict:
     """A config's attention implementation and its sub-configs', in the nested form `set_attn_implementation`
     takes: {"": own, "<sub_config>": {...}}."""
