@@ -134,6 +134,31 @@ def test_home_local_model_is_used_by_other_pages_and_starts_missing_steps(tiny_q
     PlanStore().finish_job(job.job_id, "cancelled")
 
 
+def test_home_device_and_dtype_are_chosen_once_and_used_by_jobs_and_pages(tiny_qwen, no_spawn):
+    import torch
+
+    from hipp_core.models.device import dtype_runs
+
+    dtype = "bfloat16" if dtype_runs("cpu", "bfloat16") else "float32"
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.radio[0].set_value("Local checkpoint directory").run()
+    at.text_input[0].input(str(tiny_qwen)).run()
+    box = lambda label: next(s for s in at.selectbox if s.label == label)  # fresh after every run
+    if not torch.cuda.is_available():
+        box("Device").set_value("cuda").run()
+        assert len(at.error) == 1 and "'cuda' was asked for but" in at.error[0].value
+        assert at.session_state["model_device"] == "auto"  # the refused choice is not kept
+    box("Device").set_value("cpu").run()
+    box("Number format").set_value(dtype).run()
+    assert not at.error and f"Models run on **cpu** in **{dtype}**." in [c.value for c in at.caption]
+    at.button(key="start-calibrate").click().run()
+    job = PlanStore().get_job(no_spawn[0])
+    assert (job.params["device"], job.params["dtype"]) == ("cpu", dtype)
+    at.switch_page("pages/pareto.py").run()
+    assert not at.exception and f"on cpu · {dtype}" in at.caption[1].value
+    PlanStore().finish_job(job.job_id, "cancelled")
+
+
 # -- Explore --------------------------------------------------------------------------------------------------------
 def test_explore_sliders_stay_on_simplex_and_change_the_blueprint(trained):
     at = page("explore", trained)

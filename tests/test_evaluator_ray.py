@@ -62,6 +62,29 @@ def test_bad_worker_settings_fail_once_with_a_message(ray_cluster, tmp_path):
         make_evaluator(str(missing), "dev", LIMIT, store, backend="ray", num_workers=1)
     with pytest.raises(HippError, match="--address must be local, auto or ray://"):
         make_evaluator(SPEC, "dev", LIMIT, store, backend="ray", address="10.0.0.1:6379")
+    if not ray_cluster.cluster_resources().get("GPU"):
+        with pytest.raises(HippError, match="--device cuda was asked for but the ray cluster has no GPUs"):
+            make_evaluator(SPEC, "dev", LIMIT, store, backend="ray", num_workers=1, device="cuda")
+
+
+def test_workers_score_in_the_requested_dtype_under_its_key(ray_cluster, tmp_path):
+    """The workers get the settings, resolve them on their machine and report them: the results land under the
+    bfloat16 key, with the numbers the in-process backend gets in bfloat16 (before the shared workers hold the CPUs)."""
+    from hipp_core.models.device import dtype_runs
+
+    if not dtype_runs("cpu", "bfloat16"):
+        pytest.skip("this CPU cannot compute in bfloat16")
+    store = PlanStore(tmp_path / "plans.duckdb")
+    settings = {"device": "cpu", "dtype": "bfloat16"}
+    remote = make_evaluator(SPEC, "dev", 2, store, backend="ray", num_workers=1, **settings)
+    try:
+        [result] = remote.evaluate([None])
+        key = remote._key(None)
+    finally:
+        remote.close()
+    assert key.bench.endswith(":cpu-bfloat16") and store.get_evaluation(key) is not None
+    [local] = make_evaluator(SPEC, "dev", 2, PlanStore(tmp_path / "local.duckdb"), **settings).evaluate([None])
+    assert local.to_metrics() == result.to_metrics()
 
 
 def test_ray_results_equal_in_process_ones_under_the_same_keys(evaluator, tmp_path):

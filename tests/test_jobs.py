@@ -44,6 +44,9 @@ def wait(store: PlanStore, job_id: str, seconds: float = 120) -> str:
         ("calibrate", {"spec": "/no/such/model"}, "does not exist"),
         ("recover", {"spec": "embedded", "plan_id": None}, "is not in the plan store"),
         ("train-policy", {"spec": "embedded", "group_size": 1}, "group_size must be a whole number from 2"),
+        ("evaluate", {"spec": "embedded", "device": "gpu"}, "unknown device 'gpu'"),
+        ("calibrate", {"spec": "embedded", "dtype": "int8"}, "unknown dtype 'int8'"),
+        ("calibrate", {"spec": "embedded", "dtype": None}, "dtype must be a name such as auto, got None"),
     ],
 )
 def test_submit_refuses_bad_parameters_in_one_line(kind, params, message):
@@ -53,6 +56,19 @@ def test_submit_refuses_bad_parameters_in_one_line(kind, params, message):
         jobs.submit(kind, params, store)
     assert "\n" not in str(err.value)
     assert len(store.list_jobs()) == before, "a refused job is not recorded"
+
+
+@pytest.mark.parametrize("kind", ["evaluate", "calibrate", "train-policy", "materialize", "recover", "export"])
+def test_every_model_job_takes_device_and_dtype(kind, tiny_llava, plan_id, tmp_path):
+    params = {"spec": str(tiny_llava), "device": "cpu", "dtype": "float32"}
+    if kind in ("materialize", "recover", "export"):
+        params["plan_id"] = plan_id
+    if kind == "export":
+        params["out_dir"] = str(tmp_path / "out")
+    checked = jobs.kind(kind).check(params, PlanStore())
+    assert (checked["device"], checked["dtype"]) == ("cpu", "float32")
+    defaults = jobs.kind(kind).check({k: v for k, v in params.items() if k not in ("device", "dtype")}, PlanStore())
+    assert (defaults["device"], defaults["dtype"]) == ("auto", "auto")
 
 
 def test_export_target_is_validated_and_never_overwritten_unasked(tiny_llava, plan_id, tmp_path):
