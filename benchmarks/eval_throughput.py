@@ -16,7 +16,7 @@ from results_io import emit
 
 from hipp_core.api import load_benchmark
 from hipp_core.config import quiet_libraries, set_threads
-from hipp_core.evaluate import score_pope
+from hipp_core.evaluation.engine import score_pope
 from hipp_core.models.loading import load_model
 
 

@@ -77,7 +77,7 @@ def calibration_forward(adapter: ModelAdapter, inputs: dict, device: torch.devic
 
 
 def masked_eval(adapter: ModelAdapter, inputs: dict, blueprint, repeats: int, questions_per_plan: int) -> dict:
-    """Dense vs masked scoring forwards (logits over the whole sequence, as `hipp_core.evaluate` computes them)."""
+    """Dense vs masked scoring forwards (logits over the whole sequence, as `hipp_core.evaluation.engine` computes them)."""
     dense, hooked = [], []
     timed_forward(adapter, inputs)  # warm-up: kernels, allocator
     for _ in range(repeats):

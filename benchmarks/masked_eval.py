@@ -16,7 +16,7 @@ from results_io import emit
 
 from hipp_core.api import load_benchmark, plan_baseline
 from hipp_core.config import quiet_libraries, set_threads
-from hipp_core.evaluate import evaluate
+from hipp_core.evaluation.engine import evaluate
 from hipp_core.models.loading import load_model
 from hipp_core.prune import masked
 

@@ -32,7 +32,7 @@ from hipp_core import baselines
 from hipp_core.api import PEER, evaluate_model, plan_baseline, planner, train_policy
 from hipp_core.config import quiet_libraries, set_threads
 from hipp_core.errors import HippError
-from hipp_core.evaluator import make_evaluator
+from hipp_core.evaluation.backends import make_evaluator
 from hipp_core.grpo import GRPOConfig, load_policy, objectives
 from hipp_core.search import hypervolume, nsga2_search, random_search
 

@@ -24,7 +24,7 @@ from results_io import emit
 from hipp_core import api
 from hipp_core.config import quiet_libraries, set_threads
 from hipp_core.errors import HippError
-from hipp_core.evaluate import EvalResult
+from hipp_core.evaluation.engine import EvalResult
 from hipp_core.recover import RecoveryConfig
 
 PREFERENCE = (0.2, 0.7, 0.1)  # utility, robustness, compression: robustness-heavy

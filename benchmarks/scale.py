@@ -33,8 +33,8 @@ from hipp_core.api import channel_multiple, load_benchmark
 from hipp_core.blueprint import Blueprint, UnitScores, decoder_flops, make_blueprint
 from hipp_core.config import quiet_libraries, set_threads
 from hipp_core.data.prompts import pope_prompt, sqa_prompt
-from hipp_core.evaluate import open_image
-from hipp_core.evaluator import make_evaluator
+from hipp_core.evaluation.backends import make_evaluator
+from hipp_core.evaluation.engine import open_image
 from hipp_core.grpo import GRPOConfig
 from hipp_core.models.loading import load_model
 from plan_store import PlanStore

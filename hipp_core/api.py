@@ -1,35 +1,88 @@
-"""The Python API: what the CLI and the dashboard call. Each function validates its inputs at the boundary."""
+"""The Python API: what the CLI, the dashboard, background jobs and benchmarks call, and nothing else does.
+
+A facade: each function validates its inputs at the boundary and calls the library below it (evaluation, the
+planning methods, recovery, export, the plan store); no module of the library imports this one.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hipp_core import baselines
-from hipp_core.blueprint import Blueprint, LayerShape, make_blueprint, validate
+# What the CLI and the dashboard use besides the functions below, re-exported so that they import nothing but this
+# module: errors, the dashboard's view helpers, job submission, the store's record types.
+from hipp_core import (
+    baselines,
+    jobs,
+    status,  # noqa: F401
+    validation,
+)
+from hipp_core.baselines import names as baseline_names  # noqa: F401
+from hipp_core.blueprint import Blueprint, make_blueprint
 from hipp_core.calibrate import CalibrationFeatures, calibrate
-from hipp_core.config import cache_dir, home_dir
+from hipp_core.config import (
+    cache_dir,
+    set_threads,  # noqa: F401
+)
 from hipp_core.data import build as data_build
-from hipp_core.data.pope import load_pope, load_pope_dir
-from hipp_core.data.records import PopeItem, SQAItem
-from hipp_core.data.sqa import load_sqa
-from hipp_core.data.world import SPLITS
-from hipp_core.errors import HippError
-from hipp_core.evaluate import BENCHES, EvalResult, Progress, evaluate
-from hipp_core.evaluator import make_evaluator
-from hipp_core.export import check_target, copy_export, export_pruned
+from hipp_core.data.world import SPLITS  # noqa: F401
+from hipp_core.errors import (
+    USER_ERRORS,  # noqa: F401
+    HippError,
+)
+from hipp_core.evaluation.backends import make_evaluator
+from hipp_core.evaluation.engine import EvalResult, Progress
+from hipp_core.evaluation.stored import (  # noqa: F401  (re-exported: the API's evaluation functions)
+    bench_key,
+    evaluate_model,
+    evaluate_recovered,
+    load_benchmark,
+    plan_draft,
+)
+from hipp_core.export import (
+    PLAN_FILE,  # noqa: F401
+    check_target,
+    copy_export,
+    export_pruned,
+)
 from hipp_core.grpo import GRPOConfig, GRPOTrainer, load_policy, policy_id_for
+from hipp_core.jobs import find_jobs  # noqa: F401
+from hipp_core.models import zoo
 from hipp_core.models.device import AUTO, Placement, dtype_runs, resolve, resolve_device
-from hipp_core.models.loading import LoadedModel, checkpoint_dtype, inspect_checkpoint, load_model, resolve_spec
+from hipp_core.models.loading import checkpoint_dtype, load_model, resolve_spec
+from hipp_core.models.train import TrainConfig
 from hipp_core.peers import torch_pruning_blueprint
-from hipp_core.policy import Planner, check_preference, check_sparsity
-from hipp_core.prune import check_pruned, masked, materialize
+from hipp_core.policies import BUNDLED_POLICY, policy_checkpoint_path, policy_record  # noqa: F401  (re-exported)
+from hipp_core.policy import Planner
 from hipp_core.recover import RecoveryConfig, RecoveryResult, recover_plan
-from plan_store import DENSE_PLAN_ID, EvalKey, PlanDraft, PlanStore
+from hipp_core.ui_state import (  # noqa: F401
+    DEFAULT_SPEC,
+    EMBEDDED_CHOICES,
+    FLOPS_SEQ_LEN,
+    LOCAL_CHOICE,
+    PREFERENCE_NAMES,
+    ModelChoice,
+    check_model,
+    cloud_frame,
+    comparison,
+    dense_point,
+    evaluated_preferences,
+    front_mask,
+    headline,
+    kept_grid,
+    layer_table,
+    mean_yes_ratio,
+    nearest_plans,
+    objectives_for,
+    plan_label,
+    plan_size,
+    readiness,
+    rebalance,
+)
+from plan_store import JobRecord, PlanRecord, PlanStore, default_store_path  # noqa: F401
 from plan_store.records import PolicyRecord
 
 
@@ -39,185 +92,67 @@ def placement(device: str = AUTO, dtype: str = AUTO) -> Placement:
     return resolve(device, dtype)
 
 
-def ensure_data(progress: Progress | None = None) -> Path:
-    """The embedded ShapesWorld benchmark, built on first use (seconds) and cached under `$HIPP_CACHE`."""
-    return data_build.build(progress=progress)
+def ensure_data(progress: Progress | None = None, root: Path | None = None, force: bool = False) -> Path:
+    """The embedded ShapesWorld benchmark, built on first use (seconds) and cached under `$HIPP_CACHE` (or `root`);
+    `force` rebuilds it."""
+    return data_build.build(root, force=force, progress=progress)
 
 
-def load_benchmark(
-    bench: str = "all",
-    split: str = "test",
-    limit: int | None = None,
-    pope_dir: Path | None = None,
-    sqa_dir: Path | None = None,
-    pope_images: Path | None = None,
-    pope_labels: Path | None = None,
-) -> tuple[dict[str, list[PopeItem]], list[SQAItem]]:
-    """POPE questions per category and ScienceQA problems; ShapesWorld unless a real directory is given.
-
-    `pope_dir` is a folder of official `*_pope_<category>.json` files, or one question file: an official one,
-    or LLaVA's `llava_pope_test.jsonl` together with `pope_labels` (the folder of official files that hold
-    its labels). `pope_images` defaults to `images/` beside the questions.
-    `limit` keeps the first N questions per POPE category and the first N problems: POPE files interleave
-    yes and no per image, so a prefix stays balanced.
-    """
-    if bench not in BENCHES:
-        raise HippError(f"unknown benchmark {bench!r}; use one of {', '.join(BENCHES)}")
-    if limit is not None and limit < 1:
-        raise HippError(f"--limit must be a positive number of questions, got {limit}")
-    need_pope, need_sqa = bench in ("pope", "all"), bench in ("sqa", "all")
-    embedded = (need_pope and pope_dir is None) or (need_sqa and sqa_dir is None)
-    if embedded and split not in SPLITS:
-        raise HippError(f"ShapesWorld has no split {split!r}; use one of {', '.join(SPLITS)}")
-    root = ensure_data() if embedded else Path()
-    pope: dict[str, list[PopeItem]] = {}
-    sqa: list[SQAItem] = []
-    if need_pope:
-        pope = _load_pope(Path(pope_dir) if pope_dir else root / "pope" / split, pope_images, pope_labels)
-        pope = {c: items[:limit] for c, items in pope.items()}
-    if need_sqa:
-        sqa = load_sqa(Path(sqa_dir) if sqa_dir else root / "sqa", split)[:limit]
-    return pope, sqa
+@dataclass(frozen=True)
+class ZooModel:
+    arch: str
+    path: Path | None  # the checkpoint in use: a retrain in the cache wins over the shipped one; None if missing
+    info: dict  # its training record (hipp_train.json): parameters, train_config, seconds_this_run
+    trained_now: bool = False
 
 
-def _load_pope(path: Path, images: Path | None, labels: Path | None) -> dict[str, list[PopeItem]]:
-    if path.is_dir():
-        return load_pope_dir(path, images)
-    items = load_pope(path, images or path.parent / "images", label_file=labels)
-    grouped: dict[str, list[PopeItem]] = {}
-    for item in items:
-        grouped.setdefault(item.category, []).append(item)
-    return grouped
+def zoo_status() -> list[ZooModel]:
+    """Where each embedded model is loaded from and how it was trained."""
+    rows = []
+    for arch in zoo.ARCHS:
+        used = next((d for d in (zoo.retrained_dir(arch), zoo.shipped_dir(arch)) if (d / "config.json").exists()), None)
+        rows.append(ZooModel(arch, used, (zoo.train_info(used) if used else None) or {}))
+    return rows
 
 
-def bench_key(bench: str, image_free: bool, paths: list[Path | None], placement: str = "") -> str:
-    """What the questions were: ShapesWorld by version, or real files by path and modification time; then where the
-    model ran (`placement`, a `Placement.key_suffix`: empty for float32 on the CPU, so every result stored before
-    devices and dtypes were options is still found under its old key)."""
-    given = [Path(p).expanduser().absolute() for p in paths if p is not None]
-    if given:
-        stamp = "|".join(f"{p}:{p.stat().st_mtime_ns if p.exists() else 0}" for p in given)
-        source = "files-" + hashlib.sha256(stamp.encode()).hexdigest()[:12]
-    else:
-        source = f"shapesworld-v{data_build.VERSION}"
-    return f"{bench}:{source}:{'with-image-free' if image_free else 'no-image-free'}{placement}"
-
-
-def evaluate_model(
-    spec: str,
-    bench: str = "all",
-    split: str = "test",
-    limit: int | None = None,
-    scoring: str = "logits",
-    image_free: bool = True,
-    pope_dir: Path | None = None,
-    sqa_dir: Path | None = None,
-    pope_images: Path | None = None,
-    pope_labels: Path | None = None,
-    batch_size: int = 32,
+def zoo_build(
+    arch: str = "all",
+    retrain: bool = False,
+    steps: int | None = None,
+    threads: int | None = None,
     progress: Progress | None = None,
-    store: PlanStore | None = None,
-    blueprint: Blueprint | None = None,
-    mode: str = "masked",
-    device: str = AUTO,
-    dtype: str = AUTO,
-) -> EvalResult:
-    """Evaluate a model spec (`embedded`, `embedded:qwen2_5_vl`, a local checkpoint or an export), dense or under
-    a blueprint: `masked` (hooks on the dense weights, for scoring many plans) or `physical` (a pruned copy), on
-    `device` in `dtype` (`auto`: the GPU in bfloat16 when there is one, else the CPU in float32).
-
-    Results are kept in the plan store under (model hash, plan, benchmark and placement, split, mode, scoring,
-    limit); asking again returns the stored result (`result.cached`) without touching the model.
-    """
-    if batch_size < 1:
-        raise HippError(f"batch size must be at least 1, got {batch_size}")
-    if blueprint is not None and mode not in ("masked", "physical"):
-        raise HippError(f"plan evaluation mode must be masked or physical, got {mode!r}")
-    loaded = load_model(spec, device, dtype)
-    pope, sqa = load_benchmark(bench, split, limit, pope_dir, sqa_dir, pope_images, pope_labels)
-    store = store or PlanStore()
-    store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
-    plan_id = DENSE_PLAN_ID
-    if blueprint is not None:
-        check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
-        plan_id = store.put_plan(plan_draft(blueprint)).plan_id
-    paths = [pope_dir, sqa_dir, pope_images, pope_labels]
-    bench_id = bench_key(bench, image_free, paths, loaded.placement.key_suffix)
-    key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, mode)
-
-    return stored_score(
-        store,
-        key,
-        lambda: score_plan(loaded, pope, sqa, split, blueprint, scoring, image_free, batch_size, progress, mode),
-    )
+) -> list[ZooModel]:
+    """Make sure the embedded models exist: the shipped checkpoints, or (`retrain`) a reproducible retrain into
+    `$HIPP_CACHE/zoo` that resumes after a kill."""
+    archs = zoo.ARCHS if arch == "all" else (arch,)
+    if any(a not in zoo.ARCHS for a in archs):
+        raise HippError(f"unknown --arch {arch!r}; use {', '.join(zoo.ARCHS)} or all")
+    validation.optional_count(steps, "--steps")
+    validation.optional_count(threads, "--threads")
+    rows = []
+    for a in archs:
+        target = zoo.retrained_dir(a) if retrain else zoo.shipped_dir(a)
+        if not retrain and (target / "config.json").exists():
+            rows.append(ZooModel(a, target, zoo.train_info(target) or {}))
+            continue
+        cfg = TrainConfig() if steps is None else replace(TrainConfig(), steps=steps)
+        rows.append(ZooModel(a, target, zoo.train_embedded(a, target, cfg, progress, threads), trained_now=True))
+    return rows
 
 
-# The pieces of `evaluate_model` that every evaluator backend shares, so a plan scored in this process and one
-# scored on a Ray worker land in the plan store under the same key with the same numbers.
-
-
-def check_plan(blueprint: Blueprint, model_id: str, shapes: list[LayerShape], spec: str) -> None:
-    """Refuse a blueprint made for another model, or one that does not fit this model's layers."""
-    if blueprint.model_id != model_id:
-        raise HippError(f"the plan was made for model {blueprint.model_id}, not {spec} ({model_id})")
-    validate(blueprint, shapes, model_id)
-
-
-def plan_draft(blueprint: Blueprint) -> PlanDraft:
-    return PlanDraft(
-        blueprint.model_id, blueprint.to_json(), blueprint.source, blueprint.achieved, blueprint.preference
-    )
-
-
-def eval_key(
-    model_id: str, plan_id: str, bench: str, split: str, limit: int | None, scoring: str, mode: str
-) -> EvalKey:
-    """The store key of one evaluation; `bench` is a `bench_key`. The dense model is always mode `dense`."""
-    return EvalKey(
-        model_id=model_id,
-        plan_id=plan_id,
-        bench=bench,
-        split=split,
-        mode="dense" if plan_id == DENSE_PLAN_ID else mode,
-        scoring=scoring,
-        limit=limit,
-    )
-
-
-def stored_score(store: PlanStore, key: EvalKey, score: Callable[[], EvalResult]) -> EvalResult:
-    """The evaluation under `key`: read from the store, or computed by `score()` and stored first."""
-
-    def compute() -> tuple[dict[str, float], int]:
-        result = score()
-        return result.to_metrics(), result.questions
-
-    record, cached = store.get_or_compute_evaluation(key, compute)
-    return EvalResult.from_metrics(key.model_id, key.split, key.scoring, record.metrics, record.seconds, cached)
-
-
-def score_plan(
-    loaded: LoadedModel,
-    pope: dict[str, list[PopeItem]],
-    sqa: list[SQAItem],
-    split: str,
-    blueprint: Blueprint | None,
-    scoring: str = "logits",
-    image_free: bool = True,
-    batch_size: int = 32,
-    progress: Progress | None = None,
-    mode: str = "masked",
-) -> EvalResult:
-    """Score one plan (None = dense) on an already loaded model and question set; no store involved."""
-
-    def run(adapter) -> EvalResult:
-        return evaluate(adapter, loaded.model_id, pope, sqa, split, scoring, image_free, batch_size, progress)
-
-    if blueprint is None:
-        return run(loaded.adapter)
-    if mode == "masked":
-        with masked(loaded.adapter, blueprint):
-            return run(loaded.adapter)
-    return run(materialize(loaded.adapter, blueprint))
+def read_plan(path: Path) -> Blueprint:
+    """A blueprint JSON file written by `hipp plan ...`, `hipp blueprint -o` or the dashboard."""
+    path = Path(path)
+    try:
+        return Blueprint.from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise HippError(f"plan file {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise HippError(f"{path} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HippError(
+            f"{path} is not a blueprint ({type(exc).__name__}: {exc}); write one with `hipp plan`"
+        ) from None
 
 
 CALIBRATION_BATCH = 16  # calibration keeps every layer's attention maps: the default batch is half scoring's
@@ -289,8 +224,7 @@ def plan_baseline(
     the evaluator `backend`, first best on ties).
     `torch-pruning` is the external peer (`hipp_core.peers`): the library's own choice at the same sparsity.
     `batch_size` is the most questions per forward pass, of scoring and (at most `CALIBRATION_BATCH`) calibration."""
-    if not (isinstance(sparsity, float | int) and 0.0 < sparsity < 0.9):
-        raise HippError(f"--sparsity must be between 0 and 0.9 (exclusive), got {sparsity}")
+    validation.sparsity(sparsity)
     settings = {"device": device, "dtype": dtype}
     if method == PEER:
         loaded = load_model(spec, **settings)
@@ -300,7 +234,7 @@ def plan_baseline(
         baseline = baselines.get(method)
     if n_random < 1:
         raise HippError(f"--n-random must be at least 1, got {n_random}")
-    check_batch_size(batch_size)
+    validation.count(batch_size, "--batch-size")
     store = store or PlanStore()
     features, _ = calibrate_model(spec, samples, calibration_batch(batch_size), store=store, **settings)
     loaded = load_model(spec, **settings)
@@ -327,9 +261,6 @@ def plan_baseline(
     return candidates[score.index(max(score))]
 
 
-BUNDLED_POLICY = "hipp_policy.pt"
-
-
 # -- the policy -----------------------------------------------------------------------------------------------------
 def planner(
     spec: str,
@@ -344,7 +275,7 @@ def planner(
     `dtype`, at most `batch_size` questions per forward pass), Wanda unit scores, and the model's most recently
     trained policy if there is one (`planner.trained`). Training a policy asks for none: it brings its own, and a
     stored one that an older version wrote must not stop it."""
-    check_batch_size(batch_size)
+    validation.count(batch_size, "--batch-size")
     store = store or PlanStore()
     features, _ = calibrate_model(spec, samples, calibration_batch(batch_size), store=store, device=device, dtype=dtype)
     loaded = load_model(spec, device, dtype)
@@ -363,30 +294,6 @@ def planner(
         result.policy, _ = load_policy(Path(record.checkpoint_path))
         result.policy_id = record.policy_id
     return result
-
-
-def policy_record(model_id: str, path: Path, store: PlanStore) -> PolicyRecord | None:
-    """The policy blueprints of this model come from: the most recently trained one in the store, else a policy
-    shipped inside the checkpoint directory (`hipp_policy.pt`, as the embedded models have) that was trained for
-    exactly these weights, registered in the store on first use. No model is loaded."""
-    record = store.latest_policy(model_id)
-    bundled = Path(path) / BUNDLED_POLICY
-    if record is not None or not bundled.exists():
-        return record
-    _, ckpt = load_policy(bundled)
-    if ckpt.get("model_id") != model_id:
-        return None
-    if store.get_model(model_id) is None:  # the store may not have met this model yet
-        config = json.loads((Path(path) / "config.json").read_text())
-        store.put_model(model_id, str(path), inspect_checkpoint(Path(path)), config)
-    config = json.loads(ckpt["config"])
-    curve = json.loads(ckpt["state"])["curve"]
-    return store.put_policy(policy_id_for(model_id, GRPOConfig.from_json(config)), model_id, config, bundled, curve)
-
-
-def policy_checkpoint_path(policy_id: str) -> Path:
-    """Trained policies are user state (they cost evaluations), so they live beside the store, not in the cache."""
-    return home_dir() / "policies" / f"{policy_id}.pt"
 
 
 def train_policy(
@@ -442,11 +349,6 @@ def policy_blueprint(
     return planner(spec, store, device=device, dtype=dtype).blueprint(preference, sparsity)
 
 
-def check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise HippError(f"--batch-size must be a whole number of at least 1, got {batch_size!r}")
-
-
 def calibration_batch(batch_size: int) -> int:
     """Calibration's batch inside a command whose `--batch-size` bounds every forward pass: the calibration default,
     or less when the user asked for less (a smaller GPU)."""
@@ -454,42 +356,6 @@ def calibration_batch(batch_size: int) -> int:
 
 
 # -- recovery -------------------------------------------------------------------------------------------------------
-
-
-def evaluate_recovered(
-    spec: str,
-    blueprint: Blueprint,
-    recovered: LoadedModel,
-    bench: str = "all",
-    split: str = "test",
-    limit: int | None = None,
-    scoring: str = "logits",
-    image_free: bool = True,
-    batch_size: int = 32,
-    progress: Progress | None = None,
-    store: PlanStore | None = None,
-) -> EvalResult:
-    """Evaluate a recovered model of `blueprint` (a `hipp_core.recover` artifact, loaded with `load_pruned`) on
-    ShapesWorld, stored in mode `recovered` under the dense model and the plan. The store's key has no field for
-    how a plan was recovered, so the recovered weights' id goes into the benchmark key: two recoveries of one plan
-    are two measurements. It runs where `recovered` was loaded; the dense model is read for its id and shapes
-    there too."""
-    if batch_size < 1:
-        raise HippError(f"batch size must be at least 1, got {batch_size}")
-    placement = recovered.placement
-    loaded = load_model(spec, placement.device, placement.dtype)
-    check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
-    check_pruned(recovered.adapter, blueprint)
-    pope, sqa = load_benchmark(bench, split, limit)
-    store = store or PlanStore()
-    store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
-    plan_id = store.put_plan(plan_draft(blueprint)).plan_id
-    bench_id = f"{bench_key(bench, image_free, [], placement.key_suffix)}:recovered-{recovered.model_id}"
-    key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, "recovered")
-
-    return stored_score(
-        store, key, lambda: score_plan(recovered, pope, sqa, split, None, scoring, image_free, batch_size, progress)
-    )
 
 
 def recover(
@@ -562,6 +428,12 @@ def export_plan(
     else:
         load_dtype, written = export_dtypes(spec, device, dtype)
         loaded = load_model(spec, device, load_dtype)
+        if blueprint.model_id != loaded.model_id:
+            raise HippError(
+                f"the plan was made for model {blueprint.model_id}, but {spec} is {loaded.model_id}; "
+                "make the plan for this model"
+            )
+        store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
         metrics = card_metrics(store, blueprint.plan_id)
         export_pruned(
             loaded.adapter, blueprint, Path(out_dir), spec=spec, metrics=metrics, overwrite=overwrite, dtype=written
@@ -585,6 +457,27 @@ def export_dtypes(spec: str, device: str = AUTO, dtype: str = AUTO) -> tuple[str
 def disk_size(path: Path) -> int:
     """Bytes of the files under `path` (an export's size on disk)."""
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def materialize_plan(
+    spec: str, blueprint: Blueprint, store: PlanStore | None = None, device: str = AUTO, dtype: str = AUTO
+) -> tuple[Path, bool]:
+    """The physically pruned checkpoint of `blueprint`, built once inside the store's folder (in the checkpoint's
+    dtype, like an export) and recorded as the plan's `materialized` artifact; the second value says it already
+    existed."""
+    store = store or PlanStore()
+    done = [a for a in store.list_artifacts(blueprint.plan_id) if a.kind == "materialized" and Path(a.path).is_dir()]
+    if done:
+        return Path(done[0].path), True
+    target = store.path.parent / "artifacts" / blueprint.plan_id / "materialized"
+    load_dtype, written = export_dtypes(spec, device, dtype)
+    loaded = load_model(spec, device, load_dtype)
+    store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
+    # overwrite=True only replaces an earlier export of this plan that never got recorded (killed before put_artifact)
+    path = export_pruned(loaded.adapter, blueprint, target, spec=spec, overwrite=True, dtype=written)
+    store.put_plan(plan_draft(blueprint))
+    store.put_artifact(blueprint.plan_id, "materialized", path)
+    return path, False
 
 
 def card_metrics(store: PlanStore, plan_id: str) -> dict[str, float] | None:
@@ -631,14 +524,14 @@ def pipeline(
     test → export, each stage reusing what the store already holds, all on `device` in `dtype`. `batch_size` bounds
     every forward pass: scoring's batch, and at most that for calibration and LoRA training (their defaults are
     smaller). The target directory is checked first, so a long run never ends on a refused path."""
-    preference = check_preference(preference)
+    preference = validation.preference(preference)
     if sparsity is not None:
-        check_sparsity(sparsity)
+        validation.sparsity(sparsity)
     out_dir = Path(out_dir).expanduser().absolute()
     check_target(out_dir, overwrite)
     if not out_dir.parent.is_dir():
         raise HippError(f"the parent folder {out_dir.parent} does not exist; create it first or choose another path")
-    check_batch_size(batch_size)
+    validation.count(batch_size, "--batch-size")
     store = store or PlanStore()
     stages: list[tuple[str, bool, float]] = []
     settings = {"device": device, "dtype": dtype}
@@ -692,3 +585,24 @@ def pipeline(
 
 def _cached(result):
     return result, bool(result.cached)
+
+
+# -- the store and jobs, for the dashboard --------------------------------------------------------------------------
+def open_store(path: str | Path | None = None) -> PlanStore:
+    """A handle on the plan store (default `$HIPP_HOME/plans.duckdb`); it holds no connection between calls."""
+    return PlanStore(path)
+
+
+def save_plan(blueprint: Blueprint, store: PlanStore | None = None) -> PlanRecord:
+    """Keep a blueprint in the store (a no-op when the same plan is already there)."""
+    return (store or PlanStore()).put_plan(plan_draft(blueprint))
+
+
+def submit_job(kind: str, params: dict, store: PlanStore | None = None) -> str:
+    """Validate `params` for a background job of `kind`, record it and start its detached worker; the job id."""
+    return jobs.submit(kind, params, store)
+
+
+def cancel_job(job_id: str, store: PlanStore | None = None) -> JobRecord:
+    """Ask a job to stop: a queued one is cancelled at once, a running one at its next progress report."""
+    return (store or PlanStore()).request_cancel(job_id)

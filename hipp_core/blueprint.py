@@ -18,8 +18,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from hipp_core import validation
 from hipp_core.errors import HippError
-from plan_store.records import PLAN_SOURCES, canonical_json, digest, normalize_preference
+from plan_store.identity import canonical_json, digest
+from plan_store.records import PLAN_SOURCES
 
 SPARSITY_TOLERANCE = 0.005  # ±0.5 percentage point: the promise DESIGN §4 makes about achieved vs requested sparsity
 _EXACT = 1e-9  # recorded sparsities are recomputed from the kept units; this only absorbs float round-off
@@ -485,7 +487,7 @@ def blueprint_from_layers(
         criterion=criterion,
         m=int(m),
         s_max=float(s_max),
-        preference=None if preference is None else normalize_preference(tuple(preference)),
+        preference=None if preference is None else validation.preference(preference),
     )
     validate(blueprint, shapes, model_id)
     return blueprint

@@ -33,7 +33,7 @@ from hipp_core.blueprint import LayerShape
 from hipp_core.data.prompts import pope_prompt
 from hipp_core.data.records import PopeItem
 from hipp_core.errors import HippError
-from hipp_core.evaluate import open_image
+from hipp_core.evaluation.engine import open_image
 from hipp_core.models.adapters import ModelAdapter
 from hipp_core.models.device import attention_implementation
 

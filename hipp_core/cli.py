@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 
 from hipp_core.config import quiet_libraries, set_threads
-from hipp_core.errors import HippError
+from hipp_core.errors import USER_ERRORS, HippError
 
 app = typer.Typer(
     help="HiPP-Prune: preference-conditioned structured pruning for vision-language models.",
@@ -97,7 +97,7 @@ def progress_bar() -> Callable:
 def run(fn: Callable[[], None]) -> None:
     try:
         fn()
-    except HippError as exc:
+    except USER_ERRORS as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
@@ -108,11 +108,11 @@ def data_build(
     root: Annotated[Path | None, typer.Option(help="Where to write (default $HIPP_CACHE/data/shapesworld-v1).")] = None,
 ) -> None:
     """Write ShapesPOPE and ShapesSQA (real POPE / ScienceQA formats) for train, calib, dev and test."""
-    from hipp_core.data.build import build
+    from hipp_core import api
 
     def body() -> None:
         with progress_bar() as cb:
-            path = build(root, force=force, progress=cb)
+            path = api.ensure_data(cb, root, force)
         manifest = json.loads((path / "manifest.json").read_text())
         table = Table("part", "images / problems", "questions per category")
         for name, stats in manifest["stats"].items():
@@ -137,27 +137,18 @@ def zoo_build(
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default $HIPP_THREADS or cores - 1).")] = None,
 ) -> None:
     """Make sure the embedded models exist: the shipped checkpoints, or a reproducible retrain."""
-    from dataclasses import replace
-
-    from hipp_core.models.train import TrainConfig
-    from hipp_core.models.zoo import ARCHS, retrained_dir, shipped_dir, train_embedded, train_info
+    from hipp_core import api
 
     def body() -> None:
-        archs = ARCHS if arch == "all" else (arch,)
-        if any(a not in ARCHS for a in archs):
-            raise HippError(f"unknown --arch {arch!r}; use llava, qwen2_5_vl or all")
-        if steps is not None and steps < 1:
-            raise HippError(f"--steps must be at least 1, got {steps}")
-        for a in archs:
-            target = retrained_dir(a) if retrain else shipped_dir(a)
-            if not retrain and (target / "config.json").exists():
-                info = train_info(target) or {}
-                out.print(f"{a}: shipped checkpoint at {target} ({info.get('parameters', '?')} parameters)")
-                continue
-            cfg = TrainConfig() if steps is None else replace(TrainConfig(), steps=steps)
-            with progress_bar() as cb:
-                info = train_embedded(a, target, cfg, cb, threads)
-            out.print(f"{a}: trained in {info['seconds_this_run']:.0f} s → {target}")
+        with progress_bar() as cb:
+            rows = api.zoo_build(arch, retrain, steps, threads, cb)
+        for row in rows:
+            if row.trained_now:
+                out.print(f"{row.arch}: trained in {row.info['seconds_this_run']:.0f} s → {row.path}")
+            else:
+                out.print(
+                    f"{row.arch}: shipped checkpoint at {row.path} ({row.info.get('parameters', '?')} parameters)"
+                )
 
     run(body)
 
@@ -165,19 +156,16 @@ def zoo_build(
 @zoo_app.command("status")
 def zoo_status() -> None:
     """Where each embedded model is loaded from and how it was trained."""
-    from hipp_core.models.zoo import ARCHS, retrained_dir, shipped_dir, train_info
+    from hipp_core import api
 
     table = Table("arch", "in use", "parameters", "decoder steps", "trained seconds")
-    for a in ARCHS:
-        used = next((d for d in (retrained_dir(a), shipped_dir(a)) if (d / "config.json").exists()), None)
-        info = (train_info(used) if used else None) or {}
-        cfg = info.get("train_config", {})
+    for row in api.zoo_status():
         table.add_row(
-            a,
-            str(used or "missing"),
-            str(info.get("parameters", "")),
-            str(cfg.get("steps", "")),
-            str(info.get("seconds_this_run", "")),
+            row.arch,
+            str(row.path or "missing"),
+            str(row.info.get("parameters", "")),
+            str(row.info.get("train_config", {}).get("steps", "")),
+            str(row.info.get("seconds_this_run", "")),
         )
     out.print(table)
 
@@ -406,8 +394,7 @@ def train_policy_cmd(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """Train the preference-conditioned policy with plan-level GRPO on the dev split (resumable)."""
-    from hipp_core.api import train_policy
-    from hipp_core.grpo import GRPOConfig
+    from hipp_core.api import GRPOConfig, train_policy
 
     def body() -> None:
         if limit < 1:
@@ -487,23 +474,14 @@ def export_cmd(
     ] = "auto",
 ) -> None:
     """Write the pruned model as a checkpoint that plain transformers loads (trust_remote_code=True)."""
-    from hipp_core.api import disk_size, export_dtypes
-    from hipp_core.export import export_pruned
-    from hipp_core.models.loading import load_model
+    from hipp_core import api
 
     def body() -> None:
-        blueprint = _read_plan(plan)
-        load_dtype, written = export_dtypes(model, device, dtype)
-        loaded = load_model(model, device, load_dtype)
-        if blueprint.model_id != loaded.model_id:
-            raise HippError(
-                f"{plan} was made for model {blueprint.model_id}, but {model} is {loaded.model_id}; "
-                "make the plan for this model"
-            )
-        path = export_pruned(loaded.adapter, blueprint, output, spec=model, overwrite=overwrite, dtype=written)
+        blueprint = api.read_plan(plan)
+        path = api.export_plan(model, blueprint, output, overwrite, **_settings(device, dtype))
         out.print(
             f"exported {blueprint.plan_id} ({blueprint.achieved:.1%} of decoder parameters removed) → {path} "
-            f"({disk_size(path) / 2**20:,.1f} MiB on disk, {written})"
+            f"({api.disk_size(path) / 2**20:,.1f} MiB on disk, {api.checkpoint_dtype(path)})"
         )
 
     run(body)
@@ -512,12 +490,12 @@ def export_cmd(
 @store_app.command("export")
 def store_export(directory: Annotated[Path, typer.Argument(help="New or empty folder for the Parquet files.")]) -> None:
     """Write models, plans and evaluations as Parquet files, for sharing and backup."""
-    from plan_store import PlanStore
+    from hipp_core import api
 
     def body() -> None:
         if directory.exists() and any(directory.iterdir()):
             raise HippError(f"{directory} is not empty; export into a new or empty folder")
-        for path in PlanStore().export_parquet(directory):
+        for path in api.open_store().export_parquet(directory):
             out.print(f"wrote {path}")
 
     run(body)
@@ -526,12 +504,12 @@ def store_export(directory: Annotated[Path, typer.Argument(help="New or empty fo
 @store_app.command("import")
 def store_import(directory: Annotated[Path, typer.Argument(help="A folder written by `hipp store export`.")]) -> None:
     """Add the plans and evaluations of an export that this store lacks; existing rows are never replaced."""
-    from plan_store import PlanStore
+    from hipp_core import api
 
     def body() -> None:
         if not directory.is_dir():
             raise HippError(f"{directory} is not a folder; pass one written by `hipp store export`")
-        summary = PlanStore().import_parquet(directory)
+        summary = api.open_store().import_parquet(directory)
         out.print(
             f"added {summary.models_added} models, {summary.plans_added} plans, "
             f"{summary.evaluations_added} evaluations; skipped {summary.skipped} already present"
@@ -552,12 +530,12 @@ def jobs_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
 ) -> None:
     """Jobs newest first, with progress; jobs whose worker died are marked failed first."""
-    from plan_store import PlanStore
+    from hipp_core import api
 
     def body() -> None:
         if limit < 1:
             raise HippError(f"--limit must be at least 1, got {limit}")
-        store = PlanStore()
+        store = api.open_store()
         store.reap_dead_jobs()
         jobs = store.list_jobs(limit=limit)
         if as_json:
@@ -579,32 +557,16 @@ def jobs_list(
 @jobs_app.command("cancel")
 def jobs_cancel(job_id: Annotated[str, typer.Argument(help="The id `hipp jobs list` shows.")]) -> None:
     """Ask a job to stop: a queued one is cancelled at once, a running one stops at its next progress report."""
-    from plan_store import PlanStore
+    from hipp_core import api
 
     def body() -> None:
-        job = PlanStore().request_cancel(job_id)
+        job = api.open_store().request_cancel(job_id)
         if job.status == "running":
             out.print(f"cancel requested; job {job_id} stops at its next progress report")
         else:
             out.print(f"job {job_id} is {job.status}")
 
     run(body)
-
-
-def _read_plan(plan: Path):
-    """A blueprint JSON file written by `hipp plan ...`, `hipp blueprint -o` or the dashboard."""
-    from hipp_core.blueprint import Blueprint
-
-    try:
-        return Blueprint.from_json(json.loads(plan.read_text()))
-    except FileNotFoundError:
-        raise HippError(f"plan file {plan} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise HippError(f"{plan} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise HippError(
-            f"{plan} is not a blueprint ({type(exc).__name__}: {exc}); write one with `hipp plan`"
-        ) from None
 
 
 @app.command("recover")
@@ -638,12 +600,12 @@ def recover_cmd(
 ) -> None:
     """LoRA-recover a pruned model (language decoder only), merge, store it as an export, and compare test scores
     before and after. Rerunning after a kill resumes; the same settings again return the stored model."""
-    from hipp_core.api import recover
+    from hipp_core import api
 
     def body() -> None:
-        blueprint = _read_plan(plan)
+        blueprint = api.read_plan(plan)
         with progress_bar() as cb:
-            result = recover(
+            result = api.recover(
                 model,
                 blueprint,
                 steps,

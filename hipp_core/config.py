@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from plan_store.store import home_dir  # noqa: F401  (one definition of $HIPP_HOME, re-exported)
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Trained embedded checkpoints ship inside the package so a fresh clone needs no training.
 SHIPPED_ZOO_DIR = PACKAGE_DIR / "models" / "embedded"
@@ -15,11 +17,6 @@ SHIPPED_ZOO_DIR = PACKAGE_DIR / "models" / "embedded"
 def cache_dir() -> Path:
     """Derived, re-creatable files (datasets, retrained models); `$HIPP_CACHE`, default ~/.cache/hipp."""
     return Path(os.environ.get("HIPP_CACHE", Path.home() / ".cache" / "hipp")).expanduser()
-
-
-def home_dir() -> Path:
-    """User state that is not re-creatable (plan store); `$HIPP_HOME`, default ~/.hipp."""
-    return Path(os.environ.get("HIPP_HOME", Path.home() / ".hipp")).expanduser()
 
 
 def default_threads() -> int:

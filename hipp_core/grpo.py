@@ -30,12 +30,13 @@ import torch
 from hipp_core.blueprint import Blueprint
 from hipp_core.calibrate import CalibrationFeatures
 from hipp_core.errors import HippError
-from hipp_core.evaluate import EvalResult
-from hipp_core.evaluator import Evaluator
+from hipp_core.evaluation.backends import Evaluator
+from hipp_core.evaluation.engine import EvalResult
+from hipp_core.evaluation.stored import load_benchmark
 from hipp_core.policy import STATE_FEATURES, Planner, PlanSample, PolicyConfig, PrunePolicy
 from plan_store import PlanStore
+from plan_store.identity import canonical_json, digest
 from plan_store.pareto import non_dominated
-from plan_store.records import canonical_json, digest
 
 CORNERS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 REWARDS = ("linear", "tchebycheff")
@@ -347,7 +348,5 @@ def _group_advantages(rewards: np.ndarray, g: int) -> np.ndarray:
 
 def _chance_sqa(evaluator: Evaluator) -> float:
     """Expected accuracy of uniform guessing on the evaluator's ScienceQA questions."""
-    from hipp_core.api import load_benchmark
-
     _, sqa = load_benchmark("sqa", evaluator.split, evaluator.limit)
     return float(np.mean([1.0 / len(item.choices) for item in sqa])) if sqa else 0.0

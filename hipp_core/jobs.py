@@ -1,33 +1,31 @@
 """Background jobs: long work (evaluate, calibrate, train-policy, materialize, recover, export) in a detached worker.
 
 The dashboard must neither block on minutes of work nor lose it when a browser tab closes or the server restarts, so
-`submit` validates the parameters, records a job in the plan store and starts `python -m hipp_core.jobs JOB_ID` in a
-new session. The worker reports progress through the store (throttled), stops itself when a cancel is requested, and
-finishes the job as done, failed (one-line error) or cancelled. The store is the only shared state: any page, the
-CLI (`hipp jobs list`) or a restarted dashboard reads the same rows; `PlanStore.reap_dead_jobs` fails a job whose
-worker died without finishing. Each worker also appends to `<store dir>/jobs/<job_id>.log` (tracebacks included).
+`submit` validates the parameters, records a job in the plan store and starts `python -m hipp_core.job_runner JOB_ID`
+in a new session. The worker (`hipp_core.job_runner`, above the API it calls) reports progress through the store
+(throttled, `Reporter`), stops itself when a cancel is requested, and finishes the job as done, failed (one-line
+error) or cancelled. The store is the only shared state: any page, the CLI (`hipp jobs list`) or a restarted
+dashboard reads the same rows; `PlanStore.reap_dead_jobs` fails a job whose worker died without finishing. Each
+worker also appends to `<store dir>/jobs/<job_id>.log` (tracebacks included).
+
+This module sits below the API (which offers `submit` to the pages): it knows each kind's parameters, not its work.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hipp_core.errors import HippError
-from hipp_core.evaluator import BACKENDS
+from hipp_core.errors import USER_ERRORS, HippError
+from hipp_core.evaluation.backends import BACKENDS
 from plan_store import JobRecord, PlanRecord, PlanStore
 
-JobProgress = Callable[..., None]  # (stage, done, total, metrics=None): what the API's long functions call
-JobRun = Callable[[dict[str, Any], PlanStore, JobProgress], str]  # returns the one-line summary of the result
 JobCheck = Callable[[dict[str, Any], PlanStore], dict[str, Any]]  # complete, validated params or HippError
 
 REPORT_INTERVAL_S = 0.5  # at most ~2 store writes a second: progress stays live without hogging the store's lock
@@ -43,16 +41,17 @@ class JobKind:
     name: str
     help: str
     check: JobCheck
-    run: JobRun
 
 
 KINDS: dict[str, JobKind] = {}
 
 
-def register(name: str, help: str, check: JobCheck) -> Callable[[JobRun], JobRun]:
-    def wrap(run: JobRun) -> JobRun:
-        KINDS[name] = JobKind(name, help, check, run)
-        return run
+def register(name: str, help: str) -> Callable[[JobCheck], JobCheck]:
+    """Declare a job kind by its parameter check; `hipp_core.job_runner` registers the work it runs."""
+
+    def wrap(check: JobCheck) -> JobCheck:
+        KINDS[name] = JobKind(name, help, check)
+        return check
 
     return wrap
 
@@ -73,7 +72,7 @@ def submit(kind_name: str, params: dict[str, Any], store: PlanStore | None = Non
     pid = _spawn(job_id, store)
     try:
         store.start_job(job_id, pid)
-    except HippError:
+    except USER_ERRORS:
         pass  # the worker already marked itself running under the same pid, or the job was cancelled meanwhile
     return job_id
 
@@ -88,7 +87,7 @@ def _spawn(job_id: str, store: PlanStore) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hipp_core.jobs", job_id, "--store", str(store.path)],
+            [sys.executable, "-m", "hipp_core.job_runner", job_id, "--store", str(store.path)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -151,43 +150,6 @@ class Reporter:
 
 def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def run_job(job_id: str, store: PlanStore) -> str:
-    """Run one job in this process to its end; returns its final status. A job that is not this process's to run
-    (finished, cancelled while queued, or running under another pid) is left alone."""
-    job = store.get_job(job_id)
-    if job is None:
-        raise HippError(f"no job {job_id!r} in plan store {store.path}")
-    if job.status == "queued":
-        try:
-            job = store.start_job(job_id)
-        except HippError:
-            job = store.get_job(job_id)
-    if job.status != "running" or job.pid != os.getpid():
-        return job.status
-    reporter = Reporter(store, job_id)
-    reporter.log(f"{job.kind} started in process {os.getpid()} with {job.params}")
-    try:
-        job_kind = kind(job.kind)
-        # Checked again here: the model, the plan or the export target may have changed since the job was submitted.
-        summary = job_kind.run(job_kind.check(dict(job.params), store), store, reporter)
-        reporter.update(1.0, summary, summary, check_cancel=False)  # the work is done and stored: keep it
-    except JobCancelled:
-        reporter.log("cancelled on request")
-        return store.finish_job(job_id, "cancelled").status
-    except HippError as exc:
-        error = _one_line(str(exc))
-        reporter.log(f"failed: {error}")
-        return store.finish_job(job_id, "failed", error).status
-    except Exception as exc:  # noqa: BLE001 -- a bug, not a user error: traceback to the log, one line to the store
-        reporter.log("failed with a traceback:\n" + traceback.format_exc())
-        return store.finish_job(job_id, "failed", f"{type(exc).__name__}: {_one_line(str(exc))}").status
-    return store.finish_job(job_id, "done").status
-
-
-def _one_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "no message"
 
 
 # -- parameter checks -------------------------------------------------------------------------------------------
@@ -266,13 +228,14 @@ def _settings(params: dict[str, Any]) -> dict[str, str]:
     return chosen
 
 
-def _blueprint(plan: PlanRecord):
+def blueprint_of(plan: PlanRecord):
     from hipp_core.blueprint import Blueprint
 
     return Blueprint.from_json(plan.blueprint)
 
 
 # -- evaluate ---------------------------------------------------------------------------------------------------
+@register("evaluate", "Score a plan (or the dense model) on ShapesPOPE and ShapesSQA.")
 def _check_evaluate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     from hipp_core.data.world import SPLITS
 
@@ -291,46 +254,15 @@ def _check_evaluate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     }
 
 
-@register("evaluate", "Score a plan (or the dense model) on ShapesPOPE and ShapesSQA.", _check_evaluate)
-def _run_evaluate(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
-    from hipp_core.api import evaluate_model
-
-    plan = store.get_plan(params["plan_id"]) if params["plan_id"] else None
-    # Without the image-free pass, like policy training: its evaluations and these share one Pareto cloud.
-    result = evaluate_model(
-        params["spec"],
-        "all",
-        params["split"],
-        params["limit"],
-        image_free=False,
-        store=store,
-        blueprint=_blueprint(plan) if plan else None,
-        mode=params["mode"],
-        progress=progress,
-        **_settings(params),
-    )
-    what = f"plan {plan.plan_id}" if plan else "dense model"
-    sqa = f"{result.sqa.accuracy:.3f}" if result.sqa else "-"
-    return f"{what} on {params['split']}: POPE balanced accuracy {result.pope_balanced_accuracy:.3f}, ScienceQA {sqa}"
-
-
 # -- calibrate --------------------------------------------------------------------------------------------------
+@register("calibrate", "Per-layer visual sensitivity, activation statistics and unit scores.")
 def _check_calibrate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     _known(params, ("spec", "samples", *SETTINGS), "calibrate")
     return {"spec": _spec(params), "samples": _int(params, "samples", 128, 1, 100_000), **_settings(params)}
 
 
-@register("calibrate", "Per-layer visual sensitivity, activation statistics and unit scores.", _check_calibrate)
-def _run_calibrate(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
-    from hipp_core.api import calibrate_model
-
-    features, cached = calibrate_model(
-        params["spec"], params["samples"], progress=progress, store=store, **_settings(params)
-    )
-    return f"{features.n_layers} layers calibrated on {features.samples} samples" + (" (cached)" if cached else "")
-
-
 # -- train-policy -----------------------------------------------------------------------------------------------
+@register("train-policy", "Train the preference-conditioned policy with plan-level GRPO.")
 def _check_train(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     allowed = ("spec", "iters", "group_size", "resume", "backend", "address", "num_workers", *SETTINGS)
     _known(params, allowed, "train-policy")
@@ -349,54 +281,16 @@ def _check_train(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     }
 
 
-@register("train-policy", "Train the preference-conditioned policy with plan-level GRPO.", _check_train)
-def _run_train(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
-    from hipp_core.api import train_policy
-
-    record = train_policy(
-        params["spec"],
-        iters=params["iters"],
-        group_size=params["group_size"],
-        resume=params["resume"],
-        backend=params.get("backend", "local"),
-        backend_options={"address": params.get("address"), "num_workers": params.get("num_workers")},
-        store=store,
-        progress=progress,
-        **_settings(params),
-    )
-    return f"policy {record.policy_id} trained for {len(record.curve)} iterations"
-
-
 # -- materialize ------------------------------------------------------------------------------------------------
+@register("materialize", "Build the physically pruned checkpoint of a plan inside the store.")
 def _check_plan_job(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     _known(params, ("spec", "plan_id", *SETTINGS), "materialize")
     spec = _spec(params)
     return {"spec": spec, "plan_id": _plan(params, store, spec).plan_id, **_settings(params)}
 
 
-@register("materialize", "Build the physically pruned checkpoint of a plan inside the store.", _check_plan_job)
-def _run_materialize(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
-    from hipp_core.api import export_dtypes
-    from hipp_core.export import export_pruned
-    from hipp_core.models.loading import load_model
-
-    plan = store.get_plan(params["plan_id"])
-    done = [a for a in store.list_artifacts(plan.plan_id) if a.kind == "materialized" and Path(a.path).is_dir()]
-    if done:
-        return f"plan {plan.plan_id} is already materialized at {done[0].path}"
-    target = store.path.parent / "artifacts" / plan.plan_id / "materialized"
-    progress("materialize", 0, 1)
-    settings = _settings(params)
-    load_dtype, written = export_dtypes(params["spec"], **settings)
-    loaded = load_model(params["spec"], settings["device"], load_dtype)
-    # overwrite=True only replaces an earlier export of this plan that never got recorded (killed before put_artifact)
-    path = export_pruned(loaded.adapter, _blueprint(plan), target, spec=params["spec"], overwrite=True, dtype=written)
-    store.put_artifact(plan.plan_id, "materialized", path)
-    progress("materialize", 1, 1)
-    return f"plan {plan.plan_id} materialized at {path}"
-
-
 # -- recover ----------------------------------------------------------------------------------------------------
+@register("recover", "LoRA recovery of a pruned plan, merged, evaluated before and after.")
 def _check_recover(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     _known(params, ("spec", "plan_id", "steps", "rank", "seed", "limit", *SETTINGS), "recover")
     spec = _spec(params)
@@ -409,26 +303,6 @@ def _check_recover(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         "limit": _int(params, "limit", None, 1, 1_000_000),  # test questions per set before / after; None = all
         **_settings(params),
     }
-
-
-@register("recover", "LoRA recovery of a pruned plan, merged, evaluated before and after.", _check_recover)
-def _run_recover(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
-    from hipp_core.api import recover
-
-    plan = store.get_plan(params["plan_id"])
-    result = recover(
-        params["spec"],
-        _blueprint(plan),
-        steps=params["steps"],
-        rank=params["rank"],
-        seed=params["seed"],
-        store=store,
-        progress=progress,
-        limit=params["limit"],
-        **_settings(params),
-    )
-    before, after = result.before.pope_balanced_accuracy, result.after.pope_balanced_accuracy
-    return f"plan {plan.plan_id} recovered in {result.steps} steps: POPE balanced accuracy {before:.3f} → {after:.3f}"
 
 
 # -- export -----------------------------------------------------------------------------------------------------
@@ -452,6 +326,7 @@ def check_export_target(out_dir: str, overwrite: bool) -> Path:
     return path
 
 
+@register("export", "Write a pruned (or recovered) plan as a checkpoint plain transformers loads.")
 def _check_export(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     from hipp_core.models.loading import prune_plan
 
@@ -475,45 +350,3 @@ def _check_export(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         "artifact": artifact,
         **_settings(params),
     }
-
-
-@register("export", "Write a pruned (or recovered) plan as a checkpoint plain transformers loads.", _check_export)
-def _run_export(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
-    from hipp_core.api import export_plan
-
-    plan = store.get_plan(params["plan_id"])
-    progress("export", 0, 1)
-    artifact = Path(params["artifact"]) if params["artifact"] else None
-    out_dir = export_plan(
-        params["spec"],
-        _blueprint(plan),
-        Path(params["out_dir"]),
-        params["overwrite"],
-        artifact,
-        store,
-        **_settings(params),
-    )
-    progress("export", 1, 1)
-    return f"{'recovered' if artifact else 'pruned'} plan {plan.plan_id} exported to {out_dir}"
-
-
-# -- entry point ------------------------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hipp_core.jobs", description="Run one recorded HiPP-Prune job.")
-    parser.add_argument("job_id")
-    parser.add_argument("--store", type=Path, default=None, help="Plan store file (default $HIPP_HOME/plans.duckdb).")
-    args = parser.parse_args(argv)
-    from hipp_core.config import quiet_libraries, set_threads
-
-    quiet_libraries()
-    set_threads()
-    try:
-        status = run_job(args.job_id, PlanStore(args.store))
-    except HippError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0 if status in ("done", "cancelled") else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

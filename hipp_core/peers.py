@@ -64,6 +64,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hipp_core import validation
 from hipp_core.blueprint import (
     Blueprint,
     LayerPlan,
@@ -123,8 +124,7 @@ def peer_spec(adapter: ModelAdapter, sparsity: float, m: int, heads: bool | None
     """Per-layer unit counts at decoder sparsity `sparsity`: floor(ρ·H) heads removed per layer when heads are
     pruned (None: only for MHA decoders, see the module docstring), then MLP widths in m-blocks, greedily moved one
     block at a time where that brings the overall sparsity closest to ρ."""
-    if not (isinstance(sparsity, float | int) and 0.0 < sparsity < 0.9):
-        raise HippError(f"peer sparsity must be between 0 and 0.9 (exclusive), got {sparsity}")
+    validation.sparsity(sparsity)
     if isinstance(m, bool) or not isinstance(m, int) or m < 1:
         raise HippError(f"channel multiple m={m!r} must be a positive integer")
     shapes = tuple(adapter.layer_shapes())

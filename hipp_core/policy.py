@@ -33,10 +33,10 @@ import torch
 from torch import nn
 from torch.distributions import Beta, Dirichlet
 
+from hipp_core import validation
 from hipp_core.blueprint import Blueprint, LayerShape, UnitScores, count_params, make_blueprint
 from hipp_core.calibrate import CalibrationFeatures
 from hipp_core.errors import HippError
-from plan_store.records import normalize_preference
 
 _BUDGET_SPREAD = 6.0  # a + b − 2 of the initial budget Beta
 _BUDGET_INIT_LOGIT = math.log(math.expm1(_BUDGET_SPREAD / 2))  # softplus⁻¹(3): Beta(4, 4) before any prior
@@ -232,9 +232,9 @@ class Planner:
 
     def blueprint(self, preference: Sequence[float], sparsity: float | None = None) -> Blueprint:
         """The policy's deterministic plan for `preference`; `sparsity` fixes the budget (matched comparisons)."""
-        w = check_preference(preference)
+        w = validation.preference(preference)
         if sparsity is not None:
-            check_sparsity(sparsity, self.policy.config.s_max if self.policy else 0.9)
+            validation.sparsity(sparsity, self.policy.config.s_max if self.policy else 0.9)
         if self.policy is None:
             raise HippError(f"no trained policy for {self.spec}; run `hipp train-policy {self.spec}` first")
         with torch.no_grad():
@@ -262,28 +262,3 @@ class Planner:
 
     def dense_params(self) -> int:
         return count_params(self.shapes)
-
-
-def check_preference(preference: Sequence[float]) -> tuple[float, float, float]:
-    """Validated and normalized to the simplex; the message names the rule that was broken."""
-    try:
-        values = tuple(float(x) for x in preference)
-    except (TypeError, ValueError):
-        raise HippError(f"preference must be three numbers U,R,C (e.g. 0.2,0.7,0.1), got {preference!r}") from None
-    if len(values) != 3:
-        raise HippError(
-            f"preference needs exactly 3 weights U,R,C (utility, robustness, compression), got {len(values)}"
-        )
-    if not all(math.isfinite(x) for x in values):
-        raise HippError(f"preference weights must be finite numbers, got {values}")
-    if any(x < 0 for x in values):
-        raise HippError(f"preference weights must be ≥ 0, got {values}")
-    if sum(values) <= 0:
-        raise HippError("preference weights are all zero; give at least one a positive weight, e.g. 0.2,0.7,0.1")
-    return normalize_preference(values)
-
-
-def check_sparsity(sparsity: float, s_max: float = 0.9) -> float:
-    if not (isinstance(sparsity, int | float) and math.isfinite(sparsity) and 0.0 < sparsity < s_max):
-        raise HippError(f"sparsity must be between 0 and {s_max} (exclusive), got {sparsity}")
-    return float(sparsity)

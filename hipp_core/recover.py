@@ -39,7 +39,8 @@ from hipp_core.data import build as data_build
 from hipp_core.data.instructions import Instruction, load_instructions
 from hipp_core.data.world import scenes_for_split
 from hipp_core.errors import HippError
-from hipp_core.evaluate import EvalResult, open_image
+from hipp_core.evaluation.engine import EvalResult, open_image
+from hipp_core.evaluation.stored import evaluate_model, evaluate_recovered
 from hipp_core.export import export_pruned, load_pruned
 from hipp_core.models.adapters import ModelAdapter
 from hipp_core.models.device import AUTO
@@ -338,13 +339,11 @@ def recover_plan(
     artifact of the plan only once complete, so a stored artifact is always a finished, reload-checked model.
     Training and both evaluations run on `device` in `dtype`; the artifact keeps the base checkpoint's dtype.
     `eval_batch_size` is the evaluations' questions per forward pass (training's is `cfg.batch_size`)."""
-    from hipp_core import api  # api delegates here; importing it at module level would be circular
-
     data_id = data_key(data)  # a missing or malformed instruction file fails here, before minutes of evaluation
     batches = shapes_world_batches(cfg) if data is None else instruction_batches(load_instructions(data), cfg)
     store = store or PlanStore()
     settings = {"device": device, "dtype": dtype}
-    before = api.evaluate_model(
+    before = evaluate_model(
         spec,
         "all",
         "test",
@@ -370,7 +369,7 @@ def recover_plan(
     else:
         seconds = info["train_seconds"]
     recovered = load_pruned(artifact_dir, loaded.placement.device, loaded.placement.dtype)
-    after = api.evaluate_recovered(
+    after = evaluate_recovered(
         spec, blueprint, recovered, "all", "test", limit, batch_size=eval_batch_size, store=store, progress=progress
     )
     return RecoveryResult(artifact_dir, before, after, seconds, cfg.steps, cached=info is not None)

@@ -20,7 +20,7 @@ from pymoo.problems.static import StaticProblem
 
 from hipp_core.blueprint import Blueprint
 from hipp_core.errors import HippError
-from hipp_core.evaluator import Evaluator
+from hipp_core.evaluation.backends import Evaluator
 from hipp_core.grpo import objectives
 from hipp_core.policy import Planner, PlanSample, PolicyConfig
 

@@ -36,7 +36,7 @@ def embedded_models() -> list[ModelStatus]:
 
 def stored_test_scores(path: Path) -> dict[str, float] | None:
     """The model's full ShapesWorld test evaluation if the plan store already holds it (nothing is computed)."""
-    from hipp_core.api import bench_key
+    from hipp_core.evaluation.stored import bench_key
     from hipp_core.models.loading import checkpoint_id
     from plan_store import DENSE_PLAN_ID, EvalKey, PlanStore
 

@@ -52,7 +52,7 @@ class Readiness:
 
 
 def readiness(store: PlanStore, choice: ModelChoice) -> Readiness:
-    from hipp_core.api import policy_record
+    from hipp_core.policies import policy_record
 
     active = [j for j in store.list_jobs(limit=200) if j.status in ("queued", "running")]
     return Readiness(

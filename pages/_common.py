@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from hipp_core.config import set_threads
-from hipp_core.errors import HippError
-from hipp_core.ui_state import DEFAULT_SPEC, ModelChoice, check_model
-from plan_store import PlanStore, default_store_path
+from hipp_core import api
 
 MODEL_KEY = "model_spec"  # a plain session key, not a widget key: it survives pages that do not draw the picker
 # Device and dtype chosen on Home (plain session keys too), used by every model call and job of the session.
@@ -17,22 +14,22 @@ AUTO = "auto"
 
 
 @st.cache_resource(show_spinner=False)
-def _store(path: str) -> PlanStore:
-    return PlanStore(path)
+def _store(path: str) -> api.PlanStore:
+    return api.open_store(path)
 
 
-def store() -> PlanStore:
+def store() -> api.PlanStore:
     """One handle per store file ($HIPP_HOME decides which); it holds no connection, so sharing it is safe."""
-    return _store(str(default_store_path()))
+    return _store(str(api.default_store_path()))
 
 
 @st.cache_data(show_spinner=False, ttl=30)
-def _checked(spec: str) -> ModelChoice:
-    return check_model(spec)
+def _checked(spec: str) -> api.ModelChoice:
+    return api.check_model(spec)
 
 
 def chosen_spec() -> str:
-    return st.session_state.get(MODEL_KEY, DEFAULT_SPEC)
+    return st.session_state.get(MODEL_KEY, api.DEFAULT_SPEC)
 
 
 def chosen_settings() -> dict[str, str]:
@@ -48,16 +45,16 @@ def pin_threads() -> None:
     thread (torch.get_num_threads() still said 1 in later ones). Measured beside the browser on 2 cores: one policy
     call took ~55 ms in a later run's thread, 9 ms once pinned there; earlier, 100 tiny policy-sized layers had taken
     up to 0.5 s with the default count."""
-    set_threads()
+    api.set_threads()
 
 
-def current_model() -> ModelChoice | None:
+def current_model() -> api.ModelChoice | None:
     """The model chosen on Home (embedded LLaVA until then), validated; None after showing why it is unusable."""
     pin_threads()
     spec = chosen_spec()
     try:
         choice = _checked(spec)
-    except HippError as exc:
+    except api.USER_ERRORS as exc:
         st.error(f"{exc} — choose another model on Home.")
         return None
     settings = chosen_settings()
@@ -75,11 +72,9 @@ def submit_job(kind: str, params: dict, what: str, rerun: bool = True) -> str | 
     """Start a background job on the device and dtype chosen on Home; a parameter error is shown in the page, not
     raised. On success the page reruns (so the button that started the job becomes its progress bar) and says so
     at the top (`show_flash`)."""
-    from hipp_core import jobs
-
     try:
-        job_id = jobs.submit(kind, {**chosen_settings(), **params}, store())
-    except HippError as exc:
+        job_id = api.submit_job(kind, {**chosen_settings(), **params}, store())
+    except api.USER_ERRORS as exc:
         st.error(str(exc))
         return None
     st.session_state.setdefault(FLASH_KEY, []).append(

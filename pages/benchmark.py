@@ -5,8 +5,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from hipp_core import api
-from hipp_core.data.world import SPLITS
-from hipp_core.errors import HippError
 from pages._common import chosen_settings, pin_threads
 
 EMBEDDED = {"Embedded LLaVA": "embedded:llava", "Embedded Qwen2.5-VL": "embedded:qwen2_5_vl"}
@@ -20,7 +18,7 @@ st.caption(
 left, mid, right = st.columns([2, 1, 1])
 choice = left.selectbox("Model", [*EMBEDDED, "Local checkpoint directory"])
 spec = EMBEDDED.get(choice) or left.text_input("Checkpoint directory", placeholder="/models/llava-1.5-7b-hf")
-split = mid.selectbox("Split", SPLITS, index=SPLITS.index("test"))
+split = mid.selectbox("Split", api.SPLITS, index=api.SPLITS.index("test"))
 limit = right.number_input("Questions per part", min_value=10, max_value=5000, value=200, step=10)
 
 settings = chosen_settings()
@@ -34,7 +32,7 @@ if st.button("Evaluate", type="primary", disabled=not spec):
 
     try:
         result = api.evaluate_model(spec, "all", split, int(limit), progress=on_progress, **chosen_settings())
-    except HippError as exc:
+    except api.USER_ERRORS as exc:
         bar.empty()
         st.error(str(exc))
     else:

@@ -9,22 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from hipp_core import api
-from hipp_core.baselines import names as baseline_names
-from hipp_core.errors import HippError
-from hipp_core.policy import Planner
-from hipp_core.ui_state import (
-    FLOPS_SEQ_LEN,
-    PREFERENCE_NAMES,
-    ModelChoice,
-    evaluated_preferences,
-    kept_grid,
-    layer_table,
-    nearest_plans,
-    plan_size,
-    rebalance,
-)
 from pages._common import chosen_settings, current_model, pin_threads, show_flash, store, submit_job
-from plan_store import PolicyRecord
 
 st.title("Explore")
 st.caption(
@@ -39,7 +24,7 @@ if choice is None:
 
 
 @st.cache_resource(show_spinner="Loading model, calibration and policy…", max_entries=4)
-def _planner(spec: str, store_path: str, policy_key: str, device: str, dtype: str) -> Planner:
+def _planner(spec: str, store_path: str, policy_key: str, device: str, dtype: str) -> api.Planner:
     """Cached per model, settings and trained policy version, so a policy finished by a job is picked up on the next
     run."""
     return api.planner(spec, store(), device=device, dtype=dtype)
@@ -47,15 +32,15 @@ def _planner(spec: str, store_path: str, policy_key: str, device: str, dtype: st
 
 # Store reads are cached per store version: a slider move opens no database connection unless a job has written.
 @st.cache_data(show_spinner=False, max_entries=8)
-def _policy_record(model_id: str, path: str, store_path: str, version: tuple[int, ...]) -> PolicyRecord | None:
+def _policy_record(model_id: str, path: str, store_path: str, version: tuple[int, ...]) -> api.PolicyRecord | None:
     return api.policy_record(model_id, Path(path), store())
 
 
 # A resource, not data: st.cache_data would hand every slider move a fresh copy of thousands of rows, and
-# `nearest_plans` only reads it.
+# `api.nearest_plans` only reads it.
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _evaluated(model_id: str, store_path: str, version: tuple[int, ...]) -> pd.DataFrame:
-    return evaluated_preferences(store(), model_id)
+    return api.evaluated_preferences(store(), model_id)
 
 
 latest = _policy_record(choice.model_id, str(choice.path), str(store().path), store().version())
@@ -67,12 +52,12 @@ if latest is None:
 try:
     policy_key = f"{latest.policy_id}@{latest.updated_at.isoformat()}"
     planner = _planner(choice.spec, str(store().path), policy_key, **chosen_settings())
-except HippError as exc:
+except api.USER_ERRORS as exc:
     st.error(str(exc))
     st.stop()
 
 # -- preference and budget ------------------------------------------------------------------------------------------
-KEYS = tuple(f"w_{name}" for name in PREFERENCE_NAMES)
+KEYS = tuple(f"w_{name}" for name in api.PREFERENCE_NAMES)
 if "preference" not in st.session_state:
     st.session_state["preference"] = (0.34, 0.33, 0.33)
 for key, value in zip(KEYS, st.session_state["preference"]):
@@ -81,20 +66,20 @@ for key, value in zip(KEYS, st.session_state["preference"]):
 
 def _moved(index: int) -> None:
     current = tuple(st.session_state[k] for k in KEYS)
-    new = rebalance(current, index, st.session_state[KEYS[index]])
+    new = api.rebalance(current, index, st.session_state[KEYS[index]])
     for key, value in zip(KEYS, new):
         st.session_state[key] = round(value, 2)
     st.session_state["preference"] = new
 
 
 @st.fragment
-def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
+def _blueprint_view(planner: api.Planner, choice: api.ModelChoice) -> None:
     """Everything a preference move changes. A fragment, so a slider move reruns only this: not the navigation, the
     model check and the store lookups above, and the browser redraws only these elements."""
     pin_threads()  # a fragment rerun runs in a thread of its own
     controls, budget = st.columns([3, 1])
     cols = controls.columns(3)
-    for i, (col, name) in enumerate(zip(cols, PREFERENCE_NAMES)):
+    for i, (col, name) in enumerate(zip(cols, api.PREFERENCE_NAMES)):
         col.slider(name.capitalize(), 0.0, 1.0, step=0.01, key=KEYS[i], on_change=_moved, args=(i,))
     locked = budget.checkbox("Match a sparsity", key="lock_sparsity", help="Override the policy's budget.")
     sparsity = budget.slider(
@@ -114,12 +99,12 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
     preference = tuple(w / sum(weights) for w in weights)
     try:
         blueprint = planner.blueprint(preference, sparsity if locked else None)
-    except HippError as exc:
+    except api.USER_ERRORS as exc:
         st.error(str(exc))
         return
 
     # -- numbers -------------------------------------------------------------------------------------------------------
-    size = plan_size(blueprint, planner.shapes)
+    size = api.plan_size(blueprint, planner.shapes)
     m = st.columns(3)
     m[0].metric(
         "Sparsity",
@@ -139,11 +124,11 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
     )
     st.caption(
         f"Plan `{blueprint.plan_id}` · preference w = {' / '.join(f'{w:.2f}' for w in preference)} "
-        f"(utility / robustness / compression) · FLOPs for one {FLOPS_SEQ_LEN}-token sequence"
+        f"(utility / robustness / compression) · FLOPs for one {api.FLOPS_SEQ_LEN}-token sequence"
     )
 
     # -- allocation over visual sensitivity ----------------------------------------------------------------------------
-    table = layer_table(blueprint, planner.shapes)
+    table = api.layer_table(blueprint, planner.shapes)
     baseline = st.session_state.get("baseline")
     baseline = baseline if baseline and baseline[0] == blueprint.plan_id else None
     layers = list(table.index)
@@ -170,7 +155,7 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
         line={"color": "black"},
         yaxis="y2",
     )
-    heads, mlp = kept_grid(blueprint, planner.shapes)
+    heads, mlp = api.kept_grid(blueprint, planner.shapes)
     kept = {"colorscale": [[0, "#f0f0f0"], [1, "#08519c"]], "zmin": 0, "zmax": 1, "x": layers, "xaxis": "x"}
     # One figure whose three panels share the layer axis: the allocation over visual sensitivity on top, then which
     # heads and which MLP channel blocks each layer keeps. A second Plotly chart cost the browser ~80-100 ms per
@@ -213,7 +198,7 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
     st.caption(
         "Other plans, evaluated earlier, whose preference is closest to yours: evidence, not this blueprint's score."
     )
-    near = nearest_plans(_evaluated(planner.model_id, str(store().path), store().version()), preference)
+    near = api.nearest_plans(_evaluated(planner.model_id, str(store().path), store().version()), preference)
     if near.empty:
         st.info("No evaluated policy plans yet; evaluate this one to start the map.")
     else:
@@ -222,16 +207,16 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
     # -- actions -------------------------------------------------------------------------------------------------------
     a, b, c, d = st.columns([1, 1, 1, 1])
     if a.button("Save plan", key="save"):
-        record = store().put_plan(api.plan_draft(blueprint))
+        record = api.save_plan(blueprint, store())
         st.success(f"Saved plan {record.plan_id}; it is listed on Export.")
     if b.button("Evaluate this plan", key="evaluate", type="primary"):
-        store().put_plan(api.plan_draft(blueprint))
+        api.save_plan(blueprint, store())
         submit_job("evaluate", {"spec": choice.spec, "plan_id": blueprint.plan_id, "split": "dev"}, "the evaluation")
-    method = c.selectbox("Baseline", baseline_names(), label_visibility="collapsed")
+    method = c.selectbox("Baseline", api.baseline_names(), label_visibility="collapsed")
     if d.button(f"Compare with {method}", key="compare"):
         try:
             other = api.plan_baseline(choice.spec, method, blueprint.achieved, store=store(), **chosen_settings())
-        except HippError as exc:
+        except api.USER_ERRORS as exc:
             st.error(str(exc))
         else:
             st.session_state["baseline"] = (blueprint.plan_id, method, other)
@@ -244,7 +229,7 @@ def _blueprint_view(planner: Planner, choice: ModelChoice) -> None:
         )
         if st.button("Evaluate both on dev", key="evaluate_both"):
             for bp in (blueprint, other):
-                store().put_plan(api.plan_draft(bp))
+                api.save_plan(bp, store())
                 params = {"spec": choice.spec, "plan_id": bp.plan_id, "split": "dev"}
                 submit_job("evaluate", params, f"evaluating plan {bp.plan_id}", rerun=False)
             st.rerun()

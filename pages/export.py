@@ -7,9 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from hipp_core import jobs
-from hipp_core.export import PLAN_FILE
-from hipp_core.ui_state import headline, plan_label
+from hipp_core import api
 from pages._common import current_model, show_flash, store, submit_job
 
 st.title("Export")
@@ -28,7 +26,7 @@ if not plans:
     st.stop()
 
 by_id = {p.plan_id: p for p in plans}
-plan_id = st.selectbox("Plan", list(by_id), format_func=lambda i: plan_label(by_id[i]))
+plan_id = st.selectbox("Plan", list(by_id), format_func=lambda i: api.plan_label(by_id[i]))
 plan = by_id[plan_id]
 artifacts = store().list_artifacts(plan_id)
 recovered = [a.path for a in artifacts if a.kind == "recovered" and Path(a.path).is_dir()]
@@ -38,7 +36,7 @@ if evaluations:
     st.dataframe(
         pd.DataFrame(
             [
-                {"split": e.key.split, "questions": e.sample_count, "mode": e.key.mode, **headline(e.metrics)}
+                {"split": e.key.split, "questions": e.sample_count, "mode": e.key.mode, **api.headline(e.metrics)}
                 for e in evaluations
             ]
         ),
@@ -60,7 +58,7 @@ with st.expander("LoRA recovery" + (f" ({len(recovered)} recovered)" if recovere
     a, b, c = st.columns(3)
     steps = a.number_input("Steps", min_value=1, max_value=100_000, value=300, step=50)
     rank = b.number_input("LoRA rank", min_value=1, max_value=1024, value=8)
-    running = jobs.find_jobs(store(), "recover", plan_id=plan_id)
+    running = api.find_jobs(store(), "recover", plan_id=plan_id)
     if running:
         c.progress(running[0].progress, text=running[0].message or running[0].status)
     elif c.button("Recover this plan"):
@@ -73,7 +71,7 @@ variants = {"pruned weights (from the base model)": None} | {f"recovered: {p}": 
 variant = st.radio("Weights", list(variants), horizontal=True)
 out_dir = st.text_input("Directory to create", value=str(Path.home() / f"hipp-{choice.family}-{plan_id}"))
 overwrite = st.checkbox("Replace it if it already holds an export", value=False)
-active = jobs.find_jobs(store(), "export", plan_id=plan_id)
+active = api.find_jobs(store(), "export", plan_id=plan_id)
 if active:
     st.progress(active[0].progress, text=f"exporting to {active[0].params['out_dir']}: {active[0].message}")
 elif st.button("Export", type="primary"):
@@ -90,7 +88,7 @@ if exported:
     left.download_button("Download model card", card, file_name="README.md", mime="text/markdown", key="card")
     right.download_button(
         "Download exported plan.json",
-        (where / PLAN_FILE).read_text(),
+        (where / api.PLAN_FILE).read_text(),
         file_name=f"plan-{plan_id}.json",
         mime="application/json",
         key="export-plan",

@@ -3,9 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from hipp_core import api, status
-from hipp_core.errors import HippError
-from hipp_core.ui_state import EMBEDDED_CHOICES, LOCAL_CHOICE, check_model, readiness
+from hipp_core import api
 from pages._common import (
     AUTO,
     DEVICE_KEY,
@@ -28,12 +26,12 @@ show_flash()
 # -- model choice ---------------------------------------------------------------------------------------------------
 st.subheader("Model")
 spec_now = chosen_spec()
-labels = [*EMBEDDED_CHOICES, LOCAL_CHOICE]
-by_spec = {v: k for k, v in EMBEDDED_CHOICES.items()}
+labels = [*api.EMBEDDED_CHOICES, api.LOCAL_CHOICE]
+by_spec = {v: k for k, v in api.EMBEDDED_CHOICES.items()}
 choice_label = st.radio(
-    "Model to prune", labels, index=labels.index(by_spec.get(spec_now, LOCAL_CHOICE)), horizontal=True
+    "Model to prune", labels, index=labels.index(by_spec.get(spec_now, api.LOCAL_CHOICE)), horizontal=True
 )
-if choice_label == LOCAL_CHOICE:
+if choice_label == api.LOCAL_CHOICE:
     typed = st.text_input(
         "Checkpoint directory",
         value="" if spec_now in by_spec else spec_now,
@@ -42,13 +40,13 @@ if choice_label == LOCAL_CHOICE:
     )
     candidate = typed.strip()
 else:
-    candidate = EMBEDDED_CHOICES[choice_label]
+    candidate = api.EMBEDDED_CHOICES[choice_label]
 
 choice = None
 if candidate:
     try:
-        choice = check_model(candidate)
-    except HippError as exc:
+        choice = api.check_model(candidate)
+    except api.USER_ERRORS as exc:
         st.error(str(exc))
     else:
         st.session_state[MODEL_KEY] = choice.spec
@@ -72,15 +70,15 @@ dtype = right.selectbox(
 )
 try:
     placement = api.placement(device, dtype)
-except HippError as exc:
+except api.USER_ERRORS as exc:
     st.error(f"{exc} — pages keep using {settings_now['device']} · {settings_now['dtype']}.")
 else:
     st.session_state[DEVICE_KEY], st.session_state[DTYPE_KEY] = device, dtype
     st.caption(f"Models run on **{placement.device}** in **{placement.dtype}**.")
 
-# -- readiness of the chosen model -----------------------------------------------------------------------------------
+# -- api.readiness of the chosen model -----------------------------------------------------------------------------------
 if choice is not None:
-    ready = readiness(store(), choice)
+    ready = api.readiness(store(), choice)
     running = {j.kind: j for j in ready.active_jobs}
     cal, pol, sto = st.columns(3)
     cal.metric("Calibration", "done" if ready.calibrated else "missing")
@@ -112,9 +110,9 @@ if choice is not None:
 # -- what ships with the tool ----------------------------------------------------------------------------------------
 
 
-def _scores(m: status.ModelStatus) -> dict[str, str]:
+def _scores(m: api.status.ModelStatus) -> dict[str, str]:
     """Test-split quality when the plan store already has it (run `hipp eval` to fill it)."""
-    metrics = status.stored_test_scores(m.path) if m.path else None
+    metrics = api.status.stored_test_scores(m.path) if m.path else None
     if not metrics:
         return {"POPE balanced acc (test)": "not evaluated", "ScienceQA acc (test)": ""}
     return {
@@ -124,7 +122,7 @@ def _scores(m: status.ModelStatus) -> dict[str, str]:
 
 
 st.subheader("Embedded models")
-models = status.embedded_models()
+models = api.status.embedded_models()
 st.table(
     pd.DataFrame(
         [
@@ -145,13 +143,13 @@ if missing:
     st.warning(f"Not built yet: {', '.join(missing)}. Run `hipp zoo build` in a terminal.")
 
 st.subheader("ShapesWorld benchmark")
-if status.benchmark_ready():
+if api.status.benchmark_ready():
     st.success("ShapesPOPE (random / popular / adversarial) and ShapesSQA are built for train, calib, dev and test.")
 else:
     st.info("The benchmark is built on first use (a few seconds), or now with `hipp data build`.")
 
 with st.expander("Where things are stored"):
-    for name, path in status.locations().items():
+    for name, path in api.status.locations().items():
         st.text(f"{name}: {path}")
 
 st.subheader("Next")

@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from hipp_core.errors import HippError
+from hipp_core import api
 from pages._common import store
-from plan_store import JobRecord
 
 st.title("Jobs")
 st.caption(
@@ -19,18 +18,18 @@ st.caption(
 REFRESH_S = 2.0
 
 
-def _params(job: JobRecord) -> str:
+def _params(job: api.JobRecord) -> str:
     return ", ".join(f"{k}={v}" for k, v in job.params.items() if v is not None)
 
 
-def _duration(job: JobRecord) -> str:
+def _duration(job: api.JobRecord) -> str:
     if job.started_at is None:
         return ""
     end = job.finished_at or datetime.now(UTC)
     return f"{(end - job.started_at).total_seconds():.0f} s"
 
 
-def _active(job: JobRecord) -> None:
+def _active(job: api.JobRecord) -> None:
     with st.container(border=True):
         head, button = st.columns([5, 1])
         head.markdown(f"**{job.kind}** · `{job.job_id[:8]}` · {job.status} · {_duration(job)}")
@@ -39,8 +38,8 @@ def _active(job: JobRecord) -> None:
             button.caption("cancel requested")
         elif button.button("Cancel", key=f"cancel-{job.job_id}"):
             try:
-                store().request_cancel(job.job_id)
-            except HippError as exc:
+                api.cancel_job(job.job_id, store())
+            except api.USER_ERRORS as exc:
                 st.error(str(exc))
             else:
                 st.rerun(scope="app")
@@ -50,7 +49,7 @@ def _active(job: JobRecord) -> None:
                 st.code(job.log_tail, language=None)
 
 
-def _recent(jobs: list[JobRecord]) -> None:
+def _recent(jobs: list[api.JobRecord]) -> None:
     table = pd.DataFrame(
         [
             {
@@ -73,11 +72,11 @@ def _recent(jobs: list[JobRecord]) -> None:
     st.code(job.log_tail or "(no log lines)", language=None)
 
 
-def _kind(jobs: list[JobRecord], job_id: str) -> str:
+def _kind(jobs: list[api.JobRecord], job_id: str) -> str:
     return next(j.kind for j in jobs if j.job_id == job_id)
 
 
-def _jobs() -> list[JobRecord]:
+def _jobs() -> list[api.JobRecord]:
     s = store()
     s.reap_dead_jobs()
     return s.list_jobs(limit=100)

@@ -4,7 +4,7 @@ points (click, box or lasso) or pick plans to compare their allocations and metr
 import plotly.graph_objects as go
 import streamlit as st
 
-from hipp_core.ui_state import cloud_frame, comparison, dense_point, front_mask, objectives_for
+from hipp_core import api
 from pages._common import current_model, show_flash, store, submit_job
 
 st.title("Pareto")
@@ -17,7 +17,7 @@ show_flash()
 choice = current_model()
 if choice is None:
     st.stop()
-cloud = cloud_frame(store().list_evaluations(choice.model_id))
+cloud = api.cloud_frame(store().list_evaluations(choice.model_id))
 if cloud.empty:
     st.info("No evaluated plans for this model yet. Evaluate one from Explore, or train the policy on Home.")
     st.stop()
@@ -34,7 +34,7 @@ measure = left.selectbox(
     help="Points are comparable only when measured on the same questions.",
 )
 frame = cloud[cloud["measurement"] == measure].reset_index(drop=True)
-objectives = objectives_for(frame)
+objectives = api.objectives_for(frame)
 labels = [o.label for o in objectives]
 by_label = {o.label: o for o in objectives}
 x_label = mid.selectbox("X axis", labels, index=labels.index("sparsity") if "sparsity" in labels else 0)
@@ -52,7 +52,7 @@ frame = frame[frame[[o.column for o in axes]].notna().all(axis=1)].reset_index(d
 if frame.empty:
     st.info("No plan in this measurement and sparsity band has both values; widen the band or change the axes.")
     st.stop()
-frame["front"] = front_mask(frame, axes)
+frame["front"] = api.front_mask(frame, axes)
 
 # -- the cloud ------------------------------------------------------------------------------------------------------
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
@@ -113,7 +113,7 @@ else:
             if len(rows):
                 name = f"{value} ({'non-dominated' if on_front else 'dominated'})"
                 fig.add_trace(_trace(rows, name, on_front, colour, f"{value}-{on_front}", True))
-dense = dense_point(store(), choice.model_id, frame.iloc[0].to_dict())
+dense = api.dense_point(store(), choice.model_id, frame.iloc[0].to_dict())
 if dense and dense.get(x_obj.column) is not None and dense.get(y_obj.column) is not None:
     fig.add_trace(
         go.Scatter(
@@ -153,7 +153,7 @@ if not selected:
     st.stop()
 
 st.subheader(f"Comparing {len(selected)} plan{'s' if len(selected) > 1 else ''}")
-allocation, metrics = comparison(store(), frame, selected)
+allocation, metrics = api.comparison(store(), frame, selected)
 left, right = st.columns([3, 2])
 alloc_fig = go.Figure(
     [go.Scatter(x=allocation.index, y=allocation[c], mode="lines+markers", name=c) for c in allocation.columns]

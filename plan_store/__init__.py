@@ -1,5 +1,6 @@
-"""Durable, multi-process store of pruning plans and their evaluations (a DuckDB file under `home_dir()`)."""
+"""Durable, multi-process store of pruning plans and their evaluations (a DuckDB file under `$HIPP_HOME`)."""
 
+from .errors import StoreError
 from .jobs import LOG_TAIL_LINES
 from .pareto import non_dominated
 from .records import (
@@ -23,7 +24,7 @@ from .records import (
     Preference,
     Scoring,
 )
-from .store import PlanStore, default_store_path
+from .store import PlanStore, default_store_path, home_dir
 
 __all__ = [
     "DENSE_PLAN_ID",
@@ -47,6 +48,8 @@ __all__ = [
     "PolicyRecord",
     "Preference",
     "Scoring",
+    "StoreError",
     "default_store_path",
+    "home_dir",
     "non_dominated",
 ]

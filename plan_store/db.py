@@ -20,9 +20,8 @@ from pathlib import Path
 
 import duckdb
 
-from hipp_core.errors import HippError
-
 from . import schema
+from .errors import StoreError
 
 # The store runs next to training jobs on small machines; its queries are tiny, so one DuckDB thread is plenty.
 _CONFIG = {"threads": 1}
@@ -86,7 +85,7 @@ class Database:
                 return duckdb.connect(str(self.path), read_only=read_only, config=_CONFIG)
             except duckdb.Error as exc:
                 if not _is_lock_conflict(exc):
-                    raise HippError(
+                    raise StoreError(
                         f"cannot open plan store {self.path}: {_first_line(exc)}; move the file away or set "
                         "HIPP_HOME to another directory"
                     ) from None
@@ -97,8 +96,8 @@ class Database:
             time.sleep(min(remaining, random.uniform(0, backoff)))
             attempt += 1
 
-    def _busy_error(self) -> HippError:
-        return HippError(
+    def _busy_error(self) -> StoreError:
+        return StoreError(
             f"plan store {self.path} stayed locked by another process for {self.timeout:g} s; "
             "wait for it to finish or stop it, then retry"
         )
@@ -135,12 +134,12 @@ class Database:
         except duckdb.Error:
             version = None
         if version is None:
-            raise HippError(
+            raise StoreError(
                 f"{self.path} is a DuckDB database but not a HiPP plan store (no usable schema_version table); "
                 "pass another path or set HIPP_HOME to another directory"
             )
         if version > schema.latest_version():
-            raise HippError(
+            raise StoreError(
                 f"plan store {self.path} has schema version {version}, newer than this HiPP-Prune understands "
                 f"({schema.latest_version()}); upgrade HiPP-Prune"
             )

@@ -1,20 +1,19 @@
 """Typed records the store accepts and returns.
 
 Inputs (`PlanDraft`, `EvalKey`, `EvaluationDraft`) validate themselves on construction so a bad value fails where the caller
-made it, with a `HippError`, instead of later as an opaque DuckDB constraint error. Outputs (`*Record`) are frozen
+made it, with a `StoreError`, instead of later as an opaque DuckDB constraint error. Outputs (`*Record`) are frozen
 snapshots of committed rows; timestamps are timezone-aware UTC.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
-from hipp_core.errors import HippError
+from .errors import StoreError
+from .identity import canonical_json, digest
 
 PlanSource = Literal["policy", "baseline", "manual", "search"]
 EvalMode = Literal["masked", "physical", "recovered", "dense"]
@@ -36,16 +35,6 @@ DENSE_PLAN_ID = "dense"
 Preference = tuple[float, float, float]
 
 
-def canonical_json(value: Any, *, allow_nan: bool = False) -> str:
-    """One text per value, so equal blueprints hash and compare equal whatever order their keys were built in."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan)
-
-
-def digest(*parts: str) -> str:
-    """Content-derived ids make re-inserting the same thing a no-op instead of a duplicate."""
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
-
-
 def utc(ts: datetime | None) -> datetime | None:
     """DuckDB TIMESTAMP columns hold naive UTC; records hand out aware datetimes so callers cannot mistake the zone."""
     return None if ts is None else ts.replace(tzinfo=UTC)
@@ -54,14 +43,14 @@ def utc(ts: datetime | None) -> datetime | None:
 def normalize_preference(w: tuple[float, ...]) -> Preference:
     """Preferences live on the 3-simplex; scaling them there makes distances between them meaningful."""
     if len(w) != 3 or not all(math.isfinite(x) and x >= 0 for x in w) or sum(w) <= 0:
-        raise HippError(f"preference {tuple(w)} must be 3 non-negative finite weights with a positive sum")
+        raise StoreError(f"preference {tuple(w)} must be 3 non-negative finite weights with a positive sum")
     total = float(sum(w))
     return (w[0] / total, w[1] / total, w[2] / total)
 
 
 def _check_choice(value: str, allowed: tuple[str, ...], what: str) -> None:
     if value not in allowed:
-        raise HippError(f"{what} {value!r} is not one of {', '.join(allowed)}")
+        raise StoreError(f"{what} {value!r} is not one of {', '.join(allowed)}")
 
 
 @dataclass(frozen=True)
@@ -96,13 +85,13 @@ class PlanDraft:
     def __post_init__(self) -> None:
         _check_choice(self.source, PLAN_SOURCES, "plan source")
         if not (math.isfinite(self.sparsity) and 0.0 <= self.sparsity <= 1.0):
-            raise HippError(f"plan sparsity {self.sparsity} must be within [0, 1]")
+            raise StoreError(f"plan sparsity {self.sparsity} must be within [0, 1]")
         if self.preference is not None:
             object.__setattr__(self, "preference", normalize_preference(self.preference))
         try:
             canonical_json(self.blueprint)
         except (TypeError, ValueError) as exc:
-            raise HippError(f"plan blueprint is not plain JSON data: {exc}") from None
+            raise StoreError(f"plan blueprint is not plain JSON data: {exc}") from None
 
     @property
     def blueprint_json(self) -> str:
@@ -142,9 +131,13 @@ class EvalKey:
         _check_choice(self.mode, EVAL_MODES, "evaluation mode")
         _check_choice(self.scoring, SCORINGS, "scoring")
         if (self.mode == "dense") != (self.plan_id == DENSE_PLAN_ID):
-            raise HippError(f"mode 'dense' goes with plan_id {DENSE_PLAN_ID!r} and only with it (got {self.plan_id!r})")
+            raise StoreError(
+                f"mode 'dense' goes with plan_id {DENSE_PLAN_ID!r} and only with it (got {self.plan_id!r})"
+            )
         if self.limit is not None and self.limit < 1:
-            raise HippError(f"evaluation limit {self.limit} must be a positive sample count or None for the full split")
+            raise StoreError(
+                f"evaluation limit {self.limit} must be a positive sample count or None for the full split"
+            )
 
     @property
     def sample_limit(self) -> int:

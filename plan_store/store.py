@@ -20,10 +20,9 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from hipp_core.errors import HippError
-
 from . import transfer
 from .db import Database
+from .errors import StoreError
 from .jobs import append_log, process_alive
 from .pareto import non_dominated
 from .records import (
@@ -63,10 +62,12 @@ _JOB_COLUMNS = (
 _DEFAULT_TIMEOUT_S = 30.0
 
 
-def default_store_path() -> Path:
-    # Imported here: hipp_core.config pulls in torch, which worker processes that pass an explicit path do not need.
-    from hipp_core.config import home_dir
+def home_dir() -> Path:
+    """User state that is not re-creatable (the store, trained policies); `$HIPP_HOME`, default ~/.hipp."""
+    return Path(os.environ.get("HIPP_HOME", Path.home() / ".hipp")).expanduser()
 
+
+def default_store_path() -> Path:
     return home_dir() / "plans.duckdb"
 
 
@@ -309,12 +310,12 @@ class PlanStore:
         first objective.
         """
         if not objectives:
-            raise HippError("pareto_front needs at least one objective")
+            raise StoreError("pareto_front needs at least one objective")
         band: tuple[str, list[Any]] | None = None
         if sparsity_band is not None:
             low, high = sparsity_band
             if not 0.0 <= low <= high <= 1.0:
-                raise HippError(f"sparsity band {sparsity_band} must satisfy 0 <= low <= high <= 1")
+                raise StoreError(f"sparsity band {sparsity_band} must satisfy 0 <= low <= high <= 1")
             band = ("p.sparsity BETWEEN ? AND ?", [low, high])
         names = [name for name, _ in objectives]
         candidates = []
@@ -455,7 +456,7 @@ class PlanStore:
 
     def put_artifact(self, plan_id: str, kind: ArtifactKind, path: str | os.PathLike[str]) -> ArtifactRecord:
         if kind not in ARTIFACT_KINDS:
-            raise HippError(f"artifact kind {kind!r} is not one of {', '.join(ARTIFACT_KINDS)}")
+            raise StoreError(f"artifact kind {kind!r} is not one of {', '.join(ARTIFACT_KINDS)}")
         artifact_id = digest(plan_id, kind, str(path))
         with self._db.transaction() as conn:
             self._require_plan(conn, plan_id)
@@ -630,19 +631,19 @@ class PlanStore:
 
     def _require_model(self, conn: duckdb.DuckDBPyConnection, model_id: str) -> None:
         if self._model(conn, model_id) is None:
-            raise HippError(f"model {model_id!r} is not in plan store {self.path}; register it with put_model first")
+            raise StoreError(f"model {model_id!r} is not in plan store {self.path}; register it with put_model first")
 
     def _require_plan(self, conn: duckdb.DuckDBPyConnection, plan_id: str, model_id: str | None = None) -> None:
         plan = self._plan(conn, plan_id)
         if plan is None:
-            raise HippError(f"plan {plan_id!r} is not in plan store {self.path}; store it with put_plan first")
+            raise StoreError(f"plan {plan_id!r} is not in plan store {self.path}; store it with put_plan first")
         if model_id is not None and plan.model_id != model_id:
-            raise HippError(f"plan {plan_id!r} belongs to model {plan.model_id!r}, not {model_id!r}")
+            raise StoreError(f"plan {plan_id!r} belongs to model {plan.model_id!r}, not {model_id!r}")
 
     def _require_job(self, conn: duckdb.DuckDBPyConnection, job_id: str) -> JobRecord:
         job = self._job(conn, job_id)
         if job is None:
-            raise HippError(f"no job {job_id!r} in plan store {self.path}")
+            raise StoreError(f"no job {job_id!r} in plan store {self.path}")
         return job
 
     def _require_job_status(
@@ -650,5 +651,5 @@ class PlanStore:
     ) -> JobRecord:
         job = self._require_job(conn, job_id)
         if job.status not in allowed:
-            raise HippError(f"cannot {action} job {job_id}: it is {job.status}")
+            raise StoreError(f"cannot {action} job {job_id}: it is {job.status}")
         return job

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from hipp_core.errors import HippError
-
+from .errors import StoreError
 from .records import ImportSummary
 
 # table -> (primary key, every column in a fixed order)
@@ -62,7 +61,7 @@ def export_tables(conn: duckdb.DuckDBPyConnection, directory: Path) -> list[Path
 def import_tables(conn: duckdb.DuckDBPyConnection, directory: Path) -> ImportSummary:
     missing = [f"{table}.parquet" for table in TABLES if not (directory / f"{table}.parquet").is_file()]
     if missing:
-        raise HippError(f"{directory} is not a plan store export: {', '.join(missing)} missing")
+        raise StoreError(f"{directory} is not a plan store export: {', '.join(missing)} missing")
     added: dict[str, int] = {}
     offered = 0
     for table, (key, columns) in TABLES.items():
@@ -77,7 +76,7 @@ def import_tables(conn: duckdb.DuckDBPyConnection, directory: Path) -> ImportSum
                 [str(source)],
             )
         except duckdb.Error as exc:
-            raise HippError(f"{source} does not hold plan store {table}: {str(exc).splitlines()[0]}") from None
+            raise StoreError(f"{source} does not hold plan store {table}: {str(exc).splitlines()[0]}") from None
         (after,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
         added[table] = after - before
         offered += rows

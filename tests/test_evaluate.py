@@ -8,7 +8,7 @@ import torch
 from hipp_core.api import load_benchmark
 from hipp_core.data.prompts import sqa_prompt
 from hipp_core.data.records import SQAItem
-from hipp_core.evaluate import (
+from hipp_core.evaluation.engine import (
     EvalResult,
     evaluate,
     open_image,

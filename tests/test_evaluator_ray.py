@@ -14,7 +14,7 @@ import pytest
 from conftest import random_blueprint
 
 from hipp_core.errors import HippError
-from hipp_core.evaluator import make_evaluator
+from hipp_core.evaluation.backends import make_evaluator
 from hipp_core.models.loading import load_model
 from plan_store import PlanStore
 
@@ -135,6 +135,6 @@ def test_options_a_backend_does_not_take_are_refused():
 
 def test_missing_ray_is_a_one_line_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets when the extra is not installed
-    monkeypatch.delitem(sys.modules, "hipp_core.evaluator_ray", raising=False)
+    monkeypatch.delitem(sys.modules, "hipp_core.evaluation.ray_backend", raising=False)
     with pytest.raises(HippError, match=r"needs `pip install \.\[distributed\]`"):
         make_evaluator(SPEC, backend="ray")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from hipp_core import jobs
+from hipp_core import job_runner, jobs
 from hipp_core.errors import HippError
 from hipp_core.ui_state import check_model
 from plan_store import PlanStore
@@ -106,7 +106,7 @@ def test_cancel_request_stops_a_running_job(tiny_llava, plan_id):
     job_id = store.create_job("evaluate", {"spec": str(tiny_llava), "plan_id": plan_id, "split": "dev", "limit": 3})
     store.start_job(job_id)
     store.request_cancel(job_id)
-    assert jobs.run_job(job_id, store) == "cancelled"
+    assert job_runner.run_job(job_id, store) == "cancelled"
     assert "cancelled on request" in jobs.log_path(store, job_id).read_text()
 
 
@@ -114,10 +114,10 @@ def test_failure_is_recorded_as_one_line(tmp_path):
     store = PlanStore()
     missing = str(tmp_path / "deleted-model")
     job_id = store.create_job("calibrate", {"spec": missing, "samples": 4})  # valid when submitted, gone since
-    assert jobs.run_job(job_id, store) == "failed"
+    assert job_runner.run_job(job_id, store) == "failed"
     job = store.get_job(job_id)
     assert "does not exist" in job.error and "\n" not in job.error
-    assert jobs.run_job(job_id, store) == "failed", "a finished job is never run again"
+    assert job_runner.run_job(job_id, store) == "failed", "a finished job is never run again"
 
 
 def test_progress_reports_are_throttled_but_stage_changes_and_ends_are_kept():

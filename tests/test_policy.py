@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from hipp_core import validation
 from hipp_core.api import planner, policy_checkpoint_path
 from hipp_core.blueprint import LayerPlan, blueprint_from_layers
 from hipp_core.errors import HippError
-from hipp_core.evaluator import InProcessEvaluator
+from hipp_core.evaluation.backends import InProcessEvaluator
 from hipp_core.grpo import (
     GRPOConfig,
     GRPOTrainer,
@@ -24,7 +25,7 @@ from hipp_core.grpo import (
     reward,
     stability,
 )
-from hipp_core.policy import STATE_FEATURES, PrunePolicy, check_preference, layer_state
+from hipp_core.policy import STATE_FEATURES, PrunePolicy, layer_state
 from hipp_core.search import hypervolume, nsga2_search, random_search
 from plan_store import PlanStore
 from tests.conftest import run_cli
@@ -136,7 +137,7 @@ def test_log_prob_drops_the_budget_term_when_overridden(plans):
 )
 def test_bad_preferences_are_refused(bad, message):
     with pytest.raises(HippError, match=message):
-        check_preference(bad)
+        validation.preference(bad)
 
 
 def test_untrained_planner_says_what_to_run(plans):
@@ -232,7 +233,7 @@ def test_train_policy_killed_then_rerun_finishes_the_same_run(tiny_qwen, tmp_pat
     out = run_cli("blueprint", str(tiny_qwen), "--pref", "0.2,0.7,0.1", "--sparsity", "0.3", env=env)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["preference"] == pytest.approx([0.2, 0.7, 0.1])
-    for bad in ("1,-1,1", "a,b,c"):  # the rules themselves are tested on check_preference
+    for bad in ("1,-1,1", "a,b,c"):  # the rules themselves are tested on validation.preference
         err = run_cli("blueprint", str(tiny_qwen), "--pref", bad, env=env)
         assert err.returncode == 2 and len(err.stderr.strip().splitlines()) == 1 and "pref" in err.stderr
     err = run_cli("blueprint", str(tiny_qwen), "--pref", "1,1,1", "--sparsity", "1.5", env=env)

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hipp_core.errors import HippError
 from plan_store import (
     DENSE_PLAN_ID,
     LOG_TAIL_LINES,
@@ -26,6 +25,7 @@ from plan_store import (
     non_dominated,
     schema,
 )
+from plan_store.errors import StoreError
 
 MODEL = "m-0123abcd"
 
@@ -70,7 +70,7 @@ def test_model_and_calibration_round_trip(store: PlanStore) -> None:
     assert store.get_calibration(MODEL, "other") is None
     with pytest.raises(ValueError):
         store.put_calibration(MODEL, "x")
-    with pytest.raises(HippError, match="put_model"):
+    with pytest.raises(StoreError, match="put_model"):
         store.put_calibration("unknown-model", "x", payload={})
 
 
@@ -84,7 +84,7 @@ def test_plans_are_content_addressed(store: PlanStore) -> None:
     other = store.put_plans([PlanDraft(MODEL, {"heads": [1]}, "baseline", 0.1)])[0]
     assert [p.plan_id for p in store.list_plans(MODEL)] == [first.plan_id, other.plan_id]
     assert store.list_plans("other-model") == []
-    with pytest.raises(HippError, match="put_model"):
+    with pytest.raises(StoreError, match="put_model"):
         store.put_plan(PlanDraft("unknown-model", {}, "manual", 0.0))
 
 
@@ -98,7 +98,7 @@ def test_plans_are_content_addressed(store: PlanStore) -> None:
     ],
 )
 def test_bad_plan_drafts_are_user_errors(draft) -> None:
-    with pytest.raises(HippError):
+    with pytest.raises(StoreError):
         draft()
 
 
@@ -110,7 +110,7 @@ def test_plans_near_preference(store: PlanStore) -> None:
     assert [p.plan_id for p, _ in near] == [plans["a"].plan_id, plans["c"].plan_id]
     assert near[0][1] == pytest.approx(np.hypot(0.1, 0.1))
     assert len(store.plans_near_preference(MODEL, (1.0, 1.0, 1.0), k=10)) == 4
-    with pytest.raises(HippError):
+    with pytest.raises(StoreError):
         store.plans_near_preference(MODEL, (0.0, 0.0, 0.0), k=1)
 
 
@@ -126,9 +126,9 @@ def test_policies_are_replaced_artifacts_are_not(store: PlanStore) -> None:
     assert store.put_artifact(plan.plan_id, "materialized", "/out/a") == a
     b = store.put_artifact(plan.plan_id, "exported", "/out/b.safetensors")
     assert store.list_artifacts(plan.plan_id) == [a, b]
-    with pytest.raises(HippError):
+    with pytest.raises(StoreError):
         store.put_artifact(plan.plan_id, "thrown-away", "/x")  # type: ignore[arg-type]
-    with pytest.raises(HippError, match="put_plan"):
+    with pytest.raises(StoreError, match="put_plan"):
         store.put_artifact("missing", "exported", "/x")
 
 
@@ -189,15 +189,15 @@ def test_failed_compute_stores_nothing(store: PlanStore) -> None:
 def test_dense_and_invalid_keys(store: PlanStore) -> None:
     dense = EvalKey(MODEL, DENSE_PLAN_ID, "pope", "val", "dense", "generate")
     assert store.put_evaluation(dense, {"acc": 0.9}, 100, 1.0).key == dense
-    with pytest.raises(HippError):
+    with pytest.raises(StoreError):
         EvalKey(MODEL, DENSE_PLAN_ID, "pope", "val", "masked", "logits")
-    with pytest.raises(HippError):
+    with pytest.raises(StoreError):
         EvalKey(MODEL, "p1", "pope", "val", "dense", "logits")
-    with pytest.raises(HippError):
+    with pytest.raises(StoreError):
         EvalKey(MODEL, "p1", "pope", "val", "masked", "beam")  # type: ignore[arg-type]
-    with pytest.raises(HippError):
+    with pytest.raises(StoreError):
         EvalKey(MODEL, "p1", "pope", "val", "masked", "logits", 0)
-    with pytest.raises(HippError, match="put_plan"):
+    with pytest.raises(StoreError, match="put_plan"):
         store.put_evaluation(key("missing"), {"acc": 0.5}, 1, 1.0)
 
 
@@ -233,9 +233,9 @@ def test_pareto_front_keeps_ties_and_respects_filters(store: PlanStore) -> None:
     ]
     assert names(store.pareto_front(MODEL, objectives, bench="gqa")) == ["b", "dominated", "tie"]
     assert store.pareto_front(MODEL, objectives, mode="physical") == []
-    with pytest.raises(HippError):
+    with pytest.raises(StoreError):
         store.pareto_front(MODEL, [])
-    with pytest.raises(HippError):
+    with pytest.raises(StoreError):
         store.pareto_front(MODEL, objectives, (0.6, 0.2))
 
 
@@ -299,11 +299,11 @@ def test_job_lifecycle(store: PlanStore) -> None:
     job_id = store.create_job("train", {"epochs": 3})
     job = store.get_job(job_id)
     assert (job.status, job.progress, job.params, job.pid) == ("queued", 0.0, {"epochs": 3}, None)
-    with pytest.raises(HippError, match="queued"):
+    with pytest.raises(StoreError, match="queued"):
         store.update_job(job_id, 0.1, "early")
 
     assert store.start_job(job_id, pid=4242).status == "running"
-    with pytest.raises(HippError, match="running"):
+    with pytest.raises(StoreError, match="running"):
         store.start_job(job_id)
     for i in range(3):
         job = store.update_job(job_id, i / 10, f"step {i}", log_line=f"early {i}")
@@ -320,11 +320,11 @@ def test_job_lifecycle(store: PlanStore) -> None:
     assert store.update_job(job_id, 0.7, "noticed").cancel_requested
     done = store.finish_job(job_id, "cancelled")
     assert (done.status, done.progress) == ("cancelled", 0.7) and done.finished_at >= done.started_at
-    with pytest.raises(HippError, match="cancelled"):
+    with pytest.raises(StoreError, match="cancelled"):
         store.finish_job(job_id, "done")
     assert store.request_cancel(job_id).status == "cancelled"
     assert store.get_job("missing") is None
-    with pytest.raises(HippError, match="no job"):
+    with pytest.raises(StoreError, match="no job"):
         store.cancel_requested("missing")
 
 
@@ -332,7 +332,7 @@ def test_queued_cancel_and_listing(store: PlanStore) -> None:
     first = store.create_job("eval", {})
     second = store.create_job("train", {})
     assert store.request_cancel(first).status == "cancelled"
-    with pytest.raises(HippError):
+    with pytest.raises(StoreError):
         store.start_job(first)
     store.start_job(second)
     assert store.finish_job(second, "done").progress == 1.0
@@ -382,10 +382,10 @@ def test_export_import_is_idempotent_and_never_overwrites(store: PlanStore, tmp_
         assert other.get_plan(p.plan_id) == p
         assert other.get_evaluation(key(p.plan_id)) == store.get_evaluation(key(p.plan_id))
 
-    with pytest.raises(HippError, match="not a plan store export"):
+    with pytest.raises(StoreError, match="not a plan store export"):
         other.import_parquet(tmp_path / "nowhere")
     (tmp_path / "export" / "plans.parquet").write_bytes(b"not parquet")
-    with pytest.raises(HippError, match="plans.parquet"):
+    with pytest.raises(StoreError, match="plans.parquet"):
         other.import_parquet(tmp_path / "export")
     assert len(other.list_plans(MODEL)) == len(plans)
 
@@ -427,7 +427,7 @@ def test_refuses_files_that_are_not_ours_without_touching_them(tmp_path: Path, m
     path = tmp_path / "plans.duckdb"
     make(path)
     before = directory_snapshot(tmp_path)
-    with pytest.raises(HippError, match=message) as error:
+    with pytest.raises(StoreError, match=message) as error:
         PlanStore(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
     assert directory_snapshot(tmp_path) == before

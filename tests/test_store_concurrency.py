@@ -18,8 +18,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from hipp_core.errors import HippError
 from plan_store import EvalKey, PlanDraft, PlanStore
+from plan_store.errors import StoreError
 
 # Spawned children start clean (no forked DuckDB or lock state), as separate CLI and dashboard processes do.
 CTX = multiprocessing.get_context("spawn")
@@ -127,7 +127,7 @@ def test_a_held_lock_times_out_with_a_clear_error_and_is_waited_for(tmp_path: Pa
     try:
         assert locked.wait(60)
         started = time.monotonic()
-        with pytest.raises(HippError, match="locked by another process") as error:
+        with pytest.raises(StoreError, match="locked by another process") as error:
             PlanStore(store.path, timeout=0.5)
         assert time.monotonic() - started >= 0.5
         assert str(store.path) in str(error.value)

@@ -20,11 +20,11 @@ from collections.abc import Sequence
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from hipp_core.api import bench_key, check_plan, eval_key, load_benchmark, plan_draft, score_plan
 from hipp_core.blueprint import Blueprint, LayerShape
 from hipp_core.config import quiet_libraries
-from hipp_core.errors import HippError
-from hipp_core.evaluate import EvalResult, Progress
+from hipp_core.errors import USER_ERRORS, HippError
+from hipp_core.evaluation.engine import EvalResult, Progress
+from hipp_core.evaluation.stored import bench_key, check_plan, eval_key, load_benchmark, plan_draft, score_plan
 from hipp_core.models.device import AUTO, dtype_name
 from hipp_core.models.loading import load_model
 from plan_store import DENSE_PLAN_ID, EvalKey, PlanStore
@@ -263,7 +263,7 @@ def _connect(address: str, num_workers: int | None) -> bool:
 def _reason(exc: BaseException) -> str:
     """The last meaningful line of a Ray error (its messages carry whole remote tracebacks)."""
     cause = getattr(exc, "cause", None)
-    if isinstance(cause, HippError):
+    if isinstance(cause, USER_ERRORS):
         return str(cause)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__

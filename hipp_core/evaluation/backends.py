@@ -14,7 +14,17 @@ from typing import Protocol
 
 from hipp_core.blueprint import Blueprint
 from hipp_core.errors import HippError
-from hipp_core.evaluate import EvalResult, Progress
+from hipp_core.evaluation.engine import EvalResult, Progress
+from hipp_core.evaluation.stored import (
+    bench_key,
+    check_plan,
+    eval_key,
+    load_benchmark,
+    plan_draft,
+    score_plan,
+    stored_score,
+)
+from hipp_core.models.loading import load_model
 from plan_store import DENSE_PLAN_ID, PlanStore
 
 BACKENDS: dict[str, Callable[..., Evaluator]] = {}
@@ -46,9 +56,6 @@ class InProcessEvaluator:
         dtype: str = "auto",
         batch_size: int = 32,
     ) -> None:
-        from hipp_core.api import bench_key, load_benchmark
-        from hipp_core.models.loading import load_model
-
         if batch_size < 1:
             raise HippError(f"--batch-size must be at least 1, got {batch_size}")
         self.spec, self.split, self.limit, self.batch_size = spec, split, limit, batch_size
@@ -60,8 +67,6 @@ class InProcessEvaluator:
         self.store.put_model(self.loaded.model_id, spec, self.loaded.family, self.loaded.model.config.to_dict())
 
     def evaluate(self, blueprints: Sequence[Blueprint | None], progress: Progress | None = None) -> list[EvalResult]:
-        from hipp_core.api import check_plan, eval_key, plan_draft, score_plan, stored_score
-
         model_id = self.loaded.model_id
         results = []
         for i, blueprint in enumerate(blueprints):
@@ -98,7 +103,7 @@ def _ray_evaluator(
 ) -> Evaluator:
     """Imported on first use: ray is an optional extra, and importing it costs seconds."""
     try:
-        from hipp_core.evaluator_ray import RayEvaluator
+        from hipp_core.evaluation.ray_backend import RayEvaluator
     except ModuleNotFoundError as exc:
         if exc.name != "ray":
             raise
