@@ -206,7 +206,7 @@ def _answer(
         return adapter.tokenizer.batch_decode(new, skip_special_tokens=True)
     positions = adapter.padded_positions(enc.inputs)
     logits = model(**enc.inputs, **positions, use_cache=False, logits_to_keep=1).logits
-    final = logits[:, -1].float()
+    final = logits[:, -1].float().cpu()  # one transfer; the per-candidate maxima below then cost no GPU syncs
     picks = []
     for row, options in zip(final, candidates):
         scores = [row[ids].max().item() for ids in options]
