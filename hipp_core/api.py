@@ -379,10 +379,10 @@ def recover(
     """LoRA-recover the physically pruned model of `blueprint` on ShapesWorld `train` (or the LLaVA-format
     instruction file `data`), merge, and store it as the plan's `recovered` artifact (an export in the base
     checkpoint's dtype: plain transformers loads it). Returns the pruned and recovered scores on the test split
-    (`limit` questions per set, None = all; `eval_batch_size` per forward pass). Each step trains on `batch_size` × `grad_accum` samples, `grad_accum`
-    micro-batches of `batch_size`; `grad_checkpointing` trades compute for memory. The same (model, plan, steps,
-    rank, data, seed, lr, batch, accumulation, device type and dtype) again returns the stored artifact without
-    training; a killed run, rerun, resumes from its last checkpoint."""
+    (`limit` questions per set, None = all; `eval_batch_size` per forward pass). Each step trains on `batch_size` ×
+    `grad_accum` samples, in `grad_accum` micro-batches of `batch_size`; `grad_checkpointing` trades compute for
+    memory. The same (model, plan, steps, rank, data, seed, lr, batch, accumulation, device type and dtype) again
+    returns the stored artifact without training; a killed run, rerun, resumes from its last checkpoint."""
     config = RecoveryConfig(
         steps=steps,
         rank=rank,
