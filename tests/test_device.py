@@ -122,8 +122,8 @@ def test_attention_switch_is_undone_even_when_the_work_fails():
     assert [c._attn_implementation for c in configs] == ["sdpa"] * 3
 
 
-def test_float32_cpu_evaluations_keep_their_old_keys_and_others_get_their_own(tiny_llava):
-    spec, store = str(tiny_llava), PlanStore()
+def test_float32_cpu_evaluations_keep_their_old_keys_and_others_get_their_own(tiny_llava, tmp_path):
+    spec, store = str(tiny_llava), PlanStore(tmp_path / "plans.duckdb")  # its own store: nothing scored before
     first = api.evaluate_model(spec, "pope", "dev", 4, image_free=False, store=store, device="cpu", dtype="float32")
     loaded = load_model(spec, "cpu", "float32")
     # The literal key every evaluation stored before devices were options was written under.
@@ -155,8 +155,8 @@ def _check_inputs_hook(model: torch.nn.Module, seen: list[str]):
 
 @needs_bf16
 @pytest.mark.parametrize("family", ["tiny_llava", "tiny_qwen"])
-def test_bfloat16_model_calibrates_and_scores_with_inputs_in_its_dtype(family, request):
-    spec, store = str(request.getfixturevalue(family)), PlanStore()
+def test_bfloat16_model_calibrates_and_scores_with_inputs_in_its_dtype(family, request, tmp_path):
+    spec, store = str(request.getfixturevalue(family)), PlanStore(tmp_path / "plans.duckdb")  # nothing cached
     loaded = load_model(spec, "cpu", "bfloat16")
     assert loaded.placement == Placement("cpu", "bfloat16") and loaded.model.dtype == torch.bfloat16
     seen: list[str] = []
