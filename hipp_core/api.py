@@ -28,11 +28,16 @@ from hipp_core.config import (
     set_threads,  # noqa: F401
 )
 from hipp_core.data import build as data_build
+from hipp_core.data.pope_build import PopeBuildConfig, build_pope  # noqa: F401  (re-exported for the CLI)
+from hipp_core.data.records import PopeItem
+from hipp_core.data.source import SHAPESWORLD_KEY, DataSource, data_key, for_model
 from hipp_core.data.world import SPLITS  # noqa: F401
 from hipp_core.errors import (
     USER_ERRORS,  # noqa: F401
     HippError,
+    json_problem,
 )
+from hipp_core.evaluation import benchmarks
 from hipp_core.evaluation.backends import make_evaluator
 from hipp_core.evaluation.engine import EvalResult, Progress
 from hipp_core.evaluation.stored import (  # noqa: F401  (re-exported: the API's evaluation functions)
@@ -40,7 +45,9 @@ from hipp_core.evaluation.stored import (  # noqa: F401  (re-exported: the API's
     evaluate_model,
     evaluate_recovered,
     load_benchmark,
+    load_tuning,
     plan_draft,
+    score_answers,
 )
 from hipp_core.export import (
     PLAN_FILE,  # noqa: F401
@@ -52,7 +59,7 @@ from hipp_core.grpo import GRPOConfig, GRPOTrainer, load_policy, policy_id_for
 from hipp_core.jobs import find_jobs  # noqa: F401
 from hipp_core.models import zoo
 from hipp_core.models.device import AUTO, Placement, dtype_runs, resolve, resolve_device
-from hipp_core.models.loading import checkpoint_dtype, load_model, resolve_spec
+from hipp_core.models.loading import EMBEDDED_ALIASES, checkpoint_dtype, load_model, resolve_spec
 from hipp_core.models.train import TrainConfig
 from hipp_core.peers import torch_pruning_blueprint
 from hipp_core.policies import BUNDLED_POLICY, policy_checkpoint_path, policy_record  # noqa: F401  (re-exported)
@@ -148,11 +155,16 @@ def read_plan(path: Path) -> Blueprint:
     except FileNotFoundError:
         raise HippError(f"plan file {path} does not exist") from None
     except json.JSONDecodeError as exc:
-        raise HippError(f"{path} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+        raise HippError(f"{path} is not valid JSON ({json_problem(exc)})") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise HippError(
             f"{path} is not a blueprint ({type(exc).__name__}: {exc}); write one with `hipp plan`"
         ) from None
+
+
+def list_benchmarks() -> list[benchmarks.Benchmark]:
+    """Every registered benchmark, in registry order."""
+    return [benchmarks.get(name) for name in benchmarks.names()]
 
 
 CALIBRATION_BATCH = 16  # calibration keeps every layer's attention maps: the default batch is half scoring's
@@ -164,34 +176,47 @@ def calibrate_model(
     batch_size: int = CALIBRATION_BATCH,
     progress: Progress | None = None,
     store: PlanStore | None = None,
+    data: DataSource | None = None,
     device: str = AUTO,
     dtype: str = AUTO,
 ) -> tuple[CalibrationFeatures, bool]:
-    """Per-layer features of a model on ShapesWorld `calib`, computed once and then read back (second value True).
+    """Per-layer features of a model, computed once and then read back (second value True).
 
-    Samples cycle through the POPE categories of the calib split, so absent-object questions (where
-    hallucination happens) are as common as present ones. The model is the one every other command of this process
-    uses (`load_model(spec, device, dtype)`), switched to eager attention while calibrating.
+    They come from ShapesWorld `calib` for an embedded model, else from the POPE questions `data` names (refused
+    when it shares an image with `data.test_pope`); a local checkpoint given no data is refused. Samples cycle
+    through the POPE categories, so absent-object questions (where hallucination happens) are as common as present
+    ones. Stored under the data's `data_key` and the placement's key suffix. The model is the one every other
+    command of this process uses (`load_model(spec, device, dtype)`), switched to eager attention while calibrating.
     """
     if not 1 <= samples <= 100_000:
         raise HippError(f"--samples must be between 1 and 100000, got {samples}")
     if batch_size < 1:
         raise HippError(f"batch size must be at least 1, got {batch_size}")
+    key, ordered = calibration_questions(spec, samples, data, resolve(device, dtype).key_suffix)
     loaded = load_model(spec, device, dtype)
     store = store or PlanStore()
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
-    key = f"pope-calib:shapesworld-v{data_build.VERSION}:n{samples}{loaded.placement.key_suffix}"
     record = store.get_calibration(loaded.model_id, key)
     if record is not None and record.payload_path and Path(record.payload_path).exists():
         return CalibrationFeatures.from_json(json.loads(Path(record.payload_path).read_text())), True
-    pope, _ = load_benchmark("pope", "calib")
-    ordered = [item for group in zip(*pope.values()) for item in group][:samples]
     features = calibrate(loaded.adapter, loaded.model_id, ordered, batch_size, progress)
     path = cache_dir() / "calibration" / f"{loaded.model_id}-{key.replace(':', '-')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     features.save(path)
     store.put_calibration(loaded.model_id, key, payload_path=path)
     return features, False
+
+
+def calibration_questions(
+    spec: str, samples: int, data: DataSource | None, placement: str = ""
+) -> tuple[str, list[PopeItem]]:
+    """The store key of `spec`'s calibration on `data` and the questions it reads; no model is loaded. `placement`
+    is the `Placement.key_suffix` of where it runs: empty for float32 on the CPU, whose keys stay as before."""
+    resolve_spec(spec)  # a bad spec fails as such before any question about its data
+    source = for_model(data, spec in EMBEDDED_ALIASES, spec, "calibration", ("pope",))
+    pope = load_tuning(source, "pope", "calib", None, "the calibration questions")["pope"]
+    ordered = [item for group in zip(*pope.values()) for item in group][:samples]
+    return f"pope-calib:{data_key(source, {'pope': {'calib': ordered}})}:n{samples}{placement}", ordered
 
 
 def channel_multiple(intermediate: int) -> int:
@@ -215,13 +240,15 @@ def plan_baseline(
     progress: Progress | None = None,
     backend: str = "local",
     backend_options: dict | None = None,
+    data: DataSource | None = None,
     device: str = AUTO,
     dtype: str = AUTO,
     batch_size: int = 32,
 ) -> Blueprint:
     """A baseline blueprint at `sparsity`. `random` draws `n_random` Dirichlet(1) allocations (seeded) and keeps
-    the best on the dev split by 0.5·ScienceQA accuracy + 0.5·mean POPE balanced accuracy (masked evaluation, on
-    the evaluator `backend`, first best on ties).
+    the best on the dev split (of ShapesWorld, or of the user's `data`) by 0.5·ScienceQA accuracy + 0.5·mean POPE
+    balanced accuracy (masked evaluation, on the evaluator `backend`, first best on ties). Calibration and selection
+    read `data` as `calibrate_model` and `train_policy` do.
     `torch-pruning` is the external peer (`hipp_core.peers`): the library's own choice at the same sparsity.
     `batch_size` is the most questions per forward pass, of scoring and (at most `CALIBRATION_BATCH`) calibration."""
     validation.sparsity(sparsity)
@@ -234,9 +261,11 @@ def plan_baseline(
         baseline = baselines.get(method)
     if n_random < 1:
         raise HippError(f"--n-random must be at least 1, got {n_random}")
+    if method == "random":  # refuse missing or overlapping selection data before minutes of calibration
+        source, split, _ = reward_data(spec, data, limit, "the plan-selection questions")
     validation.count(batch_size, "--batch-size")
     store = store or PlanStore()
-    features, _ = calibrate_model(spec, samples, calibration_batch(batch_size), store=store, **settings)
+    features = model_features(spec, store, samples, data, calibration_batch(batch_size), **settings)
     loaded = load_model(spec, **settings)
     shapes = loaded.adapter.layer_shapes()
     m = channel_multiple(max(s.intermediate for s in shapes))
@@ -252,7 +281,7 @@ def plan_baseline(
         return blueprint_for(baseline.allocate(features, sparsity))
     candidates = [blueprint_for(alpha) for alpha in baselines.random_allocations(len(shapes), n_random, seed)]
     options = {**(backend_options or {}), **settings, "batch_size": batch_size}
-    evaluator = make_evaluator(spec, "dev", limit, store, backend, **options)
+    evaluator = make_evaluator(spec, split, limit, store, backend, data=source, **options)
     try:
         results = evaluator.evaluate(candidates, progress)
     finally:
@@ -267,6 +296,7 @@ def planner(
     store: PlanStore | None = None,
     samples: int = 128,
     with_policy: bool = True,
+    data: DataSource | None = None,
     device: str = AUTO,
     dtype: str = AUTO,
     batch_size: int = CALIBRATION_BATCH,
@@ -274,10 +304,12 @@ def planner(
     """What blueprints of `spec` need, loaded once: shapes, calibration (computed on first use, on `device` in
     `dtype`, at most `batch_size` questions per forward pass), Wanda unit scores, and the model's most recently
     trained policy if there is one (`planner.trained`). Training a policy asks for none: it brings its own, and a
-    stored one that an older version wrote must not stop it."""
+    stored one that an older version wrote must not stop it.
+
+    Its calibration comes from `model_features`."""
     validation.count(batch_size, "--batch-size")
     store = store or PlanStore()
-    features, _ = calibrate_model(spec, samples, calibration_batch(batch_size), store=store, device=device, dtype=dtype)
+    features = model_features(spec, store, samples, data, calibration_batch(batch_size), device, dtype)
     loaded = load_model(spec, device, dtype)
     shapes = loaded.adapter.layer_shapes()
     result = Planner(
@@ -296,6 +328,44 @@ def planner(
     return result
 
 
+def model_features(
+    spec: str,
+    store: PlanStore,
+    samples: int = 128,
+    data: DataSource | None = None,
+    batch_size: int = CALIBRATION_BATCH,
+    device: str = AUTO,
+    dtype: str = AUTO,
+) -> CalibrationFeatures:
+    """The calibration blueprints of `spec` build on: on `data` when given, ShapesWorld for an embedded model, and
+    for a local checkpoint given no data the one its trained policy was trained on (refused when it has none).
+    Computed, when it must be, on `device` in `dtype`."""
+    settings = {"device": device, "dtype": dtype}
+    if spec not in EMBEDDED_ALIASES and not (data and (data.real or data.shapesworld)):
+        loaded = load_model(spec, **settings)
+        record = policy_record(loaded.model_id, loaded.path, store)
+        if record is not None:
+            return policy_calibration(spec, record, store, **settings)
+    return calibrate_model(spec, samples, batch_size, store=store, data=data, **settings)[0]
+
+
+def policy_calibration(
+    spec: str, record: PolicyRecord, store: PlanStore, device: str = AUTO, dtype: str = AUTO
+) -> CalibrationFeatures:
+    """The calibration a policy was trained on (its config names it, placement included; none named: ShapesWorld,
+    asked for by name, computed on `device` in `dtype`)."""
+    key = record.config.get("calibration", "")
+    if not key:
+        return calibrate_model(spec, store=store, data=DataSource(shapesworld=True), device=device, dtype=dtype)[0]
+    stored = store.get_calibration(record.model_id, key)
+    if stored is None or not stored.payload_path or not Path(stored.payload_path).exists():
+        raise HippError(
+            f"the calibration policy {record.policy_id} was trained on ({key}) is no longer stored; pass the data "
+            "options it was trained with (--pope-dir ...) to calibrate again"
+        )
+    return CalibrationFeatures.from_json(json.loads(Path(stored.payload_path).read_text()))
+
+
 def train_policy(
     spec: str,
     iters: int | None = None,
@@ -306,12 +376,16 @@ def train_policy(
     backend_options: dict | None = None,
     store: PlanStore | None = None,
     progress: Progress | None = None,
+    data: DataSource | None = None,
+    samples: int = 128,
     device: str = AUTO,
     dtype: str = AUTO,
     batch_size: int = 32,
 ) -> PolicyRecord:
-    """Train (or continue training) the preference-conditioned policy of `spec` with plan-level GRPO on dev, its
-    rewards scored on `device` in `dtype` (on Ray: each worker resolves them on its own machine), at most
+    """Train (or continue training) the preference-conditioned policy of `spec` with plan-level GRPO on dev:
+    ShapesWorld `dev` for an embedded model, else the POPE and ScienceQA questions `data` names (refused when they
+    share an image or a problem with the test files `data` names; a local checkpoint given no data is refused).
+    Rewards are scored on `device` in `dtype` (on Ray: each worker resolves them on its own machine), at most
     `batch_size` questions per forward pass.
 
     The run is identified by its configuration (iterations aside): rerunning the same command after a kill resumes
@@ -321,11 +395,17 @@ def train_policy(
     overrides = {k: v for k, v in (("iters", iters), ("group_size", group_size)) if v is not None}
     if overrides:
         config = replace(config, **overrides)  # re-validated by __post_init__
+    source, split, key = reward_data(spec, data, config.limit, "the reward questions", config.split)
+    if source.real:  # the run is then identified by the content of its data, reward and calibration questions
+        calibration, _ = calibration_questions(spec, samples, source, resolve(device, dtype).key_suffix)
+        config = replace(config, split=split, data=key, calibration=calibration)
     store = store or PlanStore()
     settings = {"device": device, "dtype": dtype}
-    plans = planner(spec, store, with_policy=False, batch_size=calibration_batch(batch_size), **settings)
+    plans = planner(
+        spec, store, samples, with_policy=False, data=source, batch_size=calibration_batch(batch_size), **settings
+    )
     options = {**(backend_options or {}), **settings, "batch_size": batch_size}
-    evaluator = make_evaluator(spec, config.split, config.limit, store, backend, **options)
+    evaluator = make_evaluator(spec, split, config.limit, store, backend, data=source, **options)
     checkpoint = policy_checkpoint_path(policy_id_for(plans.model_id, config))
     trainer = GRPOTrainer(plans, evaluator, store, config, checkpoint, progress)
     try:
@@ -335,6 +415,19 @@ def train_policy(
     finally:
         evaluator.close()
     return store.get_policy(trainer.policy_id)
+
+
+def reward_data(
+    spec: str, data: DataSource | None, limit: int | None, what: str, split: str = "dev"
+) -> tuple[DataSource, str, str]:
+    """The data plans of `spec` are rewarded on, the split read (the user's ScienceQA split, else ShapesWorld's
+    `split`) and its `data_key`, checked apart from the test files before any model is loaded."""
+    resolve_spec(spec)
+    source = for_model(data, spec in EMBEDDED_ALIASES, spec, "rewards", ("pope", "sqa"))
+    if not source.real:
+        return source, split, SHAPESWORLD_KEY
+    split = source.tuning_split
+    return source, split, data_key(source, load_tuning(source, "all", split, limit, what))
 
 
 def policy_blueprint(
@@ -516,14 +609,16 @@ def pipeline(
     overwrite: bool = False,
     store: PlanStore | None = None,
     progress: Progress | None = None,
+    data: DataSource | None = None,
     device: str = AUTO,
     dtype: str = AUTO,
     batch_size: int = 32,
 ) -> PipelineResult:
     """calibrate → policy (trained if the model has none) → blueprint → materialize + LoRA recovery → evaluate on
-    test → export, each stage reusing what the store already holds, all on `device` in `dtype`. `batch_size` bounds
-    every forward pass: scoring's batch, and at most that for calibration and LoRA training (their defaults are
-    smaller). The target directory is checked first, so a long run never ends on a refused path."""
+    test → export, each stage reusing what the store already holds, all on `device` in `dtype`. Calibration and
+    rewards read `data` (see `train_policy`). `batch_size` bounds every forward pass: scoring's batch, and at most
+    that for calibration and LoRA training (their defaults are smaller). The target directory and the data are
+    checked first, so a long run never ends on a refusal."""
     preference = validation.preference(preference)
     if sparsity is not None:
         validation.sparsity(sparsity)
@@ -532,6 +627,7 @@ def pipeline(
     if not out_dir.parent.is_dir():
         raise HippError(f"the parent folder {out_dir.parent} does not exist; create it first or choose another path")
     validation.count(batch_size, "--batch-size")
+    reward_data(spec, data, GRPOConfig().limit, "the reward questions")
     store = store or PlanStore()
     stages: list[tuple[str, bool, float]] = []
     settings = {"device": device, "dtype": dtype}
@@ -544,12 +640,17 @@ def pipeline(
         stages.append((name, reused, time.perf_counter() - t0))
         return value
 
-    stage("calibrate", lambda: calibrate_model(spec, batch_size=cal_batch, progress=progress, store=store, **settings))
-    plans = planner(spec, store, batch_size=cal_batch, **settings)
+    stage(
+        "calibrate",
+        lambda: calibrate_model(spec, batch_size=cal_batch, progress=progress, store=store, data=data, **settings),
+    )
+    plans = planner(spec, store, data=data, batch_size=cal_batch, **settings)
     if not plans.trained:
-        train = lambda: train_policy(spec, iters, store=store, progress=progress, batch_size=batch_size, **settings)
+        train = lambda: train_policy(
+            spec, iters, store=store, progress=progress, data=data, batch_size=batch_size, **settings
+        )
         stage("train policy", lambda: (train(), False))
-        plans = planner(spec, store, batch_size=cal_batch, **settings)
+        plans = planner(spec, store, data=data, batch_size=cal_batch, **settings)
     else:
         stages.append(("train policy", True, 0.0))
     blueprint = stage("blueprint", lambda: (plans.blueprint(preference, sparsity), False))

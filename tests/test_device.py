@@ -91,13 +91,24 @@ def _failing_matmul():
     "command",
     [
         ["eval", "{spec}", "--limit", "2"],
-        ["calibrate", "{spec}", "--samples", "2"],
-        ["plan", "baseline", "{spec}", "--method", "uniform", "--sparsity", "0.3", "-o", "{tmp}/p.json"],
-        ["train-policy", "{spec}", "--iters", "1"],
+        ["calibrate", "{spec}", "--samples", "2", "--shapesworld"],
+        [
+            "plan",
+            "baseline",
+            "{spec}",
+            "--method",
+            "uniform",
+            "--sparsity",
+            "0.3",
+            "-o",
+            "{tmp}/p.json",
+            "--shapesworld",
+        ],
+        ["train-policy", "{spec}", "--iters", "1", "--shapesworld"],
         ["blueprint", "{spec}", "--pref", "0.3,0.3,0.4"],
         ["export", "{spec}", "--plan", "{tmp}/p.json", "-o", "{tmp}/out"],
         ["recover", "{spec}", "--plan", "{tmp}/p.json"],
-        ["pipeline", "{spec}", "--pref", "0.3,0.3,0.4", "-o", "{tmp}/out"],
+        ["pipeline", "{spec}", "--pref", "0.3,0.3,0.4", "-o", "{tmp}/out", "--shapesworld"],
     ],
 )
 @pytest.mark.parametrize(("option", "fragment"), [("--device=gpu", "unknown device 'gpu'"), ("--dtype=int8", "int8")])
@@ -162,7 +173,8 @@ def test_bfloat16_model_calibrates_and_scores_with_inputs_in_its_dtype(family, r
     seen: list[str] = []
     handle = _check_inputs_hook(loaded.model, seen)
     try:
-        features, _ = api.calibrate_model(spec, 4, 2, store=store, device="cpu", dtype="bfloat16")
+        shapes_world = api.DataSource(shapesworld=True)  # a local checkpoint tunes on ShapesWorld only when asked
+        features, _ = api.calibrate_model(spec, 4, 2, store=store, data=shapes_world, device="cpu", dtype="bfloat16")
         result = api.evaluate_model(spec, "all", "dev", 4, store=store, device="cpu", dtype="bfloat16")
         generated = api.evaluate_model(
             spec, "pope", "dev", 2, "generate", False, store=store, device="cpu", dtype="bfloat16"
@@ -175,7 +187,9 @@ def test_bfloat16_model_calibrates_and_scores_with_inputs_in_its_dtype(family, r
     assert result.questions == 3 * 4 + 4 and 0.0 <= result.pope_balanced_accuracy <= 1.0
     assert generated.pope["random"].n == 2
     assert loaded.model.config._attn_implementation == "sdpa"  # calibration switched the one copy back
-    assert store.get_calibration(loaded.model_id, "pope-calib:shapesworld-v1:n4:cpu-bfloat16") is not None
+    key, _ = api.calibration_questions(spec, 4, shapes_world)
+    assert key.startswith("pope-calib:shapesworld-v") and store.get_calibration(loaded.model_id, key) is None
+    assert store.get_calibration(loaded.model_id, key + ":cpu-bfloat16") is not None  # float32-CPU keys unchanged
 
 
 @needs_bf16

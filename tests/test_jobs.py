@@ -13,6 +13,7 @@ import pytest
 from conftest import run_cli
 
 from hipp_core import job_runner, jobs
+from hipp_core.data.source import DataSource
 from hipp_core.errors import HippError
 from hipp_core.ui_state import check_model
 from plan_store import PlanStore
@@ -22,7 +23,7 @@ from plan_store import PlanStore
 def plan_id(tiny_llava) -> str:
     from hipp_core import api
 
-    blueprint = api.plan_baseline(str(tiny_llava), "uniform", 0.3)
+    blueprint = api.plan_baseline(str(tiny_llava), "uniform", 0.3, data=DataSource(shapesworld=True))
     return PlanStore().put_plan(api.plan_draft(blueprint)).plan_id
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from hipp_core.blueprint import Blueprint
+from hipp_core.data.source import DataSource, data_key
 from hipp_core.errors import HippError
 from hipp_core.evaluation.engine import EvalResult, Progress
 from hipp_core.evaluation.stored import (
@@ -34,6 +35,7 @@ class Evaluator(Protocol):
     spec: str
     split: str
     limit: int | None
+    data: DataSource | None  # the user's files, or None / ShapesWorld
 
     def evaluate(self, blueprints: Sequence[Blueprint | None], progress: Progress | None = None) -> list[EvalResult]:
         """Results in the order of `blueprints`; `None` stands for the dense model."""
@@ -52,18 +54,20 @@ class InProcessEvaluator:
         split: str = "dev",
         limit: int | None = 100,
         store: PlanStore | None = None,
+        *,
+        data: DataSource | None = None,
         device: str = "auto",
         dtype: str = "auto",
         batch_size: int = 32,
     ) -> None:
         if batch_size < 1:
             raise HippError(f"--batch-size must be at least 1, got {batch_size}")
-        self.spec, self.split, self.limit, self.batch_size = spec, split, limit, batch_size
+        self.spec, self.split, self.limit, self.data, self.batch_size = spec, split, limit, data, batch_size
         self.store = store or PlanStore()
         self.loaded = load_model(spec, device, dtype)
-        self.pope, self.sqa = load_benchmark("all", split, limit)
+        self.tasks = load_benchmark("all", split, limit, data)
         self.shapes = self.loaded.adapter.layer_shapes()
-        self.bench = bench_key("all", False, [], self.loaded.placement.key_suffix)
+        self.bench = bench_key("all", False, data_key(data, self.tasks), self.loaded.placement.key_suffix)
         self.store.put_model(self.loaded.model_id, spec, self.loaded.family, self.loaded.model.config.to_dict())
 
     def evaluate(self, blueprints: Sequence[Blueprint | None], progress: Progress | None = None) -> list[EvalResult]:
@@ -76,7 +80,7 @@ class InProcessEvaluator:
                 plan_id = self.store.put_plan(plan_draft(blueprint)).plan_id
             key = eval_key(model_id, plan_id, self.bench, self.split, self.limit, "logits", "masked")
             score = lambda bp=blueprint: score_plan(
-                self.loaded, self.pope, self.sqa, self.split, bp, image_free=False, batch_size=self.batch_size
+                self.loaded, self.tasks, self.split, bp, image_free=False, batch_size=self.batch_size
             )
             results.append(stored_score(self.store, key, score))
             if progress:
@@ -97,6 +101,8 @@ def _ray_evaluator(
     store: PlanStore | None = None,
     address: str = "local",
     num_workers: int | None = None,
+    *,
+    data: DataSource | None = None,
     device: str = "auto",
     dtype: str = "auto",
     batch_size: int = 32,
@@ -108,7 +114,9 @@ def _ray_evaluator(
         if exc.name != "ray":
             raise
         raise HippError("the ray backend needs `pip install .[distributed]`") from None
-    return RayEvaluator(spec, split, limit, store, address, num_workers, device, dtype, batch_size)
+    return RayEvaluator(
+        spec, split, limit, store, address, num_workers, data=data, device=device, dtype=dtype, batch_size=batch_size
+    )
 
 
 BACKENDS["ray"] = _ray_evaluator
@@ -120,10 +128,12 @@ def make_evaluator(
     limit: int | None = 100,
     store: PlanStore | None = None,
     backend: str = "local",
+    data: DataSource | None = None,
     **options,
 ) -> Evaluator:
-    """The evaluator for `backend` (`local` = in this process, `ray` = on Ray workers). Both take `device`, `dtype`
-    (`auto` resolves where the model runs: on Ray, on each worker) and `batch_size` (questions per forward pass).
+    """The evaluator for `backend` (`local` = in this process, `ray` = on Ray workers), on ShapesWorld `split` or
+    the user's files `data` names. Both take `device`, `dtype` (`auto` resolves where the model runs: on Ray, on
+    each worker) and `batch_size` (questions per forward pass).
 
     Options left at None are dropped, so a command line can pass `address=None, num_workers=None` whatever the
     backend; an option the backend does not take is refused with the ones it does.
@@ -133,9 +143,9 @@ def make_evaluator(
     except KeyError:
         raise HippError(f"unknown evaluator backend {backend!r}; available: {', '.join(sorted(BACKENDS))}") from None
     options = {name: value for name, value in options.items() if value is not None}
-    accepted = list(inspect.signature(factory).parameters)[4:]  # after spec, split, limit, store
+    accepted = [p for p in list(inspect.signature(factory).parameters)[4:] if p != "data"]  # after spec .. store
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         takes = f"takes {', '.join(accepted)}" if accepted else "takes no options"
         raise HippError(f"the {backend} evaluator backend does not take {', '.join(unknown)}; it {takes}")
-    return factory(spec, split, limit, store, **options)
+    return factory(spec, split, limit, store, **options, data=data)

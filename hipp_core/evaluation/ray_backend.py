@@ -22,6 +22,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from hipp_core.blueprint import Blueprint, LayerShape
 from hipp_core.config import quiet_libraries
+from hipp_core.data.source import DataSource, data_key
 from hipp_core.errors import USER_ERRORS, HippError
 from hipp_core.evaluation.engine import EvalResult, Progress
 from hipp_core.evaluation.stored import bench_key, check_plan, eval_key, load_benchmark, plan_draft, score_plan
@@ -39,7 +40,15 @@ class PlanWorker:
     """One Ray actor: the dense model and the question set, loaded once; scores the plans it is sent."""
 
     def __init__(
-        self, spec: str, split: str, limit: int | None, threads: int, device: str, dtype: str, batch_size: int
+        self,
+        spec: str,
+        split: str,
+        limit: int | None,
+        threads: int,
+        data: DataSource | None,
+        device: str,
+        dtype: str,
+        batch_size: int,
     ) -> None:
         quiet_libraries()
         import torch
@@ -49,7 +58,8 @@ class PlanWorker:
             device = "cuda" if ray.get_gpu_ids() else "cpu"
         self.split, self.batch_size = split, batch_size
         self.loaded = load_model(spec, device, dtype)  # a dtype this machine cannot compute in fails here
-        self.pope, self.sqa = load_benchmark(_BENCH, split, limit)
+        self.tasks = load_benchmark(_BENCH, split, limit, data)
+        self.data_key = data_key(data, self.tasks)
 
     def describe(self) -> dict:
         """What the driver needs to key, validate and register plans without loading the model itself."""
@@ -59,7 +69,8 @@ class PlanWorker:
             "family": loaded.family,
             "config": loaded.model.config.to_dict(),
             "shapes": [shape.to_json() for shape in loaded.adapter.layer_shapes()],
-            "placement": loaded.placement.key_suffix,
+            "data_key": self.data_key,  # the questions as the workers read them, by content
+            "placement": loaded.placement.key_suffix,  # the device type and dtype the workers resolved
         }
 
     def score(self, blueprint: dict | None) -> tuple[dict[str, float], int, float]:
@@ -67,7 +78,7 @@ class PlanWorker:
         plan = None if blueprint is None else Blueprint.from_json(blueprint)
         started = time.perf_counter()
         result = score_plan(
-            self.loaded, self.pope, self.sqa, self.split, plan, _SCORING, _IMAGE_FREE, self.batch_size, mode=_MODE
+            self.loaded, self.tasks, self.split, plan, _SCORING, _IMAGE_FREE, self.batch_size, mode=_MODE
         )
         return result.to_metrics(), result.questions, time.perf_counter() - started
 
@@ -96,6 +107,8 @@ class RayEvaluator:
         store: PlanStore | None = None,
         address: str = "local",
         num_workers: int | None = None,
+        *,
+        data: DataSource | None = None,
         device: str = AUTO,
         dtype: str = AUTO,
         batch_size: int = 32,
@@ -111,7 +124,7 @@ class RayEvaluator:
         self.device = "cuda" if device.startswith("cuda") else device
         self.dtype = dtype if dtype == AUTO else dtype_name(dtype)
         self.batch_size = batch_size
-        self.spec, self.split, self.limit = spec, split, limit
+        self.spec, self.split, self.limit, self.data = spec, split, limit, data
         self.store = store or PlanStore()
         self.sent = 0  # plans sent to workers (cached ones never are): what the tests and benchmarks count
         self.replaced = 0  # workers replaced after dying
@@ -137,12 +150,14 @@ class RayEvaluator:
         self.model_id: str = info["model_id"]
         self.shapes = [LayerShape.from_json(s) for s in info["shapes"]]
         self.store.put_model(self.model_id, spec, info["family"], info["config"])
-        self._bench = bench_key(_BENCH, _IMAGE_FREE, [], info["placement"])
+        self._bench = bench_key(_BENCH, _IMAGE_FREE, info["data_key"], info["placement"])
 
     def _spawn(self):
         threads = int(self._per_worker["num_cpus"])
         actor = _RemoteWorker.options(**self._per_worker, max_restarts=1, max_task_retries=1)
-        return actor.remote(self.spec, self.split, self.limit, threads, self.device, self.dtype, self.batch_size)
+        return actor.remote(
+            self.spec, self.split, self.limit, threads, self.data, self.device, self.dtype, self.batch_size
+        )
 
     def _first_description(self) -> dict:
         """Wait for every worker to load the model, so a bad spec fails here, once, with the loader's message."""
