@@ -15,13 +15,13 @@ from pathlib import Path
 # What the CLI and the dashboard use besides the functions below, re-exported so that they import nothing but this
 # module: errors, the dashboard's view helpers, job submission, the store's record types.
 from hipp_core import (
-    baselines,
+    importance,
     jobs,
+    methods,
     status,  # noqa: F401
     validation,
 )
-from hipp_core.baselines import names as baseline_names  # noqa: F401
-from hipp_core.blueprint import Blueprint, make_blueprint
+from hipp_core.blueprint import Blueprint
 from hipp_core.calibrate import CalibrationFeatures, calibrate
 from hipp_core.config import (
     cache_dir,
@@ -55,13 +55,13 @@ from hipp_core.export import (
     copy_export,
     export_pruned,
 )
-from hipp_core.grpo import GRPOConfig, GRPOTrainer, load_policy, policy_id_for
+from hipp_core.grpo import GRPOConfig, GRPOTrainer, policy_id_for
 from hipp_core.jobs import find_jobs  # noqa: F401
+from hipp_core.methods import Method, channel_multiple  # noqa: F401  (re-exported)
 from hipp_core.models import zoo
 from hipp_core.models.device import AUTO, Placement, dtype_runs, resolve, resolve_device
 from hipp_core.models.loading import EMBEDDED_ALIASES, checkpoint_dtype, load_model, resolve_spec
 from hipp_core.models.train import TrainConfig
-from hipp_core.peers import torch_pruning_blueprint
 from hipp_core.policies import BUNDLED_POLICY, policy_checkpoint_path, policy_record  # noqa: F401  (re-exported)
 from hipp_core.policy import Planner
 from hipp_core.recover import RecoveryConfig, RecoveryResult, recover_plan
@@ -219,12 +219,27 @@ def calibration_questions(
     return f"pope-calib:{data_key(source, {'pope': {'calib': ordered}})}:n{samples}{placement}", ordered
 
 
-def channel_multiple(intermediate: int) -> int:
-    """MLP widths are kept in multiples of 64 at real scale (matmul-friendly), of 8 for the embedded models."""
-    return 64 if intermediate >= 4096 else 8
+def method_names(kind: str | None = None) -> list[str]:
+    """The registered planning methods (`hipp_core.methods`), optionally only one kind: heuristic, search, peer or
+    policy."""
+    if kind is not None and kind not in methods.KINDS:
+        raise HippError(f"unknown method kind {kind!r}; use one of {', '.join(methods.KINDS)}")
+    return methods.names(kind)
 
 
-PEER = "torch-pruning"  # the external peer, offered beside the heuristics wherever a baseline method is named
+def baseline_names() -> list[str]:
+    """The methods a policy plan is compared against: every registered method but the policy itself."""
+    return [name for name in methods.names() if methods.get(name).kind != "policy"]
+
+
+def criteria() -> dict[str, str]:
+    """The registered unit importance criteria (`hipp_core.importance`) and what each scores."""
+    return {name: importance.get(name).help for name in importance.names()}
+
+
+def planning_method(name: str) -> Method:
+    """A registered planning method: its help, kind and settings (`options()`); unknown names list the others."""
+    return methods.get(name)
 
 
 def plan_baseline(
@@ -233,61 +248,56 @@ def plan_baseline(
     sparsity: float,
     criterion: str | None = None,
     samples: int = 128,
-    n_random: int = 8,
-    seed: int = 0,
-    limit: int = 100,
+    n_random: int | None = None,
+    seed: int | None = None,
+    limit: int | None = None,
     store: PlanStore | None = None,
     progress: Progress | None = None,
-    backend: str = "local",
+    backend: str | None = None,
     backend_options: dict | None = None,
+    options: dict | None = None,
     data: DataSource | None = None,
     device: str = AUTO,
     dtype: str = AUTO,
     batch_size: int = 32,
 ) -> Blueprint:
-    """A baseline blueprint at `sparsity`. `random` draws `n_random` Dirichlet(1) allocations (seeded) and keeps
-    the best on the dev split (of ShapesWorld, or of the user's `data`) by 0.5·ScienceQA accuracy + 0.5·mean POPE
-    balanced accuracy (masked evaluation, on the evaluator `backend`, first best on ties). Calibration and selection
-    read `data` as `calibrate_model` and `train_policy` do.
-    `torch-pruning` is the external peer (`hipp_core.peers`): the library's own choice at the same sparsity.
-    `batch_size` is the most questions per forward pass, of scoring and (at most `CALIBRATION_BATCH`) calibration."""
+    """The blueprint of the registered planning `method` (`method_names()`) at `sparsity`, on the calibration of
+    `samples` questions. Its settings come from `options` (the method's config fields; text values are parsed) or
+    the keyword shorthands; settings left at None take the method's defaults, and one the method does not take is
+    refused. E.g. `random` draws `n_random` Dirichlet(1) allocations (seeded) and keeps the best on the dev split
+    of ShapesWorld or of the user's `data` (`limit` questions per set, on the evaluator `backend`); `torch-pruning`
+    is the external peer. Calibration and selection read `data` as `calibrate_model` and `train_policy` do. The
+    model runs on `device` in `dtype`, at most `batch_size` questions per forward pass (calibration: at most
+    `CALIBRATION_BATCH`)."""
     validation.sparsity(sparsity)
-    settings = {"device": device, "dtype": dtype}
-    if method == PEER:
-        loaded = load_model(spec, **settings)
-        m = channel_multiple(max(s.intermediate for s in loaded.adapter.layer_shapes()))
-        return torch_pruning_blueprint(loaded.adapter, loaded.model_id, loaded.family, sparsity, m)
-    if method != "random":
-        baseline = baselines.get(method)
-    if n_random < 1:
-        raise HippError(f"--n-random must be at least 1, got {n_random}")
-    if method == "random":  # refuse missing or overlapping selection data before minutes of calibration
-        source, split, _ = reward_data(spec, data, limit, "the plan-selection questions")
     validation.count(batch_size, "--batch-size")
+    chosen = methods.get(method)
+    backend_options = {k: v for k, v in (backend_options or {}).items() if v is not None} or None
+    shorthands = {"criterion": criterion, "n_random": n_random, "seed": seed, "limit": limit, "backend": backend}
+    settings = {k: v for k, v in {**shorthands, "backend_options": backend_options}.items() if v is not None}
+    config = chosen.configure({**settings, **(options or {})})
     store = store or PlanStore()
-    features = model_features(spec, store, samples, data, calibration_batch(batch_size), **settings)
-    loaded = load_model(spec, **settings)
-    shapes = loaded.adapter.layer_shapes()
-    m = channel_multiple(max(s.intermediate for s in shapes))
-    criterion = criterion or ("wanda" if method == "random" else baseline.criterion)
-    scores = baselines.unit_scores(features, criterion)
+    context = _context(spec, store, samples, progress, data, device, dtype, batch_size)
+    return chosen.plan(context, sparsity, config)
 
-    def blueprint_for(alpha) -> Blueprint:
-        return make_blueprint(
-            loaded.model_id, loaded.family, shapes, sparsity, alpha, scores, m, source="baseline", criterion=criterion
-        )
 
-    if method != "random":
-        return blueprint_for(baseline.allocate(features, sparsity))
-    candidates = [blueprint_for(alpha) for alpha in baselines.random_allocations(len(shapes), n_random, seed)]
-    options = {**(backend_options or {}), **settings, "batch_size": batch_size}
-    evaluator = make_evaluator(spec, split, limit, store, backend, data=source, **options)
-    try:
-        results = evaluator.evaluate(candidates, progress)
-    finally:
-        evaluator.close()
-    score = [0.5 * r.sqa.accuracy + 0.5 * r.pope_balanced_accuracy for r in results]
-    return candidates[score.index(max(score))]
+def _context(
+    spec: str,
+    store: PlanStore,
+    samples: int = 128,
+    progress: Progress | None = None,
+    data: DataSource | None = None,
+    device: str = AUTO,
+    dtype: str = AUTO,
+    batch_size: int = 32,
+) -> methods.ModelContext:
+    """What a planning method reads about `spec`: the model (on `device` in `dtype`), its stored calibration on first
+    use (`model_features`), and the data plans are selected on (`reward_data`, checked apart from the test files)."""
+    calibration = lambda: model_features(
+        spec, store, samples, data, progress, calibration_batch(batch_size), device, dtype
+    )
+    selection = lambda limit: reward_data(spec, data, limit, "the plan-selection questions")[:2]
+    return methods.ModelContext(spec, store, calibration, selection, progress, device, dtype, batch_size)
 
 
 # -- the policy -----------------------------------------------------------------------------------------------------
@@ -304,28 +314,10 @@ def planner(
     """What blueprints of `spec` need, loaded once: shapes, calibration (computed on first use, on `device` in
     `dtype`, at most `batch_size` questions per forward pass), Wanda unit scores, and the model's most recently
     trained policy if there is one (`planner.trained`). Training a policy asks for none: it brings its own, and a
-    stored one that an older version wrote must not stop it.
-
-    Its calibration comes from `model_features`."""
+    stored one that an older version wrote must not stop it. Its calibration comes from `model_features`."""
     validation.count(batch_size, "--batch-size")
-    store = store or PlanStore()
-    features = model_features(spec, store, samples, data, calibration_batch(batch_size), device, dtype)
-    loaded = load_model(spec, device, dtype)
-    shapes = loaded.adapter.layer_shapes()
-    result = Planner(
-        spec=spec,
-        model_id=loaded.model_id,
-        family=loaded.family,
-        shapes=shapes,
-        features=features,
-        scores=baselines.unit_scores(features, "wanda"),
-        m=channel_multiple(max(s.intermediate for s in shapes)),
-    )
-    record = policy_record(loaded.model_id, loaded.path, store) if with_policy else None
-    if record is not None and record.checkpoint_path:
-        result.policy, _ = load_policy(Path(record.checkpoint_path))
-        result.policy_id = record.policy_id
-    return result
+    context = _context(spec, store or PlanStore(), samples, None, data, device, dtype, batch_size)
+    return methods.policy.planner(context, with_policy)
 
 
 def model_features(
@@ -333,6 +325,7 @@ def model_features(
     store: PlanStore,
     samples: int = 128,
     data: DataSource | None = None,
+    progress: Progress | None = None,
     batch_size: int = CALIBRATION_BATCH,
     device: str = AUTO,
     dtype: str = AUTO,
@@ -346,7 +339,7 @@ def model_features(
         record = policy_record(loaded.model_id, loaded.path, store)
         if record is not None:
             return policy_calibration(spec, record, store, **settings)
-    return calibrate_model(spec, samples, batch_size, store=store, data=data, **settings)[0]
+    return calibrate_model(spec, samples, batch_size, progress=progress, store=store, data=data, **settings)[0]
 
 
 def policy_calibration(

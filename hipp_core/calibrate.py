@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -234,8 +235,31 @@ def calibrate(
 ) -> CalibrationFeatures:
     if not items:
         raise HippError("no calibration samples: the calib split is empty")
-    with attention_implementation(adapter.model, "eager"):
+    with attention_implementation(adapter.model, "eager"), _leaves_no_hooks(adapter.model):
         return _calibrate(adapter, model_id, items, batch_size, progress)
+
+
+_HOOKED = "_output_capturing_hooks_installed"  # transformers' mark on a model it has put capturing hooks on
+
+
+@contextmanager
+def _leaves_no_hooks(model: nn.Module) -> Iterator[None]:
+    """Remove, afterwards, the forward hooks transformers installs (and keeps) on a model the first time attention
+    maps are asked of it. Calibration works on the one copy every other command uses; hooks left behind would make
+    it differ from a freshly loaded model, e.g. it could no longer be pickled for the Torch-Pruning peer's child
+    process (the hooks are local functions)."""
+    before = {id(m): set(m._forward_hooks) for m in model.modules()}
+    marked = {id(m) for m in model.modules() if getattr(m, _HOOKED, False)}
+    try:
+        yield
+    finally:
+        for module in model.modules():
+            for key in set(module._forward_hooks) - before.get(id(module), set()):
+                module._forward_hooks.pop(key)
+                module._forward_hooks_with_kwargs.pop(key, None)
+                module._forward_hooks_always_called.pop(key, None)
+            if id(module) not in marked and _HOOKED in vars(module):
+                delattr(module, _HOOKED)
 
 
 def _calibrate(

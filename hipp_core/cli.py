@@ -35,7 +35,7 @@ data_app = typer.Typer(
 zoo_app = typer.Typer(
     help="The embedded models (tiny LLaVA and Qwen2.5-VL trained on ShapesWorld).", no_args_is_help=True
 )
-plan_app = typer.Typer(help="Make pruning blueprints.", no_args_is_help=True)
+plan_app = typer.Typer(no_args_is_help=True)
 store_app = typer.Typer(help="The DuckDB plan store ($HIPP_HOME/plans.duckdb).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(zoo_app, name="zoo")
@@ -547,18 +547,47 @@ def calibrate_cmd(
     run(body)
 
 
+@plan_app.callback()
+def plan_group(ctx: typer.Context) -> None:
+    """Make pruning blueprints."""
+    if ctx.invoked_subcommand == "baseline":  # before its options are parsed, so its --help lists them too
+        _describe_methods(ctx.command.commands["baseline"])
+
+
+def _describe_methods(command) -> None:
+    """Fill the help of `plan baseline` from the method and criterion registries. Done when the command is invoked,
+    not at import: listing them imports the library, which must load after the process settings apply."""
+    from hipp_core import api
+
+    described = {
+        "method": "One of: "
+        + "; ".join(f"{name} ({api.planning_method(name).help})" for name in api.method_names())
+        + ". `hipp plan methods` lists their settings.",
+        "criterion": "Unit criterion that picks the kept heads and channels: "
+        + "; ".join(f"{name} ({help})" for name, help in api.criteria().items())
+        + ". Default: the method's own.",
+        "settings": "A setting of the method as NAME=VALUE (repeatable); each method takes: "
+        + "; ".join(
+            f"{name}: {', '.join(o.name for o in api.planning_method(name).options()) or 'none'}"
+            for name in api.method_names()
+        )
+        + ".",
+    }
+    for param in command.params:
+        param.help = described.get(param.name, param.help)
+
+
 @plan_app.command("baseline")
 def plan_baseline_cmd(
     model: ModelArg,
-    method: Annotated[
-        str,
-        typer.Option(help="uniform, owl, visual, magnitude, random (best of N on dev) or torch-pruning (the peer)."),
-    ],
+    method: Annotated[str, typer.Option(help="A registered planning method (listed when this help is shown).")],
     sparsity: Annotated[float, typer.Option(help="Fraction of decoder-layer parameters to remove, in (0, 0.9).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the blueprint JSON.")],
-    n_random: Annotated[int, typer.Option(help="Candidates for --method random.")] = 8,
-    seed: Annotated[int, typer.Option(help="Seed of the random candidates.")] = 0,
-    backend: BackendOpt = "local",
+    settings: Annotated[list[str] | None, typer.Option("--set", help="A setting of the method as NAME=VALUE.")] = None,
+    criterion: Annotated[str | None, typer.Option(help="Unit criterion (default: the method's own).")] = None,
+    n_random: Annotated[int | None, typer.Option(help="Candidates for --method random (--set n_random=N).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the random candidates (--set seed=N).")] = None,
+    backend: Annotated[str | None, typer.Option(help="Evaluator backend for --method random: local or ray.")] = None,
     address: AddressOpt = None,
     num_workers: WorkersOpt = None,
     pope_dir: PopeDirOpt = None,
@@ -576,22 +605,25 @@ def plan_baseline_cmd(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
 ) -> None:
-    """A heuristic blueprint at a given sparsity (what the policy is compared against)."""
+    """A blueprint of a registered planning method at a given sparsity (heuristics, search, the peer, the policy)."""
     from hipp_core.api import plan_baseline
 
     def body() -> None:
         data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
+        options = _parse_settings(settings or [])
         with progress_bar() as cb:
             blueprint = plan_baseline(
                 model,
                 method,
                 sparsity,
+                criterion=criterion,
                 n_random=n_random,
                 seed=seed,
                 progress=cb,
                 backend=backend,
                 backend_options=_backend_options(address, num_workers),
                 data=data,
+                options=options,
                 batch_size=batch_size,
                 **_settings(device, dtype),
             )
@@ -602,6 +634,39 @@ def plan_baseline_cmd(
         )
 
     run(body)
+
+
+def _parse_settings(items: list[str]) -> dict[str, str]:
+    options = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise HippError(f"--set takes NAME=VALUE (e.g. --set n_random=16), got {item!r}")
+        options[name.strip()] = value.strip()
+    return options
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(_show(x) for x in value)
+    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
+
+
+@plan_app.command("methods")
+def plan_methods_cmd() -> None:
+    """The registered planning methods, their settings with defaults, and the unit criteria."""
+    from hipp_core import api
+
+    table = Table("method", "kind", "what it does", "settings (default)", show_lines=True)
+    for name in api.method_names():
+        method = api.planning_method(name)
+        settings = "\n".join(f"{o.name} ({_show(o.default)}): {o.help}" for o in method.options())
+        table.add_row(name, method.kind, method.help, settings or "-")
+    out.print(table)
+    criteria = Table("criterion", "what it scores", title="unit criteria")
+    for name, help in api.criteria().items():
+        criteria.add_row(name, help)
+    out.print(criteria)
 
 
 def _write_plan(blueprint, output: Path) -> None:

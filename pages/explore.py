@@ -211,7 +211,8 @@ def _blueprint_view(planner: api.Planner, choice: api.ModelChoice) -> None:
     if b.button("Evaluate this plan", key="evaluate", type="primary"):
         api.save_plan(blueprint, store())
         submit_job("evaluate", {"spec": choice.spec, "plan_id": blueprint.plan_id, "split": "dev"}, "the evaluation")
-    method = c.selectbox("Baseline", api.baseline_names(), label_visibility="collapsed")
+    # Heuristics only: they plan in a blink, while search (random) and the peer would hold the page for their runs.
+    method = c.selectbox("Baseline", api.method_names("heuristic"), label_visibility="collapsed")
     if d.button(f"Compare with {method}", key="compare"):
         try:
             other = api.plan_baseline(choice.spec, method, blueprint.achieved, store=store(), **chosen_settings())

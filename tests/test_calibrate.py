@@ -59,3 +59,16 @@ def test_sdpa_model_is_calibrated_in_eager_and_switched_back(items):
     assert calibrate(sdpa, "m", items[:4], batch_size=2) == calibrate(eager, "m", items[:4], batch_size=2)
     configs = (sdpa.model.config, sdpa.model.config.text_config, sdpa.model.config.vision_config)
     assert [c._attn_implementation for c in configs] == ["sdpa"] * 3
+
+
+def test_calibration_leaves_the_shared_model_without_new_hooks(items):
+    """transformers hooks a model the first time attention maps are asked of it; calibration removes them again, so
+    the model every other command shares is as loaded (and still pickles, as the Torch-Pruning peer needs)."""
+    import pickle
+
+    adapter = _adapter("qwen2_5_vl", "sdpa")
+    hooks = lambda: sorted((name, len(m._forward_hooks)) for name, m in adapter.model.named_modules())
+    before = hooks()
+    calibrate(adapter, "m", items[:2], batch_size=2)
+    assert hooks() == before
+    pickle.dumps(adapter.language_model)

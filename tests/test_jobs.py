@@ -59,11 +59,13 @@ def test_submit_refuses_bad_parameters_in_one_line(kind, params, message):
     assert len(store.list_jobs()) == before, "a refused job is not recorded"
 
 
-@pytest.mark.parametrize("kind", ["evaluate", "calibrate", "train-policy", "materialize", "recover", "export"])
+@pytest.mark.parametrize("kind", ["evaluate", "calibrate", "train-policy", "plan", "materialize", "recover", "export"])
 def test_every_model_job_takes_device_and_dtype(kind, tiny_llava, plan_id, tmp_path):
     params = {"spec": str(tiny_llava), "device": "cpu", "dtype": "float32"}
     if kind in ("materialize", "recover", "export"):
         params["plan_id"] = plan_id
+    if kind == "plan":
+        params |= {"method": "uniform", "sparsity": 0.3}
     if kind == "export":
         params["out_dir"] = str(tmp_path / "out")
     checked = jobs.kind(kind).check(params, PlanStore())
