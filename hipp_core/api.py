@@ -51,20 +51,24 @@ from hipp_core.evaluation.stored import (  # noqa: F401  (re-exported: the API's
 )
 from hipp_core.export import (
     PLAN_FILE,  # noqa: F401
+    check_format,
     check_target,
     copy_export,
     export_pruned,
+    load_pruned,
 )
 from hipp_core.grpo import GRPOConfig, GRPOTrainer, policy_id_for
 from hipp_core.jobs import find_jobs  # noqa: F401
 from hipp_core.methods import Method, channel_multiple  # noqa: F401  (re-exported)
 from hipp_core.models import zoo
-from hipp_core.models.device import AUTO, Placement, dtype_runs, resolve, resolve_device
+from hipp_core.models.device import AUTO, DTYPES, Placement, dtype_runs, resolve, resolve_device
 from hipp_core.models.loading import EMBEDDED_ALIASES, checkpoint_dtype, load_model, resolve_spec
 from hipp_core.models.train import TrainConfig
 from hipp_core.policies import BUNDLED_POLICY, policy_checkpoint_path, policy_record  # noqa: F401  (re-exported)
 from hipp_core.policy import Planner
 from hipp_core.recover import RecoveryConfig, RecoveryResult, recover_plan
+from hipp_core.stock import StockSizes
+from hipp_core.stock import stock_sizes as _stock_sizes
 from hipp_core.ui_state import (  # noqa: F401
     DEFAULT_SPEC,
     EMBEDDED_CHOICES,
@@ -257,6 +261,7 @@ def plan_baseline(
     backend_options: dict | None = None,
     options: dict | None = None,
     data: DataSource | None = None,
+    equal_counts: bool = False,
     device: str = AUTO,
     dtype: str = AUTO,
     batch_size: int = 32,
@@ -266,14 +271,16 @@ def plan_baseline(
     the keyword shorthands; settings left at None take the method's defaults, and one the method does not take is
     refused. E.g. `random` draws `n_random` Dirichlet(1) allocations (seeded) and keeps the best on the dev split
     of ShapesWorld or of the user's `data` (`limit` questions per set, on the evaluator `backend`); `torch-pruning`
-    is the external peer. Calibration and selection read `data` as `calibrate_model` and `train_policy` do. The
-    model runs on `device` in `dtype`, at most `batch_size` questions per forward pass (calibration: at most
-    `CALIBRATION_BATCH`)."""
+    is the external peer. Calibration and selection read `data` as `calibrate_model` and `train_policy` do.
+    `equal_counts` keeps the same unit counts in every layer (stock engines load the plan unpadded), giving up the
+    method's allocation; methods with nothing left to decide refuse it. The model runs on `device` in `dtype`, at
+    most `batch_size` questions per forward pass (calibration: at most `CALIBRATION_BATCH`)."""
     validation.sparsity(sparsity)
     validation.count(batch_size, "--batch-size")
     chosen = methods.get(method)
     backend_options = {k: v for k, v in (backend_options or {}).items() if v is not None} or None
     shorthands = {"criterion": criterion, "n_random": n_random, "seed": seed, "limit": limit, "backend": backend}
+    shorthands["equal_counts"] = equal_counts or None  # asked of a method only when wanted: not every one takes it
     settings = {k: v for k, v in {**shorthands, "backend_options": backend_options}.items() if v is not None}
     config = chosen.configure({**settings, **(options or {})})
     store = store or PlanStore()
@@ -428,11 +435,13 @@ def policy_blueprint(
     preference: Sequence[float],
     sparsity: float | None = None,
     store: PlanStore | None = None,
+    equal_counts: bool = False,
     device: str = AUTO,
     dtype: str = AUTO,
 ) -> Blueprint:
-    """The trained policy's blueprint for `preference` (U, R, C); `sparsity` overrides its budget."""
-    return planner(spec, store, device=device, dtype=dtype).blueprint(preference, sparsity)
+    """The trained policy's blueprint for `preference` (U, R, C); `sparsity` overrides its budget; `equal_counts`
+    keeps the same unit counts in every layer (for stock engines, at the cost of the per-layer allocation)."""
+    return planner(spec, store, device=device, dtype=dtype).blueprint(preference, sparsity, equal_counts)
 
 
 def calibration_batch(batch_size: int) -> int:
@@ -501,18 +510,21 @@ def export_plan(
     overwrite: bool = False,
     artifact: Path | None = None,
     store: PlanStore | None = None,
+    export_format: str = "exact",
     device: str = AUTO,
     dtype: str = AUTO,
 ) -> Path:
     """Write `blueprint` of `spec` as a checkpoint plain transformers loads: pruned from the dense weights, or, with
-    `artifact`, the plan's recovered checkpoint copied into place. Either way atomically, in the dtype of `spec`'s
-    own checkpoint (`export_dtypes`), recorded as the plan's `exported` artifact, and the model card carries the
-    plan's stored scores."""
+    `artifact`, the plan's recovered checkpoint (copied into place, or padded into the `stock` format). Either way
+    atomically, in the dtype of `spec`'s own checkpoint, recorded as the plan's `exported` artifact, and the model
+    card carries the plan's stored scores. `export_format` is `exact` or `stock` (see `hipp_core.export`); the
+    model is loaded on `device` (in `export_load_dtype`)."""
+    check_format(export_format)
     store = store or PlanStore()
-    if artifact is not None:
+    if artifact is not None and export_format == "exact":
         copy_export(Path(artifact), Path(out_dir), overwrite)
     else:
-        load_dtype, written = export_dtypes(spec, device, dtype)
+        load_dtype = export_load_dtype(spec, device, dtype)
         loaded = load_model(spec, device, load_dtype)
         if blueprint.model_id != loaded.model_id:
             raise HippError(
@@ -521,28 +533,43 @@ def export_plan(
             )
         store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
         metrics = card_metrics(store, blueprint.plan_id)
+        recovered = None if artifact is None else load_pruned(artifact, device, load_dtype).adapter
         export_pruned(
-            loaded.adapter, blueprint, Path(out_dir), spec=spec, metrics=metrics, overwrite=overwrite, dtype=written
+            loaded.adapter,
+            blueprint,
+            Path(out_dir),
+            spec=spec,
+            metrics=metrics,
+            overwrite=overwrite,
+            pruned=recovered,
+            export_format=export_format,
         )
     store.put_plan(plan_draft(blueprint))
     store.put_artifact(blueprint.plan_id, "exported", out_dir)
     return Path(out_dir)
 
 
-def export_dtypes(spec: str, device: str = AUTO, dtype: str = AUTO) -> tuple[str, str]:
-    """(dtype to load `spec` in, dtype to write) for an export. The weights are written in the checkpoint's own dtype,
-    so a bfloat16 checkpoint does not come back as float32 at twice its size. With `dtype` auto the model is also
-    loaded in that dtype, where the device computes in it, so no weight is rounded on the way (a float32
-    checkpoint loaded in bfloat16 would be written back as rounded float32)."""
-    written = checkpoint_dtype(resolve_spec(spec))
+def export_load_dtype(spec: str, device: str = AUTO, dtype: str = AUTO) -> str:
+    """The dtype to load `spec` in for an export, which is written in the checkpoint's own dtype whatever the model
+    computes in. With `dtype` auto that is the checkpoint's dtype too, where the device computes in it (else
+    float32), so no weight is rounded on the way: a float32 checkpoint loaded in bfloat16 would be written back as
+    rounded float32."""
     if dtype != AUTO:
-        return dtype, written
-    return (written if dtype_runs(resolve_device(device), written) else "float32"), written
+        return dtype
+    stored = str(checkpoint_dtype(resolve_spec(spec))).removeprefix("torch.")  # "None" when there are no weights
+    name = stored if stored in DTYPES else "float32"
+    return name if dtype_runs(resolve_device(device), name) else "float32"
 
 
 def disk_size(path: Path) -> int:
     """Bytes of the files under `path` (an export's size on disk)."""
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def stock_sizes(spec: str, blueprint: Blueprint) -> StockSizes:
+    """Parameters of the dense model `spec`, of its exactly pruned `blueprint` and of a `stock` export of it: what
+    zero padding to one layout gives back of the saving (nothing for equal-count plans). From shapes alone."""
+    return _stock_sizes(load_model(spec).adapter, blueprint)
 
 
 def materialize_plan(
@@ -556,11 +583,10 @@ def materialize_plan(
     if done:
         return Path(done[0].path), True
     target = store.path.parent / "artifacts" / blueprint.plan_id / "materialized"
-    load_dtype, written = export_dtypes(spec, device, dtype)
-    loaded = load_model(spec, device, load_dtype)
+    loaded = load_model(spec, device, export_load_dtype(spec, device, dtype))
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
     # overwrite=True only replaces an earlier export of this plan that never got recorded (killed before put_artifact)
-    path = export_pruned(loaded.adapter, blueprint, target, spec=spec, overwrite=True, dtype=written)
+    path = export_pruned(loaded.adapter, blueprint, target, spec=spec, overwrite=True)
     store.put_plan(plan_draft(blueprint))
     store.put_artifact(blueprint.plan_id, "materialized", path)
     return path, False
@@ -603,6 +629,8 @@ def pipeline(
     store: PlanStore | None = None,
     progress: Progress | None = None,
     data: DataSource | None = None,
+    equal_counts: bool = False,
+    export_format: str = "exact",
     device: str = AUTO,
     dtype: str = AUTO,
     batch_size: int = 32,
@@ -611,11 +639,13 @@ def pipeline(
     test → export, each stage reusing what the store already holds, all on `device` in `dtype`. Calibration and
     rewards read `data` (see `train_policy`). `batch_size` bounds every forward pass: scoring's batch, and at most
     that for calibration and LoRA training (their defaults are smaller). The target directory and the data are
-    checked first, so a long run never ends on a refusal."""
+    checked first, so a long run never ends on a refusal. `equal_counts` asks the policy for a plan with the same
+    unit counts in every layer; `export_format` is `exact` or `stock` (see `hipp_core.export`)."""
     preference = validation.preference(preference)
     if sparsity is not None:
         validation.sparsity(sparsity)
     out_dir = Path(out_dir).expanduser().absolute()
+    check_format(export_format)
     check_target(out_dir, overwrite)
     if not out_dir.parent.is_dir():
         raise HippError(f"the parent folder {out_dir.parent} does not exist; create it first or choose another path")
@@ -646,7 +676,7 @@ def pipeline(
         plans = planner(spec, store, data=data, batch_size=cal_batch, **settings)
     else:
         stages.append(("train policy", True, 0.0))
-    blueprint = stage("blueprint", lambda: (plans.blueprint(preference, sparsity), False))
+    blueprint = stage("blueprint", lambda: (plans.blueprint(preference, sparsity, equal_counts), False))
     dense = stage(
         "evaluate dense",
         lambda: _cached(
@@ -672,7 +702,10 @@ def pipeline(
     )
     export_dir = stage(
         "export",
-        lambda: (export_plan(spec, blueprint, out_dir, overwrite, recovery.artifact_dir, store, **settings), False),
+        lambda: (
+            export_plan(spec, blueprint, out_dir, overwrite, recovery.artifact_dir, store, export_format, **settings),
+            False,
+        ),
     )
     return PipelineResult(blueprint, dense, recovery, export_dir, stages)
 

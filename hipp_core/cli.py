@@ -53,6 +53,25 @@ ModelArg = Annotated[
 BackendOpt = Annotated[str, typer.Option(help="Evaluator backend: local (this process) or ray.")]
 AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster: local (start one), auto, or ray://host:port.")]
 WorkersOpt = Annotated[int | None, typer.Option(help="Ray workers (default: the cluster's GPUs, else its CPUs).")]
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="exact: the pruned shapes, loaded with trust_remote_code=True or hipp_core.load_pruned. stock: one "
+        "set of sizes for every layer (zero-padded unless the plan keeps equal counts) in a stock config and "
+        "class, loaded by plain transformers and inference servers without remote code.",
+    ),
+]
+EqualCountsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--equal-counts",
+        help="Keep the same numbers of query heads per KV group, KV groups and MLP channels in every layer, so that "
+        "`hipp export --format stock` needs no padding and stock engines load the plan as is. Gives up the "
+        "per-layer allocation for that compatibility (and, for Qwen2.5-VL, whose stock attention needs every query "
+        "head, attention pruning: the budget then comes from MLP channels).",
+    ),
+]
 
 
 DeviceOpt = Annotated[
@@ -599,6 +618,7 @@ def plan_baseline_cmd(
     test_pope: TestPopeOpt = None,
     test_split: TestSplitOpt = None,
     shapesworld: ShapesWorldOpt = False,
+    equal_counts: EqualCountsOpt = False,
     batch_size: Annotated[
         int, typer.Option(help="Questions per forward pass (scoring; calibration uses at most 16).")
     ] = 32,
@@ -624,6 +644,7 @@ def plan_baseline_cmd(
                 backend_options=_backend_options(address, num_workers),
                 data=data,
                 options=options,
+                equal_counts=equal_counts,
                 batch_size=batch_size,
                 **_settings(device, dtype),
             )
@@ -755,6 +776,7 @@ def blueprint_cmd(
     pref: Annotated[str, typer.Option("--pref", help="Preference U,R,C: utility, robustness, compression.")],
     sparsity: Annotated[float | None, typer.Option(help="Fix the budget (matched sparsity), in (0, 0.9).")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the blueprint JSON here.")] = None,
+    equal_counts: EqualCountsOpt = False,
     batch_size: Annotated[
         int, typer.Option(help="Questions per forward pass, if the model is not calibrated yet.")
     ] = 16,
@@ -768,7 +790,7 @@ def blueprint_cmd(
         preference = _parse_preference(pref)
         plans = planner(model, batch_size=batch_size, **_settings(device, dtype))
         t0 = time.perf_counter()
-        blueprint = plans.blueprint(preference, sparsity)
+        blueprint = plans.blueprint(preference, sparsity, equal_counts)
         ms = (time.perf_counter() - t0) * 1000
         if output is None:
             sys.stdout.write(json.dumps(blueprint.to_json(), indent=1) + "\n")
@@ -788,6 +810,7 @@ def export_cmd(
     plan: Annotated[Path, typer.Option("--plan", help="Blueprint JSON (from `hipp plan ...` or the dashboard).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory to create for the export.")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export at --output.")] = False,
+    export_format: FormatOpt = "exact",
     device: DeviceOpt = "auto",
     dtype: Annotated[
         str,
@@ -797,16 +820,22 @@ def export_cmd(
         ),
     ] = "auto",
 ) -> None:
-    """Write the pruned model as a checkpoint that plain transformers loads (trust_remote_code=True)."""
+    """Write the pruned model as a checkpoint plain transformers loads (exact: with trust_remote_code=True; stock:
+    without remote code). Weights keep the source checkpoint's dtype."""
     from hipp_core import api
 
     def body() -> None:
         blueprint = api.read_plan(plan)
-        path = api.export_plan(model, blueprint, output, overwrite, **_settings(device, dtype))
-        out.print(
-            f"exported {blueprint.plan_id} ({blueprint.achieved:.1%} of decoder parameters removed) → {path} "
-            f"({api.disk_size(path) / 2**20:,.1f} MiB on disk, {api.checkpoint_dtype(path)})"
+        path = api.export_plan(
+            model, blueprint, output, overwrite, export_format=export_format, **_settings(device, dtype)
         )
+        written = str(api.checkpoint_dtype(path)).removeprefix("torch.")
+        out.print(
+            f"exported {blueprint.plan_id} ({blueprint.achieved:.1%} of decoder parameters removed, format "
+            f"{export_format}) → {path} ({api.disk_size(path) / 2**20:,.1f} MiB on disk, {written})"
+        )
+        if export_format == "stock":
+            out.print(api.stock_sizes(model, blueprint).describe(), highlight=False, soft_wrap=True)
 
     run(body)
 
@@ -982,6 +1011,8 @@ def pipeline_cmd(
     test_pope: TestPopeOpt = None,
     test_split: TestSplitOpt = None,
     shapesworld: ShapesWorldOpt = False,
+    equal_counts: EqualCountsOpt = False,
+    export_format: FormatOpt = "exact",
     batch_size: Annotated[
         int, typer.Option(help="Questions per forward pass (scoring; calibration and LoRA use at most 16).")
     ] = 32,
@@ -1008,6 +1039,8 @@ def pipeline_cmd(
                 overwrite,
                 progress=cb,
                 data=data,
+                equal_counts=equal_counts,
+                export_format=export_format,
                 batch_size=batch_size,
                 **_settings(device, dtype),
             )

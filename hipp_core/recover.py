@@ -44,7 +44,7 @@ from hipp_core.evaluation.stored import evaluate_model, evaluate_recovered
 from hipp_core.export import export_pruned, load_pruned
 from hipp_core.models.adapters import ModelAdapter
 from hipp_core.models.device import AUTO
-from hipp_core.models.loading import checkpoint_dtype, load_model
+from hipp_core.models.loading import load_model
 from hipp_core.models.train import TrainConfig, answer_loss, draw_batch, lr_factor, samples_loss
 from hipp_core.prune import materialize
 from plan_store import PlanStore
@@ -301,13 +301,11 @@ def run_recovery(
     data: str,
     artifact_dir: Path,
     progress: Progress | None = None,
-    dtype: str | None = None,
 ) -> float:
     """Materialize, train LoRA on `batches`, merge, and publish the recovered model at `artifact_dir` as an export
     (reload checked against the merged model's logits); `data` names the training data in the records. Returns the
     training seconds. The work folder beside the artifact holds the checkpoint, so a rerun after a kill resumes; the
-    caller removes it once the artifact is registered. `dtype` is what the artifact's weights are written in (default:
-    the dtype the model trained in)."""
+    caller removes it once the artifact is registered. The artifact is written in the dense checkpoint's dtype."""
     work = work_dir(artifact_dir)
     work.mkdir(parents=True, exist_ok=True)
     pruned = materialize(dense, blueprint)
@@ -315,7 +313,7 @@ def run_recovery(
     recipe = {"spec": spec, "plan_id": blueprint.plan_id, "data": data, **asdict(cfg)}
     recipe |= {"train_seconds": seconds, "recipe_version": RECIPE_VERSION}
     card = {"recovery_" + k: v for k, v in recipe.items() if k in ("steps", "rank", "lr", "seed", "data")}
-    export_pruned(dense, blueprint, artifact_dir, spec=spec, metrics=card, overwrite=True, pruned=pruned, dtype=dtype)
+    export_pruned(dense, blueprint, artifact_dir, spec=spec, metrics=card, overwrite=True, pruned=pruned)
     tmp = artifact_dir / (RECOVERY_FILE + ".tmp")
     tmp.write_text(json.dumps(recipe, indent=2) + "\n")
     os.replace(tmp, artifact_dir / RECOVERY_FILE)
@@ -362,8 +360,7 @@ def recover_plan(
     info = read_recovery(artifact_dir) if artifact_dir in stored else None
     if info is None:
         label = f"{Path(data).expanduser().absolute()} ({data_id})" if data else data_id
-        written = checkpoint_dtype(loaded.path)
-        seconds = run_recovery(loaded.adapter, blueprint, spec, cfg, batches, label, artifact_dir, progress, written)
+        seconds = run_recovery(loaded.adapter, blueprint, spec, cfg, batches, label, artifact_dir, progress)
         store.put_artifact(blueprint.plan_id, "recovered", artifact_dir)
         shutil.rmtree(work_dir(artifact_dir), ignore_errors=True)
     else:

@@ -173,3 +173,22 @@ def test_eval_refuses_an_empty_pope_file_and_stores_nothing(tmp_path, tiny_llava
         assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0, result.output
         assert fragment in result.stderr, result.stderr
     assert PlanStore().plan_evaluations(DENSE_PLAN_ID) == []
+
+
+def test_plan_baseline_equal_counts_keeps_one_layer_shape(tmp_path, tiny_llava):
+    from typer.testing import CliRunner
+
+    from hipp_core.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "plan.json"
+    args = ["plan", "baseline", str(tiny_llava), "--method", "owl", "--sparsity", "0.4", "-o", str(out)]
+    result = runner.invoke(app, [*args, "--shapesworld", "--equal-counts"])
+    assert result.exit_code == 0, result.output
+    layers = json.loads(out.read_text())["layers"]
+    assert len({(len(x["kv_groups"]), len(x["heads"]), len(x["mlp"])) for x in layers}) == 1
+    refused = runner.invoke(app, [*args, "--shapesworld", "--equal-counts", "--method", "random"])
+    assert refused.exit_code == 2 and "nothing to decide" in refused.output
+    peer = runner.invoke(app, [*args, "--equal-counts", "--method", "torch-pruning"])
+    assert peer.exit_code == 2 and "does not take equal_counts" in peer.output
+    assert "--equal-counts" in runner.invoke(app, ["blueprint", "--help"]).output

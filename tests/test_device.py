@@ -204,7 +204,7 @@ def test_inputs_are_moved_and_cast_for_the_model():
 @needs_bf16
 def test_export_of_a_bfloat16_checkpoint_is_bfloat16_on_disk_and_reloads_exactly(tiny_llava_bf16, tmp_path):
     spec = str(tiny_llava_bf16)
-    assert checkpoint_dtype(tiny_llava_bf16) == "bfloat16"
+    assert checkpoint_dtype(tiny_llava_bf16) == torch.bfloat16
     loaded = load_model(spec, "cpu", "bfloat16")
     shapes = loaded.adapter.layer_shapes()
     blueprint = make_blueprint(loaded.model_id, "llava", shapes, 0.4, np.ones(len(shapes)), None, m=8)
@@ -234,9 +234,9 @@ def test_export_keeps_a_float32_checkpoint_float32(tiny_llava, tmp_path):
     loaded = load_model(str(tiny_llava), "cpu", "float32")
     shapes = loaded.adapter.layer_shapes()
     blueprint = make_blueprint(loaded.model_id, "llava", shapes, 0.3, np.ones(len(shapes)), None, m=8)
-    assert api.export_dtypes(str(tiny_llava), "cpu", "auto") == ("float32", "float32")
+    assert api.export_load_dtype(str(tiny_llava), "cpu", "auto") == "float32"
     out = api.export_plan(str(tiny_llava), blueprint, tmp_path / "export", store=PlanStore(), device="cpu")
-    assert checkpoint_dtype(out) == "float32"
+    assert checkpoint_dtype(out) == torch.float32
 
 
 @needs_bf16
@@ -250,5 +250,5 @@ def test_bfloat16_recovery_trains_bfloat16_adapters_and_ships_the_checkpoints_dt
     peft_model = add_lora(materialize(loaded.adapter, blueprint), RecoveryConfig(rank=2))
     assert {p.dtype for p in peft_model.parameters() if p.requires_grad} == {torch.bfloat16}
     result = api.recover(spec, blueprint, steps=2, rank=2, batch_size=2, limit=2, store=store, device="cpu")
-    assert checkpoint_dtype(result.artifact_dir) == "bfloat16"
+    assert checkpoint_dtype(result.artifact_dir) == torch.bfloat16
     assert result.after.pope and not result.cached

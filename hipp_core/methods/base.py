@@ -45,6 +45,12 @@ class MethodConfig:
         """Raise a one-line HippError for a value out of range; subclasses add their own checks."""
 
 
+EQUAL_COUNTS_HELP = (
+    "keep the same numbers of query heads per KV group, KV groups and MLP channels in every layer, so a stock export "
+    "needs no padding; gives up the per-layer allocation for that"
+)
+
+
 @dataclass(frozen=True)
 class CriterionConfig(MethodConfig):
     """Settings of a method that ranks units by a registered importance criterion."""
@@ -52,9 +58,12 @@ class CriterionConfig(MethodConfig):
     criterion: str = option(
         importance.DEFAULT, f"unit criterion that picks the kept heads and channels: {', '.join(importance.names())}"
     )
+    equal_counts: bool = option(False, EQUAL_COUNTS_HELP)
 
     def check(self) -> None:
         importance.get(self.criterion)
+        if not isinstance(self.equal_counts, bool):
+            raise HippError(f"equal_counts must be true or false, got {self.equal_counts!r}")
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,11 @@ class ModelContext:
     @cached_property
     def features(self) -> CalibrationFeatures:
         return self.calibration()
+
+    @cached_property
+    def stock_heads(self) -> tuple[int, ...]:
+        """Query-head counts the family's stock config accepts (what equal-count plans keep)."""
+        return self.loaded.adapter.stock_head_counts()
 
 
 PlanFn = Callable[[ModelContext, Any, float], Blueprint]
@@ -169,11 +183,13 @@ def names(kind: str | None = None) -> list[str]:
     return sorted(name for name, method in _REGISTRY.items() if kind is None or method.kind == kind)
 
 
-def allocation_blueprint(context: ModelContext, sparsity: float, alpha: np.ndarray, criterion: str) -> Blueprint:
+def allocation_blueprint(
+    context: ModelContext, sparsity: float, alpha: np.ndarray, config: CriterionConfig
+) -> Blueprint:
     """A baseline blueprint from a per-layer allocation α (any positive weights, water-filled to the budget) with
-    units chosen by `criterion`."""
+    units chosen by the config's criterion; with its `equal_counts`, α is set aside for one layer shape."""
     loaded = context.loaded
-    scores = importance.unit_scores(context.features, criterion)
+    scores = importance.unit_scores(context.features, config.criterion)
     return make_blueprint(
         loaded.model_id,
         loaded.family,
@@ -183,7 +199,9 @@ def allocation_blueprint(context: ModelContext, sparsity: float, alpha: np.ndarr
         scores,
         context.m,
         source="baseline",
-        criterion=criterion,
+        criterion=config.criterion,
+        equal_counts=config.equal_counts,
+        stock_heads=context.stock_heads,
     )
 
 

@@ -17,4 +17,4 @@ class MagnitudeConfig(CriterionConfig):
 
 @register("magnitude", "heuristic", MagnitudeConfig, "uniform allocation, units ranked by weight magnitude alone")
 def plan(context: ModelContext, config: MagnitudeConfig, sparsity: float) -> Blueprint:
-    return allocation_blueprint(context, sparsity, np.ones(context.features.n_layers), config.criterion)
+    return allocation_blueprint(context, sparsity, np.ones(context.features.n_layers), config)

@@ -37,4 +37,4 @@ def allocate(features: CalibrationFeatures, budget: float, lam: float = OwlConfi
 
 @register("owl", "heuristic", OwlConfig, "outlier-weighted: layers with more activation outliers are pruned less (OWL)")
 def plan(context: ModelContext, config: OwlConfig, sparsity: float) -> Blueprint:
-    return allocation_blueprint(context, sparsity, allocate(context.features, sparsity, config.lam), config.criterion)
+    return allocation_blueprint(context, sparsity, allocate(context.features, sparsity, config.lam), config)

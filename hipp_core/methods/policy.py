@@ -12,8 +12,9 @@ from pathlib import Path
 
 from hipp_core import importance, validation
 from hipp_core.blueprint import Blueprint
+from hipp_core.errors import HippError
 from hipp_core.grpo import load_policy
-from hipp_core.methods.base import MethodConfig, ModelContext, option, register
+from hipp_core.methods.base import EQUAL_COUNTS_HELP, MethodConfig, ModelContext, option, register
 from hipp_core.policies import policy_record
 from hipp_core.policy import Planner
 
@@ -23,9 +24,12 @@ class PolicyPlanConfig(MethodConfig):
     preference: tuple[float, float, float] = option(
         (1 / 3, 1 / 3, 1 / 3), "weights U,R,C (utility, robustness, compression) the policy is conditioned on"
     )
+    equal_counts: bool = option(False, EQUAL_COUNTS_HELP)
 
     def check(self) -> None:
         validation.preference(self.preference)
+        if not isinstance(self.equal_counts, bool):
+            raise HippError(f"equal_counts must be true or false, got {self.equal_counts!r}")
 
 
 def planner(context: ModelContext, with_policy: bool = True) -> Planner:
@@ -42,6 +46,7 @@ def planner(context: ModelContext, with_policy: bool = True) -> Planner:
         features=features,
         scores=importance.unit_scores(features, importance.DEFAULT),
         m=context.m,
+        stock_heads=context.stock_heads,
     )
     record = policy_record(loaded.model_id, loaded.path, context.store) if with_policy else None
     if record is not None and record.checkpoint_path:
@@ -52,4 +57,4 @@ def planner(context: ModelContext, with_policy: bool = True) -> Planner:
 
 @register("policy", "policy", PolicyPlanConfig, "the trained preference-conditioned policy at this sparsity")
 def plan(context: ModelContext, config: PolicyPlanConfig, sparsity: float) -> Blueprint:
-    return planner(context).blueprint(config.preference, sparsity)
+    return planner(context).blueprint(config.preference, sparsity, config.equal_counts)

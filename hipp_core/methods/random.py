@@ -40,6 +40,8 @@ class RandomConfig(CriterionConfig):
             raise HippError(
                 f"backend_options must be a mapping of option names to values, got {self.backend_options!r}"
             )
+        if self.equal_counts:
+            raise HippError("equal_counts leaves no allocation to choose, so random has nothing to decide; use uniform")
 
 
 def random_allocations(n_layers: int, count: int, seed: int) -> np.ndarray:
@@ -56,7 +58,7 @@ def selection_score(result) -> float:
 def plan(context: ModelContext, config: RandomConfig, sparsity: float) -> Blueprint:
     data, split = context.selection(config.limit)  # refused before any calibration when it overlaps the test files
     alphas = random_allocations(len(context.shapes), config.n_random, config.seed)
-    candidates = [allocation_blueprint(context, sparsity, alpha, config.criterion) for alpha in alphas]
+    candidates = [allocation_blueprint(context, sparsity, alpha, config) for alpha in alphas]
     placement = {"device": context.device, "dtype": context.dtype, "batch_size": context.batch_size}
     evaluator = make_evaluator(
         context.spec,

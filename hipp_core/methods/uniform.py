@@ -17,4 +17,4 @@ class UniformConfig(CriterionConfig):
 
 @register("uniform", "heuristic", UniformConfig, "the same sparsity in every layer")
 def plan(context: ModelContext, config: UniformConfig, sparsity: float) -> Blueprint:
-    return allocation_blueprint(context, sparsity, np.ones(context.features.n_layers), config.criterion)
+    return allocation_blueprint(context, sparsity, np.ones(context.features.n_layers), config)

@@ -43,6 +43,4 @@ def allocate(features: CalibrationFeatures, budget: float, epsilon: float = Visu
     "allocation inverse to visual sensitivity: layers that read the image are spared",
 )
 def plan(context: ModelContext, config: VisualConfig, sparsity: float) -> Blueprint:
-    return allocation_blueprint(
-        context, sparsity, allocate(context.features, sparsity, config.epsilon), config.criterion
-    )
+    return allocation_blueprint(context, sparsity, allocate(context.features, sparsity, config.epsilon), config)

@@ -123,14 +123,6 @@ def resolve(device: str | torch.device | None = AUTO, dtype: str | torch.dtype |
     return Placement(concrete, resolve_dtype(dtype, concrete))
 
 
-def placement_of(model: nn.Module) -> Placement:
-    """Where a loaded model's weights are, read from the weights (its first floating parameter)."""
-    param = next(p for p in model.parameters() if p.is_floating_point())
-    device = param.device
-    text = "cpu" if device.type == "cpu" else str(device) if device.index else device.type
-    return Placement(text, dtype_name(param.dtype))
-
-
 def to_model(inputs: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """A processor's batch ready for `model`: every tensor on the model's device, floating ones (pixel values) in
     the model's dtype. Integer tensors (ids, masks, grids) keep theirs."""
@@ -141,17 +133,6 @@ def to_model(inputs: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, 
         else v
         for k, v in inputs.items()
     }
-
-
-@torch.no_grad()
-def cast_parameters(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """Convert `model`'s floating parameters to `dtype` in place, leaving its buffers alone. `model.to(dtype)` would
-    also convert buffers such as the rotary frequencies, which transformers keeps in float32 whatever the weights'
-    dtype, and the model would then no longer compute what the same weights loaded from disk compute."""
-    for param in model.parameters():
-        if param.is_floating_point() and param.dtype != dtype:
-            param.data = param.data.to(dtype)
-    return model
 
 
 def _implementations(config) -> dict:

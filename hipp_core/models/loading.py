@@ -123,29 +123,11 @@ def checkpoint_id(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-_SAFETENSORS_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}
-
-
 def safetensors_header(shard: Path) -> dict:
     """The JSON header of a safetensors file: tensor name → {dtype, shape, data_offsets}, plus `__metadata__`."""
     with shard.open("rb") as f:
         length = int.from_bytes(f.read(8), "little")
         return json.loads(f.read(length))
-
-
-def checkpoint_dtype(path: Path) -> str:
-    """The dtype a checkpoint stores most of its floating weights in (by element count), as a `models.device` dtype
-    name: what an export of it is written in, so a bfloat16 checkpoint does not come back twice its size."""
-    counts: dict[str, int] = {}
-    for shard in sorted(Path(path).glob("*.safetensors")):
-        for name, entry in safetensors_header(shard).items():
-            if name != "__metadata__" and entry["dtype"] in _SAFETENSORS_DTYPES:
-                numel = 1
-                for n in entry["shape"]:
-                    numel *= n
-                key = _SAFETENSORS_DTYPES[entry["dtype"]]
-                counts[key] = counts.get(key, 0) + numel
-    return max(counts, key=counts.__getitem__) if counts else "float32"
 
 
 def load_processor(path: Path, family: str):
@@ -160,13 +142,32 @@ def load_model(
     device: str | torch.device | None = AUTO,
     dtype: str | torch.dtype | None = AUTO,
     attn_implementation: str = "sdpa",
+    fresh: bool = False,
 ) -> LoadedModel:
     """Load (once per process and placement) a model spec for inference on `device` in `dtype` (`auto`: the GPU in
     bfloat16 when there is one, else the CPU in float32; see `models.device`). Callers must not modify the returned
-    model in place, or must restore it (as calibration does with its attention implementation)."""
+    model in place, or must restore it (as calibration does with its attention implementation); `fresh` loads a
+    private copy (outside the per-process cache) that they may change."""
     path = resolve_spec(spec)
     placement = resolve(device, dtype)
-    return _load_cached(str(path), spec, placement, attn_implementation)
+    load = _load_cached.__wrapped__ if fresh else _load_cached
+    return load(str(path), spec, placement, attn_implementation)
+
+
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+
+
+def checkpoint_dtype(path: Path) -> torch.dtype | None:
+    """The floating dtype most of a checkpoint's weights are stored in, read from its safetensors headers (no
+    weights are read); None when there is no such checkpoint at `path`."""
+    sizes: dict[torch.dtype, int] = {}
+    for shard in sorted(Path(path).glob("*.safetensors")):
+        for name, info in safetensors_header(shard).items():
+            dtype = _SAFETENSORS_DTYPES.get(info.get("dtype")) if name != "__metadata__" else None
+            if dtype is not None:
+                start, end = info["data_offsets"]
+                sizes[dtype] = sizes.get(dtype, 0) + end - start
+    return max(sizes, key=sizes.get) if sizes else None
 
 
 def prune_plan(path: Path) -> list | None:
