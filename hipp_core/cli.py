@@ -22,6 +22,7 @@ from rich.table import Column, Table
 
 from hipp_core.config import quiet_libraries, set_threads
 from hipp_core.errors import USER_ERRORS, HippError
+from hipp_core.peak_memory import report_at_exit_if_asked
 
 app = typer.Typer(
     help="HiPP-Prune: preference-conditioned structured pruning for vision-language models.",
@@ -1066,6 +1067,7 @@ def pipeline_cmd(
 
 
 def main() -> None:
+    report_at_exit_if_asked()  # $HIPP_REPORT_PEAK_MEMORY=1: benchmarks read this process's peak memory
     quiet_libraries()
     set_threads()
     app()
