@@ -131,10 +131,23 @@ def safetensors_header(shard: Path) -> dict:
 
 
 def load_processor(path: Path, family: str):
-    if family == "qwen2_5_vl" and not is_torchvision_available():
-        # Stock Qwen2.5-VL processor needs torchvision for its video half; see qwen_processor.py.
+    if family == "qwen2_5_vl" and not (is_torchvision_available() and has_video_processor(path)):
+        # The stock Qwen2.5-VL processor needs torchvision and a video processor config for its video half, which
+        # the image-only processors of the embedded models and the benchmarks' checkpoints do not save; see
+        # qwen_processor.py.
         return Qwen2_5_VLImageProcessorOnly.from_pretrained(path)
     return AutoProcessor.from_pretrained(path)
+
+
+def has_video_processor(path: Path) -> bool:
+    """Whether transformers finds a video processor config in `path`, where it looks for one: its own file, the
+    legacy image processor file, or a `video_processor` entry of processor_config.json."""
+    if (path / "video_preprocessor_config.json").exists() or (path / "preprocessor_config.json").exists():
+        return True
+    try:
+        return "video_processor" in json.loads((path / "processor_config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
 
 
 def load_model(
