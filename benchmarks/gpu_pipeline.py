@@ -17,8 +17,9 @@ checked per architecture (they are stated for LLaVA-1.5-7B on one H100/H200).
 
 The report is rewritten in `--out` after every step; a rerun with the same `--out` skips the steps recorded there
 while their checkpoint is still on disk (one GPU call may end mid-way), and architectures it finished. Finished
-architectures leave only their report and plan store: checkpoints, exports and recovered models are deleted (about
-45 GB for LLaVA, 55 GB for Qwen at most) unless `--keep`. With `--save` the report goes to
+architectures leave only their report and plan store: checkpoints, exports and recovered models are deleted unless
+`--keep` (while one runs, its checkpoint, recovered model and one export at a time: by parameter count about 36 GB
+for LLaVA and 43 GB for Qwen). With `--save` the report goes to
 benchmarks/results/gpu_pipeline.json, keeping architectures measured earlier on the same kind of GPU, so `--archs`
 can take them one GPU call at a time.
 
@@ -318,7 +319,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out",
         type=Path,
         default=Path(tempfile.gettempdir()) / "hipp-gpu-pipeline",
-        help="Working folder (checkpoints, plan stores) and its report gpu_pipeline.json; needs ~60 GB free.",
+        help="Working folder (checkpoints, plan stores) and its report gpu_pipeline.json; needs ~45 GB free.",
     )
     parser.add_argument("--tiny", action="store_true", help="Dry run on CPU with small stand-ins, in seconds.")
     parser.add_argument("--save", action="store_true", help="Write benchmarks/results/gpu_pipeline.json.")
