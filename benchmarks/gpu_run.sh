@@ -100,6 +100,7 @@ run df -h "$WORK"
 run "$PY" -c "import duckdb, peft, torch, transformers, hipp_core.cli as c; print('torch', torch.__version__, \
 'cuda', torch.cuda.is_available(), '| transformers', transformers.__version__, '| duckdb', duckdb.__version__, \
 '| peft', peft.__version__)" || die "the CLI does not import here (see above); nothing was run"
+run "$PY" -m hipp_core.cli eval --help >/dev/null || die "the CLI cannot build its commands here (typer?); nothing was run"
 
 status=0
 for task in "${TASKS[@]}"; do
