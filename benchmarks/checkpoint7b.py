@@ -29,12 +29,11 @@ import torch
 import transformers
 from PIL import Image
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import CLIPImageProcessor, LlavaProcessor, PreTrainedTokenizerFast, Qwen2VLImageProcessor
+from transformers import PreTrainedTokenizerFast
 
 from hipp_core.data.world import IMAGE_SIZE
-from hipp_core.models.qwen_processor import Qwen2_5_VLImageProcessorOnly
 from hipp_core.models.tokenizer import CHAT_TEMPLATES, build_tokenizer
-from hipp_core.models.zoo import CLIP_MEAN, CLIP_STD
+from hipp_core.models.zoo import build_processor
 from hipp_core.peak_memory import report_at_exit_if_asked
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "tokenizers"
@@ -116,40 +115,18 @@ def tokenizer_for(family: str, tiny: bool) -> PreTrainedTokenizerFast:
 
 
 def processor_for(arch: str, tiny: bool):
+    """The family's processor (as the embedded models build theirs) sized for the architecture's vision tower."""
     fam, cfg = arch7b.family(arch), arch7b.config(arch, tiny)
     tokenizer = tokenizer_for(fam, tiny)
     if cfg.image_token_id != tokenizer.convert_tokens_to_ids(EXTRA[fam]["image_token"]):
         raise ValueError(f"{arch}: the config's image token id {cfg.image_token_id} is not the tokenizer's")
     vision = cfg.vision_config
     if fam == "llava":
-        side = vision.image_size
-        images = CLIPImageProcessor(
-            size={"shortest_edge": side},
-            crop_size={"height": side, "width": side},
-            image_mean=CLIP_MEAN,
-            image_std=CLIP_STD,
-        )
-        return LlavaProcessor(
-            image_processor=images,
-            tokenizer=tokenizer,
-            patch_size=vision.patch_size,
-            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
-            num_additional_image_tokens=1,  # CLIP's CLS token, dropped by the "default" strategy
-            chat_template=tokenizer.chat_template,
-        )
-    unit = vision.patch_size * vision.spatial_merge_size
-    side = 2 * unit if tiny else arch7b.IMAGE_SIDE
-    images = Qwen2VLImageProcessor(
-        patch_size=vision.patch_size,
-        merge_size=vision.spatial_merge_size,
-        temporal_patch_size=vision.temporal_patch_size,
-        size={"shortest_edge": side * side, "longest_edge": max(side * side, QWEN_MAX_PIXELS)},
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-    )
-    return Qwen2_5_VLImageProcessorOnly(
-        image_processor=images, tokenizer=tokenizer, chat_template=tokenizer.chat_template
-    )
+        return build_processor(fam, tokenizer, image_side=vision.image_size, patch_size=vision.patch_size)
+    if (vision.spatial_merge_size, vision.temporal_patch_size) != (2, 2):
+        raise ValueError(f"{arch}: the processor merges 2x2 patches of 2 frames, the config says otherwise")
+    side = 2 * vision.patch_size * vision.spatial_merge_size if tiny else arch7b.IMAGE_SIDE
+    return build_processor(fam, tokenizer, image_side=side, patch_size=vision.patch_size, max_pixels=QWEN_MAX_PIXELS)
 
 
 def write(

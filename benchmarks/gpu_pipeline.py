@@ -336,10 +336,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--jobs runs architectures side by side, which only --tiny may: on one GPU they would share it")
     if args.tiny and args.save:
         parser.error("--tiny numbers mean nothing; they are never saved to benchmarks/results (see --out)")
-    args.archs = args.archs.split(",")
-    unknown = [a for a in args.archs if a not in arch7b.ARCHS]
-    if unknown:
-        parser.error(f"unknown --archs {unknown}; use {', '.join(arch7b.ARCHS)}")
+    args.archs = arch7b.parse_archs(parser, args.archs)
     args.out = args.out.resolve()
     args.sizes = TINY if args.tiny else FULL
     return args
