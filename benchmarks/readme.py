@@ -188,7 +188,9 @@ TARGET_NAMES = {
 
 
 def _met(target: dict) -> str:
-    return {True: "yes", False: "**no**", None: "not measured"}[target["met"]]
+    if target["met"] is None:
+        return "not measured" if target["measured"] is None else "not yet: steps did not all run"
+    return "yes" if target["met"] else "**no**"
 
 
 def gpu_pipeline() -> list[str]:
