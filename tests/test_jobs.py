@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import invoke
 
 from hipp_core import job_runner, jobs
 from hipp_core.errors import HippError
@@ -19,10 +19,17 @@ from plan_store import PlanStore
 
 
 @pytest.fixture(scope="module")
-def plan_id(tiny_llava) -> str:
+def blueprint(tiny_llava):
     from hipp_core import api
 
-    blueprint = api.plan_baseline(str(tiny_llava), "uniform", 0.3)
+    return api.plan_baseline(str(tiny_llava), "uniform", 0.3)
+
+
+@pytest.fixture
+def plan_id(blueprint) -> str:
+    """The module's plan, saved in this test's own store."""
+    from hipp_core import api
+
     return PlanStore().put_plan(api.plan_draft(blueprint)).plan_id
 
 
@@ -143,13 +150,13 @@ def test_a_killed_worker_is_reaped_as_failed(tiny_llava):
 def test_cli_lists_and_cancels_jobs():
     store = PlanStore()
     job_id = store.create_job("evaluate", {"spec": "embedded"})
-    listed = run_cli("jobs", "list", "--json")
+    listed = invoke("jobs", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert any(row["job_id"] == job_id and row["status"] == "queued" for row in json.loads(listed.stdout))
-    cancelled = run_cli("jobs", "cancel", job_id)
+    cancelled = invoke("jobs", "cancel", job_id)
     assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
     assert store.get_job(job_id).status == "cancelled"
-    missing = run_cli("jobs", "cancel", "no-such-job")
+    missing = invoke("jobs", "cancel", "no-such-job")
     assert missing.returncode == 2 and "no job 'no-such-job'" in missing.stderr
 
 
