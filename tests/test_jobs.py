@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import invoke
+from conftest import copy_home, hipp_home, invoke
 
 from hipp_core import job_runner, jobs
 from hipp_core.errors import HippError
@@ -19,18 +19,21 @@ from plan_store import PlanStore
 
 
 @pytest.fixture(scope="module")
-def blueprint(tiny_llava):
+def planned(tiny_llava, tmp_path_factory) -> tuple[Path, str]:
+    """A store holding the tiny LLaVA and one uniform plan for it, made once for the module."""
     from hipp_core import api
 
-    return api.plan_baseline(str(tiny_llava), "uniform", 0.3)
+    with hipp_home(tmp_path_factory.mktemp("planned")) as home:
+        blueprint = api.plan_baseline(str(tiny_llava), "uniform", 0.3)
+        return home, PlanStore().put_plan(api.plan_draft(blueprint)).plan_id
 
 
 @pytest.fixture
-def plan_id(blueprint) -> str:
-    """The module's plan, saved in this test's own store."""
-    from hipp_core import api
-
-    return PlanStore().put_plan(api.plan_draft(blueprint)).plan_id
+def plan_id(planned) -> str:
+    """The module's plan, in this test's own store."""
+    home, plan_id = planned
+    copy_home(home)
+    return plan_id
 
 
 def wait(store: PlanStore, job_id: str, seconds: float = 120) -> str:
