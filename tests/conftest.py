@@ -116,6 +116,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> CliRun:
     return CliRun(child.returncode, child.stdout, child.stderr)
 
 
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """pytest-randomly shuffles the tests; its seed is in the header, which `-q` hides, so say it at the end too."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int):
+        terminalreporter.write_line(f"test order: -p randomly --randomly-seed={seed} repeats it")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def isolated_cache(tmp_path_factory) -> Iterator[Path]:
     """A `$HIPP_CACHE` of the session's own: tests run on the shipped embedded models, never on a retrained zoo in
