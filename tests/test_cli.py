@@ -7,7 +7,7 @@ import json
 from tests.conftest import invoke, run_cli
 
 
-def test_eval_json_then_cached(tmp_path, tiny_qwen):
+def test_eval_json_then_cached(tiny_qwen):
     args = ["eval", str(tiny_qwen), "--split", "dev", "--limit", "6", "--json"]
     first = invoke(*args)
     assert first.returncode == 0, first.stderr
@@ -51,7 +51,7 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, tiny_llava):
         assert fragment in result.stderr, (fragment, result.stderr)
 
 
-def test_calibrate_computes_once_then_reads_back(tmp_path, tiny_llava):
+def test_calibrate_computes_once_then_reads_back(tiny_llava):
     first = invoke("calibrate", str(tiny_llava), "--samples", "6", "--json")
     assert first.returncode == 0, first.stderr
     features = json.loads(first.stdout)
