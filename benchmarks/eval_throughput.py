@@ -16,7 +16,8 @@ from results_io import emit
 
 from hipp_core.api import load_benchmark
 from hipp_core.config import quiet_libraries, set_threads
-from hipp_core.evaluation.engine import score_pope
+from hipp_core.evaluation import benchmarks
+from hipp_core.evaluation.engine import score
 from hipp_core.models.loading import load_model
 
 
@@ -31,8 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     quiet_libraries()
     threads = set_threads(args.threads)
-    pope, _ = load_benchmark("pope", "dev", args.questions)
-    items = pope["adversarial"]
+    items = load_benchmark("pope", "dev", args.questions)["pope"]["adversarial"]
     report = {"questions": len(items), "batch_size": args.batch_size, "threads": threads, "models": {}}
     for spec in args.models.split(","):
         adapter = load_model(spec).adapter
@@ -41,7 +41,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for scoring, spent in times.items():
                 t0 = time.perf_counter()
-                preds = score_pope(adapter, items, scoring, batch_size=args.batch_size)
+                preds = score(adapter, benchmarks.get("pope"), items, scoring, batch_size=args.batch_size)
                 spent.append(time.perf_counter() - t0)
                 if scoring == "logits":
                     logit_preds = preds

@@ -32,18 +32,18 @@ def main() -> None:
     quiet_libraries()
     threads = set_threads(args.threads)
     loaded = load_model(args.model)
-    pope, sqa = load_benchmark("all", "dev", args.limit)
+    tasks = load_benchmark("all", "dev", args.limit)
     blueprint = plan_baseline(args.model, "uniform", 0.4)
     dense_t, masked_t = [], []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        evaluate(loaded.adapter, loaded.model_id, pope, sqa, "dev", image_free=False)
+        evaluate(loaded.adapter, loaded.model_id, tasks, "dev", image_free=False)
         dense_t.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         with masked(loaded.adapter, blueprint):
-            evaluate(loaded.adapter, loaded.model_id, pope, sqa, "dev", image_free=False)
+            evaluate(loaded.adapter, loaded.model_id, tasks, "dev", image_free=False)
         masked_t.append(time.perf_counter() - t0)
-    questions = sum(len(v) for v in pope.values()) + len(sqa)
+    questions = sum(len(items) for groups in tasks.values() for items in groups.values())
     ratio = statistics.median(masked_t) / statistics.median(dense_t)
     emit(
         "masked_eval",

@@ -1,7 +1,7 @@
 """Measured speed of physically pruned decoders vs dense, beside the FLOPs ratio (embedded LLaVA by default).
 
 Prints JSON. Dense and pruned runs are interleaved in one process and medians reported, because run-to-run noise
-on shared CPUs is ±20% (DESIGN §5). Uniform blueprints (Wanda scores) at each sparsity.
+on shared CPUs is large (docs/design.md, Speed). Uniform blueprints (Wanda scores) at each sparsity.
 
     python benchmarks/prune_speed.py [--model embedded] [--sparsities 0.25,0.5] [--batch 32] [--prompt 80]
 """

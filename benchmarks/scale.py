@@ -32,7 +32,7 @@ from results_io import emit
 from hipp_core.api import channel_multiple, load_benchmark
 from hipp_core.blueprint import Blueprint, UnitScores, decoder_flops, make_blueprint
 from hipp_core.config import quiet_libraries, set_threads
-from hipp_core.data.prompts import pope_prompt, sqa_prompt
+from hipp_core.evaluation import benchmarks
 from hipp_core.evaluation.backends import make_evaluator
 from hipp_core.evaluation.engine import open_image
 from hipp_core.grpo import GRPOConfig
@@ -115,11 +115,10 @@ def on_ray(spec: str, limit: int, workers: int, warm: list, plans: list, home: P
 def tokens_per_question(spec: str, limit: int) -> float:
     """Mean prompt length (image tokens included) of the dev questions on `spec`, as the model sees them."""
     adapter = load_model(spec).adapter
-    pope, sqa = load_benchmark("all", "dev", limit)
-    items = [(pope_prompt(it.text), it.image) for group in pope.values() for it in group]
-    items += [(sqa_prompt(it.question, it.choices, it.hint), it.image) for it in sqa]
-    texts = [t for t, _ in items]
-    images = [open_image(p, False) if p is not None else None for _, p in items]
+    tasks = load_benchmark("all", "dev", limit)
+    asked = [benchmarks.get(name).question(it) for name, groups in tasks.items() for g in groups.values() for it in g]
+    texts = [q.text for q in asked]
+    images = [open_image(q.image, False) if q.image is not None else None for q in asked]
     return float(adapter.encode(texts, images).inputs["attention_mask"].sum(1).float().mean())
 
 
@@ -213,8 +212,8 @@ def main() -> None:
     local = in_process(args.model, args.limit, warm, measured, home)
     one = on_ray(args.model, args.limit, 1, warm, measured, home)
     two = on_ray(args.model, args.limit, 2, warm, measured, home)
-    pope, sqa = load_benchmark("all", "dev", args.limit)
-    questions = sum(len(v) for v in pope.values()) + len(sqa)
+    tasks = load_benchmark("all", "dev", args.limit)
+    questions = sum(len(items) for groups in tasks.values() for items in groups.values())
     seq = tokens_per_question(args.model, args.limit)
     embedded = {
         "flops": decoder_flops(load_model(args.model).adapter.layer_shapes(), None, round(seq)),

@@ -28,11 +28,16 @@ from hipp_core.config import (
     set_threads,  # noqa: F401
 )
 from hipp_core.data import build as data_build
+from hipp_core.data.pope_build import PopeBuildConfig, build_pope  # noqa: F401  (re-exported for the CLI)
+from hipp_core.data.records import PopeItem
+from hipp_core.data.source import SHAPESWORLD_KEY, DataSource, data_key, for_model
 from hipp_core.data.world import SPLITS  # noqa: F401
 from hipp_core.errors import (
     USER_ERRORS,  # noqa: F401
     HippError,
+    json_problem,
 )
+from hipp_core.evaluation import benchmarks
 from hipp_core.evaluation.backends import make_evaluator
 from hipp_core.evaluation.engine import EvalResult, Progress
 from hipp_core.evaluation.stored import (  # noqa: F401  (re-exported: the API's evaluation functions)
@@ -40,7 +45,9 @@ from hipp_core.evaluation.stored import (  # noqa: F401  (re-exported: the API's
     evaluate_model,
     evaluate_recovered,
     load_benchmark,
+    load_tuning,
     plan_draft,
+    score_answers,
 )
 from hipp_core.export import (
     PLAN_FILE,  # noqa: F401
@@ -51,7 +58,7 @@ from hipp_core.export import (
 from hipp_core.grpo import GRPOConfig, GRPOTrainer, load_policy, policy_id_for
 from hipp_core.jobs import find_jobs  # noqa: F401
 from hipp_core.models import zoo
-from hipp_core.models.loading import load_model
+from hipp_core.models.loading import EMBEDDED_ALIASES, load_model, resolve_spec
 from hipp_core.models.train import TrainConfig
 from hipp_core.peers import torch_pruning_blueprint
 from hipp_core.policies import BUNDLED_POLICY, policy_checkpoint_path, policy_record  # noqa: F401  (re-exported)
@@ -141,11 +148,16 @@ def read_plan(path: Path) -> Blueprint:
     except FileNotFoundError:
         raise HippError(f"plan file {path} does not exist") from None
     except json.JSONDecodeError as exc:
-        raise HippError(f"{path} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+        raise HippError(f"{path} is not valid JSON ({json_problem(exc)})") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise HippError(
             f"{path} is not a blueprint ({type(exc).__name__}: {exc}); write one with `hipp plan`"
         ) from None
+
+
+def list_benchmarks() -> list[benchmarks.Benchmark]:
+    """Every registered benchmark, in registry order."""
+    return [benchmarks.get(name) for name in benchmarks.names()]
 
 
 def calibrate_model(
@@ -154,31 +166,41 @@ def calibrate_model(
     batch_size: int = 16,
     progress: Progress | None = None,
     store: PlanStore | None = None,
+    data: DataSource | None = None,
 ) -> tuple[CalibrationFeatures, bool]:
-    """Per-layer features of a model on ShapesWorld `calib`, computed once and then read back (second value True).
+    """Per-layer features of a model, computed once and then read back (second value True).
 
-    Samples cycle through the POPE categories of the calib split, so absent-object questions (where
-    hallucination happens) are as common as present ones.
+    They come from ShapesWorld `calib` for an embedded model, else from the POPE questions `data` names (refused
+    when it shares an image with `data.test_pope`); a local checkpoint given no data is refused. Samples cycle
+    through the POPE categories, so absent-object questions (where hallucination happens) are as common as present
+    ones. Stored under the data's `data_key`.
     """
     if not 1 <= samples <= 100_000:
         raise HippError(f"--samples must be between 1 and 100000, got {samples}")
     if batch_size < 1:
         raise HippError(f"batch size must be at least 1, got {batch_size}")
+    key, ordered = calibration_questions(spec, samples, data)
     loaded = load_model(spec, attn_implementation="eager")  # attention weights are needed; sdpa returns none
     store = store or PlanStore()
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
-    key = f"pope-calib:shapesworld-v{data_build.VERSION}:n{samples}"
     record = store.get_calibration(loaded.model_id, key)
     if record is not None and record.payload_path and Path(record.payload_path).exists():
         return CalibrationFeatures.from_json(json.loads(Path(record.payload_path).read_text())), True
-    pope, _ = load_benchmark("pope", "calib")
-    ordered = [item for group in zip(*pope.values()) for item in group][:samples]
     features = calibrate(loaded.adapter, loaded.model_id, ordered, batch_size, progress)
     path = cache_dir() / "calibration" / f"{loaded.model_id}-{key.replace(':', '-')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     features.save(path)
     store.put_calibration(loaded.model_id, key, payload_path=path)
     return features, False
+
+
+def calibration_questions(spec: str, samples: int, data: DataSource | None) -> tuple[str, list[PopeItem]]:
+    """The store key of `spec`'s calibration on `data` and the questions it reads; no model is loaded."""
+    resolve_spec(spec)  # a bad spec fails as such before any question about its data
+    source = for_model(data, spec in EMBEDDED_ALIASES, spec, "calibration", ("pope",))
+    pope = load_tuning(source, "pope", "calib", None, "the calibration questions")["pope"]
+    ordered = [item for group in zip(*pope.values()) for item in group][:samples]
+    return f"pope-calib:{data_key(source, {'pope': {'calib': ordered}})}:n{samples}", ordered
 
 
 def channel_multiple(intermediate: int) -> int:
@@ -202,10 +224,12 @@ def plan_baseline(
     progress: Progress | None = None,
     backend: str = "local",
     backend_options: dict | None = None,
+    data: DataSource | None = None,
 ) -> Blueprint:
     """A baseline blueprint at `sparsity`. `random` draws `n_random` Dirichlet(1) allocations (seeded) and keeps
-    the best on the dev split by 0.5·ScienceQA accuracy + 0.5·mean POPE balanced accuracy (masked evaluation, on
-    the evaluator `backend`, first best on ties).
+    the best on the dev split (of ShapesWorld, or of the user's `data`) by 0.5·ScienceQA accuracy + 0.5·mean POPE
+    balanced accuracy (masked evaluation, on the evaluator `backend`, first best on ties). Calibration and selection
+    read `data` as `calibrate_model` and `train_policy` do.
     `torch-pruning` is the external peer (`hipp_core.peers`): the library's own choice at the same sparsity."""
     validation.sparsity(sparsity)
     if method == PEER:
@@ -216,8 +240,10 @@ def plan_baseline(
         baseline = baselines.get(method)
     if n_random < 1:
         raise HippError(f"--n-random must be at least 1, got {n_random}")
+    if method == "random":  # refuse missing or overlapping selection data before minutes of calibration
+        source, split, _ = reward_data(spec, data, limit, "the plan-selection questions")
     store = store or PlanStore()
-    features, _ = calibrate_model(spec, samples, store=store)
+    features = model_features(spec, store, samples, data)
     loaded = load_model(spec)
     shapes = loaded.adapter.layer_shapes()
     m = channel_multiple(max(s.intermediate for s in shapes))
@@ -232,7 +258,7 @@ def plan_baseline(
     if method != "random":
         return blueprint_for(baseline.allocate(features, sparsity))
     candidates = [blueprint_for(alpha) for alpha in baselines.random_allocations(len(shapes), n_random, seed)]
-    evaluator = make_evaluator(spec, "dev", limit, store, backend, **(backend_options or {}))
+    evaluator = make_evaluator(spec, split, limit, store, backend, data=source, **(backend_options or {}))
     try:
         results = evaluator.evaluate(candidates, progress)
     finally:
@@ -242,12 +268,20 @@ def plan_baseline(
 
 
 # -- the policy -----------------------------------------------------------------------------------------------------
-def planner(spec: str, store: PlanStore | None = None, samples: int = 128, with_policy: bool = True) -> Planner:
+def planner(
+    spec: str,
+    store: PlanStore | None = None,
+    samples: int = 128,
+    with_policy: bool = True,
+    data: DataSource | None = None,
+) -> Planner:
     """What blueprints of `spec` need, loaded once: shapes, calibration (computed on first use), Wanda unit scores,
     and the model's most recently trained policy if there is one (`planner.trained`). Training a policy asks for
-    none: it brings its own, and a stored one that an older version wrote must not stop it."""
+    none: it brings its own, and a stored one that an older version wrote must not stop it.
+
+    Its calibration comes from `model_features`."""
     store = store or PlanStore()
-    features, _ = calibrate_model(spec, samples, store=store)
+    features = model_features(spec, store, samples, data)
     loaded = load_model(spec)
     shapes = loaded.adapter.layer_shapes()
     result = Planner(
@@ -266,6 +300,33 @@ def planner(spec: str, store: PlanStore | None = None, samples: int = 128, with_
     return result
 
 
+def model_features(
+    spec: str, store: PlanStore, samples: int = 128, data: DataSource | None = None
+) -> CalibrationFeatures:
+    """The calibration blueprints of `spec` build on: on `data` when given, ShapesWorld for an embedded model, and
+    for a local checkpoint given no data the one its trained policy was trained on (refused when it has none)."""
+    if spec not in EMBEDDED_ALIASES and not (data and (data.real or data.shapesworld)):
+        loaded = load_model(spec)
+        record = policy_record(loaded.model_id, loaded.path, store)
+        if record is not None:
+            return policy_calibration(spec, record, store)
+    return calibrate_model(spec, samples, store=store, data=data)[0]
+
+
+def policy_calibration(spec: str, record: PolicyRecord, store: PlanStore) -> CalibrationFeatures:
+    """The calibration a policy was trained on (its config names it; none named: ShapesWorld, asked for by name)."""
+    key = record.config.get("calibration", "")
+    if not key:
+        return calibrate_model(spec, store=store, data=DataSource(shapesworld=True))[0]
+    stored = store.get_calibration(record.model_id, key)
+    if stored is None or not stored.payload_path or not Path(stored.payload_path).exists():
+        raise HippError(
+            f"the calibration policy {record.policy_id} was trained on ({key}) is no longer stored; pass the data "
+            "options it was trained with (--pope-dir ...) to calibrate again"
+        )
+    return CalibrationFeatures.from_json(json.loads(Path(stored.payload_path).read_text()))
+
+
 def train_policy(
     spec: str,
     iters: int | None = None,
@@ -276,8 +337,12 @@ def train_policy(
     backend_options: dict | None = None,
     store: PlanStore | None = None,
     progress: Progress | None = None,
+    data: DataSource | None = None,
+    samples: int = 128,
 ) -> PolicyRecord:
-    """Train (or continue training) the preference-conditioned policy of `spec` with plan-level GRPO on dev.
+    """Train (or continue training) the preference-conditioned policy of `spec` with plan-level GRPO on dev:
+    ShapesWorld `dev` for an embedded model, else the POPE and ScienceQA questions `data` names (refused when they
+    share an image or a problem with the test files `data` names; a local checkpoint given no data is refused).
 
     The run is identified by its configuration (iterations aside): rerunning the same command after a kill resumes
     from the last checkpoint, and asking for more iterations continues a finished run. `resume=False` starts over.
@@ -286,9 +351,13 @@ def train_policy(
     overrides = {k: v for k, v in (("iters", iters), ("group_size", group_size)) if v is not None}
     if overrides:
         config = replace(config, **overrides)  # re-validated by __post_init__
+    source, split, key = reward_data(spec, data, config.limit, "the reward questions", config.split)
+    if source.real:  # the run is then identified by the content of its data, reward and calibration questions
+        calibration, _ = calibration_questions(spec, samples, source)
+        config = replace(config, split=split, data=key, calibration=calibration)
     store = store or PlanStore()
-    plans = planner(spec, store, with_policy=False)
-    evaluator = make_evaluator(spec, config.split, config.limit, store, backend, **(backend_options or {}))
+    plans = planner(spec, store, samples, with_policy=False, data=source)
+    evaluator = make_evaluator(spec, split, config.limit, store, backend, data=source, **(backend_options or {}))
     checkpoint = policy_checkpoint_path(policy_id_for(plans.model_id, config))
     trainer = GRPOTrainer(plans, evaluator, store, config, checkpoint, progress)
     try:
@@ -298,6 +367,19 @@ def train_policy(
     finally:
         evaluator.close()
     return store.get_policy(trainer.policy_id)
+
+
+def reward_data(
+    spec: str, data: DataSource | None, limit: int | None, what: str, split: str = "dev"
+) -> tuple[DataSource, str, str]:
+    """The data plans of `spec` are rewarded on, the split read (the user's ScienceQA split, else ShapesWorld's
+    `split`) and its `data_key`, checked apart from the test files before any model is loaded."""
+    resolve_spec(spec)
+    source = for_model(data, spec in EMBEDDED_ALIASES, spec, "rewards", ("pope", "sqa"))
+    if not source.real:
+        return source, split, SHAPESWORLD_KEY
+    split = source.tuning_split
+    return source, split, data_key(source, load_tuning(source, "all", split, limit, what))
 
 
 def policy_blueprint(
@@ -414,10 +496,11 @@ def pipeline(
     overwrite: bool = False,
     store: PlanStore | None = None,
     progress: Progress | None = None,
+    data: DataSource | None = None,
 ) -> PipelineResult:
     """calibrate → policy (trained if the model has none) → blueprint → materialize + LoRA recovery → evaluate on
-    test → export, each stage reusing what the store already holds. The target directory is checked first, so a
-    long run never ends on a refused path."""
+    test → export, each stage reusing what the store already holds. Calibration and rewards read `data` (see
+    `train_policy`). The target directory and the data are checked first, so a long run never ends on a refusal."""
     preference = validation.preference(preference)
     if sparsity is not None:
         validation.sparsity(sparsity)
@@ -425,6 +508,7 @@ def pipeline(
     check_target(out_dir, overwrite)
     if not out_dir.parent.is_dir():
         raise HippError(f"the parent folder {out_dir.parent} does not exist; create it first or choose another path")
+    reward_data(spec, data, GRPOConfig().limit, "the reward questions")
     store = store or PlanStore()
     stages: list[tuple[str, bool, float]] = []
 
@@ -434,11 +518,11 @@ def pipeline(
         stages.append((name, reused, time.perf_counter() - t0))
         return value
 
-    stage("calibrate", lambda: calibrate_model(spec, progress=progress, store=store))
-    plans = planner(spec, store)
+    stage("calibrate", lambda: calibrate_model(spec, progress=progress, store=store, data=data))
+    plans = planner(spec, store, data=data)
     if not plans.trained:
-        stage("train policy", lambda: (train_policy(spec, iters, store=store, progress=progress), False))
-        plans = planner(spec, store)
+        stage("train policy", lambda: (train_policy(spec, iters, store=store, progress=progress, data=data), False))
+        plans = planner(spec, store, data=data)
     else:
         stages.append(("train policy", True, 0.0))
     blueprint = stage("blueprint", lambda: (plans.blueprint(preference, sparsity), False))

@@ -2,7 +2,7 @@
 
 Each baseline is a registered function from calibration features to a per-layer allocation α (any positive
 weights; `blueprint.allocate` water-fills them to the budget) and names the unit criterion it uses. Adding one is
-one decorated function (STYLE: a small registry that lists what is available when a name is wrong).
+one decorated function (a small registry that lists what is available when a name is wrong).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Blueprint: a global sparsity budget and a per-layer allocation, turned into exact kept units (DESIGN §4, ours).
+"""Blueprint: a global sparsity budget and a per-layer allocation, turned into exact kept units (ours; docs/design.md, Blueprints).
 
 The pipeline is `allocate` (budget ρ + allocation α → per-layer target sparsity, by parameter-weighted
 water-filling) → `realize` (targets → whole KV groups, query heads per group and MLP channels, rounded to units and
@@ -23,7 +23,9 @@ from hipp_core.errors import HippError
 from plan_store.identity import canonical_json, digest
 from plan_store.records import PLAN_SOURCES
 
-SPARSITY_TOLERANCE = 0.005  # ±0.5 percentage point: the promise DESIGN §4 makes about achieved vs requested sparsity
+SPARSITY_TOLERANCE = (
+    0.005  # ±0.5 percentage point: the promise docs/design.md (Blueprints) makes about achieved vs requested sparsity
+)
 _EXACT = 1e-9  # recorded sparsities are recomputed from the kept units; this only absorbs float round-off
 
 Count = int | np.ndarray  # unit counts: one layer configuration, or a grid of them when enumerating options

@@ -1,6 +1,6 @@
 """Per-layer state features and within-layer unit scores, computed once per (model, calibration set).
 
-What is measured (DESIGN §4, our definitions):
+What is measured (our definitions; docs/design.md, Calibration features):
 - `v_attn[l]`: mean over samples, heads and the text query positions after the image of the attention mass
   that layer l puts on image-token keys: how much the layer reads the image.
 - `v_flow[l]`: attention rollout (Abnar & Zuidema 2020, residual-mixed 0.5·A + 0.5·I) share of image tokens in

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
@@ -27,7 +28,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="The embedded ShapesWorld benchmark.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Benchmark data: the embedded ShapesWorld, and POPE-format dev sets built from your annotations.",
+    no_args_is_help=True,
+)
 zoo_app = typer.Typer(
     help="The embedded models (tiny LLaVA and Qwen2.5-VL trained on ShapesWorld).", no_args_is_help=True
 )
@@ -53,6 +57,70 @@ WorkersOpt = Annotated[int | None, typer.Option(help="Ray workers (default: the 
 
 def _backend_options(address: str | None, num_workers: int | None) -> dict:
     return {"address": address, "num_workers": num_workers}
+
+
+# Which data a command reads. `eval` reads the test files named by the first four; calibration and rewards
+# (`calibrate`, `train-policy`, `plan baseline`, `pipeline`) read a dev set and must stay apart from the test files.
+PopeDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Real POPE: a folder of *_pope_<category>.json files, or one question file "
+        "(official, or LLaVA's llava_pope_test.jsonl with --pope-labels)."
+    ),
+]
+PopeImagesOpt = Annotated[Path | None, typer.Option(help="Image folder for --pope-dir (default: images/ beside it).")]
+PopeLabelsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Folder of official coco_pope_<category>.json files labelling LLaVA's question file."),
+]
+SqaDirOpt = Annotated[Path | None, typer.Option(help="Real ScienceQA root (problems.json, pid_splits.json, images/).")]
+SqaImagesOpt = Annotated[Path | None, typer.Option(help="ScienceQA image folder (default: images/ in --sqa-dir).")]
+TuneSplitOpt = Annotated[
+    str | None, typer.Option("--split", help="ScienceQA split of --sqa-dir to tune on (default val; or minival).")
+]
+TestPopeOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        help="POPE test file or folder you report on (repeatable): tuning data sharing an image with it is refused."
+    ),
+]
+TestSplitOpt = Annotated[
+    str | None, typer.Option(help="ScienceQA split of --sqa-dir you report on (default test); kept apart likewise.")
+]
+ShapesWorldOpt = Annotated[
+    bool,
+    typer.Option(
+        "--shapesworld",
+        help="Tune a local checkpoint on the embedded ShapesWorld (a copy or export of an embedded model).",
+    ),
+]
+
+
+def _data(
+    pope_dir: Path | None,
+    pope_images: Path | None,
+    pope_labels: Path | None,
+    sqa_dir: Path | None,
+    sqa_images: Path | None,
+    split: str | None,
+    test_pope: list[Path] | None,
+    test_split: str | None,
+    shapesworld: bool,
+):
+    """The options above as the API's `DataSource` (which checks they make sense together)."""
+    from hipp_core.api import DataSource
+
+    return DataSource(
+        pope=pope_dir,
+        pope_images=pope_images,
+        pope_labels=pope_labels,
+        sqa=sqa_dir,
+        sqa_images=sqa_images,
+        split=split,
+        test_pope=tuple(test_pope or ()),
+        test_split=test_split,
+        shapesworld=shapesworld,
+    )
 
 
 @contextmanager
@@ -84,7 +152,7 @@ def run(fn: Callable[[], None]) -> None:
     try:
         fn()
     except USER_ERRORS as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -107,6 +175,46 @@ def data_build(
             )
         out.print(table)
         out.print(f"dataset at {path}")
+
+    run(body)
+
+
+@data_app.command("pope-build")
+def data_pope_build(
+    instances: Annotated[
+        Path,
+        typer.Option(
+            help="COCO-style instance annotations (images, annotations, categories), e.g. COCO's "
+            "annotations/instances_val2014.json."
+        ),
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the POPE files into.")],
+    exclude: Annotated[
+        list[Path] | None,
+        typer.Option(help="Test POPE file or folder whose images must not be used (repeatable), e.g. POPE's coco/."),
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option(help="Image folder of --instances: checks that every drawn image is there.")
+    ] = None,
+    images_count: Annotated[int, typer.Option(help="Images to draw (POPE: 500, i.e. 3000 questions a file).")] = 500,
+    objects_per_image: Annotated[int, typer.Option(help="Yes (and no) questions per image (POPE: 3).")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the image draw and the random negatives.")] = 0,
+    prefix: Annotated[str, typer.Option(help="Files are <prefix>_pope_<random|popular|adversarial>.json.")] = "dev",
+) -> None:
+    """Build a POPE-format dev set with POPE's own recipe (random / popular / adversarial negatives) on images
+    outside your test files: the data to calibrate and train the policy on for a real model (`--pope-dir`)."""
+    from hipp_core.api import PopeBuildConfig, build_pope
+
+    def body() -> None:
+        config = PopeBuildConfig(images_count, objects_per_image, seed, prefix)
+        result = build_pope(instances, output, config, tuple(exclude or ()), images)
+        questions = 2 * config.objects_per_image * len(result.images)
+        out.print(
+            f"{len(result.images)} images drawn from {result.eligible} eligible ({result.excluded} skipped as test "
+            f"images), {questions} questions per file, half yes:"
+        )
+        for strategy, path in result.files.items():
+            out.print(f"  {strategy}: {path}")
 
     run(body)
 
@@ -156,6 +264,28 @@ def zoo_status() -> None:
     out.print(table)
 
 
+def _named_folders(pairs: list[str] | None) -> dict[str, Path]:
+    """`--data NAME=DIR` options as {name: folder}."""
+    folders = {}
+    for pair in pairs or []:
+        name, eq, folder = pair.partition("=")
+        if not eq or not name.strip() or not folder.strip():
+            raise HippError(f"--data takes NAME=DIR (e.g. mme=/data/MME), got {pair!r}")
+        folders[name.strip()] = Path(folder.strip()).expanduser()
+    return folders
+
+
+@app.command("benchmarks")
+def benchmarks_cmd() -> None:
+    """The benchmarks `hipp eval --bench` knows, and which of them ShapesWorld has built in."""
+    from hipp_core import api
+
+    table = Table("name", "built in", "what it measures")
+    for bench in api.list_benchmarks():
+        table.add_row(bench.name, "yes" if bench.embedded else "--data " + bench.name + "=DIR", bench.help)
+    out.print(table)
+
+
 def _pope_table(title: str, metrics: dict, baseline: dict) -> Table:
     table = Table(
         Column("category", no_wrap=True, min_width=11),
@@ -185,48 +315,104 @@ def _pope_table(title: str, metrics: dict, baseline: dict) -> Table:
     return table
 
 
+def _print_result(result, title: str, model: str) -> None:
+    """The tables of `hipp eval` and `hipp score`: POPE per category, ScienceQA, then where the numbers came from."""
+    scoring = result.scoring + (f", {result.parser} parser" if result.parser else "")
+    if result.pope:
+        out.print(_pope_table(f"POPE ({title}, {scoring})", result.pope, result.pope_image_free))
+    if result.sqa:
+        table = Table(
+            "",
+            "n",
+            "correct",
+            "accuracy",
+            "with image",
+            "text only",
+            "image-free (with image)",
+            title=f"ScienceQA ({title}, {scoring})",
+        )
+        free = result.sqa_image_free
+        table.add_row(
+            "all",
+            str(result.sqa.n),
+            str(round(result.sqa.accuracy * result.sqa.n)),
+            f"{result.sqa.accuracy:.3f}",
+            f"{result.sqa.accuracy_image:.3f} ({result.sqa.n_image})",
+            f"{result.sqa.accuracy_text:.3f} ({result.sqa.n_text})",
+            f"{free.accuracy_image:.3f}" if free else "-",
+        )
+        out.print(table)
+    origin = "from the plan store cache, first computed" if result.cached else "computed"
+    out.print(f"{result.questions} questions, {origin} in {result.seconds:.1f} s ({model})", soft_wrap=True)
+
+
+def _print_notices(result) -> None:
+    for message in result.notices:
+        err.print(f"[yellow]notice:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+ParserOpt = Annotated[
+    str,
+    typer.Option(
+        help="How generated answers are read: official (the rules of POPE's and LLaVA's evaluation scripts, "
+        "exactly) or lenient (also 'NO', 'Not', '(B)', option text)."
+    ),
+]
+
+
 @app.command("eval")
 def eval_cmd(
     model: ModelArg,
-    bench: Annotated[str, typer.Option(help="pope, sqa or all.")] = "all",
+    bench: Annotated[
+        str,
+        typer.Option(
+            help="all (the benchmarks ShapesWorld has: pope, sqa) or names joined by commas; see `hipp benchmarks`."
+        ),
+    ] = "all",
     split: Annotated[
         str, typer.Option(help="ShapesWorld split (train, calib, dev, test) or ScienceQA split.")
     ] = "test",
     limit: Annotated[int | None, typer.Option(help="First N questions per POPE category and of ScienceQA.")] = None,
     generate: Annotated[
-        bool, typer.Option("--generate", help="Decode and parse answers instead of comparing logits.")
+        bool, typer.Option("--generate", help="Decode and parse answers (see --parser) instead of comparing logits.")
     ] = False,
+    parser: ParserOpt = "official",
     image_free: Annotated[
         bool, typer.Option(help="Also score every question over a blank image (prior baseline).")
     ] = True,
-    pope_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Real POPE: a folder of *_pope_<category>.json files, or one question file "
-            "(official, or LLaVA's llava_pope_test.jsonl with --pope-labels)."
-        ),
-    ] = None,
-    pope_images: Annotated[
-        Path | None, typer.Option(help="Image folder for --pope-dir (default: images/ beside it).")
-    ] = None,
-    pope_labels: Annotated[
-        Path | None,
-        typer.Option(help="Folder of official coco_pope_<category>.json files labelling LLaVA's question file."),
-    ] = None,
-    sqa_dir: Annotated[
-        Path | None, typer.Option(help="Real ScienceQA root (problems.json, pid_splits.json, images/).")
+    pope_dir: PopeDirOpt = None,
+    pope_images: PopeImagesOpt = None,
+    pope_labels: PopeLabelsOpt = None,
+    sqa_dir: SqaDirOpt = None,
+    sqa_images: SqaImagesOpt = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=DIR: the folder of a benchmark that has no option of its own (e.g. mme=/data/MME)."),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Questions per forward pass.")] = 32,
+    plan: Annotated[
+        Path | None,
+        typer.Option("--plan", help="Evaluate the model pruned by this blueprint JSON (from `hipp plan ...`)."),
+    ] = None,
+    physical: Annotated[
+        bool,
+        typer.Option("--physical", help="With --plan: score a physically pruned copy instead of masking the weights."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
 ) -> None:
-    """Evaluate a dense model on POPE (per category) and ScienceQA, with the image-free baseline."""
-    from hipp_core.api import evaluate_model
+    """Evaluate a model on POPE (per category) and ScienceQA, with the image-free baseline: dense, or pruned by a
+    saved blueprint (`--plan`, masked unless `--physical`)."""
+    from hipp_core import api
 
     def body() -> None:
         if batch_size < 1:
             raise HippError(f"--batch-size must be at least 1, got {batch_size}")
+        if physical and plan is None:
+            raise HippError("--physical needs --plan: it says how to apply a blueprint to the model")
+        blueprint = api.read_plan(plan) if plan is not None else None
+        mode = "physical" if physical else "masked"
         with progress_bar() as cb:
-            result = evaluate_model(
+            result = api.evaluate_model(
                 model,
                 bench,
                 split,
@@ -239,28 +425,67 @@ def eval_cmd(
                 pope_labels,
                 batch_size,
                 cb,
+                parser=parser,
+                sqa_images=sqa_images,
+                blueprint=blueprint,
+                mode=mode,
+                folders=_named_folders(data),
             )
+        evaluated = None if blueprint is None else {"plan_id": blueprint.plan_id, "file": str(plan), "mode": mode}
+        _print_notices(result)
+        if as_json:
+            report = result.to_json() if evaluated is None else result.to_json() | {"plan": evaluated}
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+            return
+        _print_result(result, split, f"model {result.model_id}")
+        if evaluated is not None:
+            out.print(
+                f"evaluated under plan {blueprint.plan_id} from {plan} "
+                f"({blueprint.achieved:.1%} of decoder parameters removed), {mode}",
+                soft_wrap=True,
+            )
+
+    run(body)
+
+
+@app.command("score")
+def score_cmd(
+    answers: Annotated[Path, typer.Argument(help="Answer file: POPE's {question, answer} lines or LLaVA's answers.")],
+    questions: Annotated[
+        Path | None,
+        typer.Option(help="LLaVA's POPE question file (llava_pope_test.jsonl) that LLaVA's answers answer."),
+    ] = None,
+    pope_labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="POPE label file (*_pope_<category>.json), or with --questions the folder of "
+            "coco_pope_<category>.json files."
+        ),
+    ] = None,
+    sqa_dir: Annotated[
+        Path | None, typer.Option(help="ScienceQA root (problems.json, pid_splits.json) for LLaVA's ScienceQA answers.")
+    ] = None,
+    sqa_images: Annotated[
+        Path | None, typer.Option(help="ScienceQA image folder; not needed to score, checked when given.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="ScienceQA split the answers are for (a label for POPE).")] = "test",
+    name: Annotated[
+        str | None,
+        typer.Option(help="Model these answers are from, as stored (default: the answers' model_id + ' (answers)')."),
+    ] = None,
+    parser: ParserOpt = "official",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
+) -> None:
+    """Score answers made elsewhere (POPE's or LLaVA's answer files) as `hipp eval` scores a model, and store them."""
+    from hipp_core import api
+
+    def body() -> None:
+        result = api.score_answers(answers, questions, pope_labels, sqa_dir, name, parser, split, sqa_images)
+        _print_notices(result)
         if as_json:
             sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
             return
-        if result.pope:
-            out.print(_pope_table(f"POPE ({split}, {result.scoring})", result.pope, result.pope_image_free))
-        if result.sqa:
-            table = Table(
-                "", "n", "accuracy", "with image", "text only", "image-free (with image)", title=f"ScienceQA ({split})"
-            )
-            free = result.sqa_image_free
-            table.add_row(
-                "all",
-                str(result.sqa.n),
-                f"{result.sqa.accuracy:.3f}",
-                f"{result.sqa.accuracy_image:.3f}",
-                f"{result.sqa.accuracy_text:.3f}",
-                f"{free.accuracy_image:.3f}" if free else "-",
-            )
-            out.print(table)
-        origin = "from the plan store cache, first computed" if result.cached else "computed"
-        out.print(f"{result.questions} questions, {origin} in {result.seconds:.1f} s (model {result.model_id})")
+        _print_result(result, split, f"answers of {result.model_name}, model id {result.model_id}")
 
     run(body)
 
@@ -268,16 +493,27 @@ def eval_cmd(
 @app.command("calibrate")
 def calibrate_cmd(
     model: ModelArg,
-    samples: Annotated[int, typer.Option(help="Calibration questions from the calib split.")] = 128,
+    samples: Annotated[int, typer.Option(help="Calibration questions (POPE, cycling its categories).")] = 128,
     batch_size: Annotated[int, typer.Option(help="Questions per forward pass.")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print the features as JSON only, on stdout.")] = False,
+    pope_dir: PopeDirOpt = None,
+    pope_images: PopeImagesOpt = None,
+    pope_labels: PopeLabelsOpt = None,
+    sqa_dir: SqaDirOpt = None,
+    sqa_images: SqaImagesOpt = None,
+    split: TuneSplitOpt = None,
+    test_pope: TestPopeOpt = None,
+    test_split: TestSplitOpt = None,
+    shapesworld: ShapesWorldOpt = False,
 ) -> None:
-    """Per-layer visual sensitivity, activation statistics and unit scores (Wanda-sp, magnitude, SynFlow)."""
+    """Per-layer visual sensitivity, activation statistics and unit scores (Wanda-sp, magnitude, SynFlow), on
+    ShapesWorld calib for an embedded model, on your POPE dev set (--pope-dir) for a local checkpoint."""
     from hipp_core.api import calibrate_model
 
     def body() -> None:
+        data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
         with progress_bar() as cb:
-            features, cached = calibrate_model(model, samples, batch_size, cb)
+            features, cached = calibrate_model(model, samples, batch_size, cb, data=data)
         if as_json:
             sys.stdout.write(json.dumps(features.to_json()) + "\n")
             return
@@ -306,11 +542,21 @@ def plan_baseline_cmd(
     backend: BackendOpt = "local",
     address: AddressOpt = None,
     num_workers: WorkersOpt = None,
+    pope_dir: PopeDirOpt = None,
+    pope_images: PopeImagesOpt = None,
+    pope_labels: PopeLabelsOpt = None,
+    sqa_dir: SqaDirOpt = None,
+    sqa_images: SqaImagesOpt = None,
+    split: TuneSplitOpt = None,
+    test_pope: TestPopeOpt = None,
+    test_split: TestSplitOpt = None,
+    shapesworld: ShapesWorldOpt = False,
 ) -> None:
     """A heuristic blueprint at a given sparsity (what the policy is compared against)."""
     from hipp_core.api import plan_baseline
 
     def body() -> None:
+        data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
         with progress_bar() as cb:
             blueprint = plan_baseline(
                 model,
@@ -321,6 +567,7 @@ def plan_baseline_cmd(
                 progress=cb,
                 backend=backend,
                 backend_options=_backend_options(address, num_workers),
+                data=data,
             )
         _write_plan(blueprint, output)
         out.print(
@@ -361,17 +608,28 @@ def train_policy_cmd(
     backend: BackendOpt = "local",
     address: AddressOpt = None,
     num_workers: WorkersOpt = None,
+    pope_dir: PopeDirOpt = None,
+    pope_images: PopeImagesOpt = None,
+    pope_labels: PopeLabelsOpt = None,
+    sqa_dir: SqaDirOpt = None,
+    sqa_images: SqaImagesOpt = None,
+    split: TuneSplitOpt = None,
+    test_pope: TestPopeOpt = None,
+    test_split: TestSplitOpt = None,
+    shapesworld: ShapesWorldOpt = False,
 ) -> None:
-    """Train the preference-conditioned policy with plan-level GRPO on the dev split (resumable)."""
+    """Train the preference-conditioned policy with plan-level GRPO on a dev set (resumable): ShapesWorld dev for
+    an embedded model, your POPE dev set and ScienceQA --split for a local checkpoint."""
     from hipp_core.api import GRPOConfig, train_policy
 
     def body() -> None:
         if limit < 1:
             raise HippError(f"--limit must be a positive number of questions, got {limit}")
+        data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
         config = GRPOConfig(reward=reward, seed=seed, limit=limit, prefs_per_iter=prefs, fixed_budget_groups=prefs // 2)
         options = _backend_options(address, num_workers)
         with progress_bar() as cb:
-            record = train_policy(model, iters, group_size, resume, config, backend, options, progress=cb)
+            record = train_policy(model, iters, group_size, resume, config, backend, options, progress=cb, data=data)
         last = record.curve[-1] if record.curve else {}
         out.print(
             f"policy {record.policy_id}: {last.get('iter', 0)} iterations, {last.get('evaluations', 0)} distinct plans "
@@ -568,14 +826,27 @@ def pipeline_cmd(
     iters: Annotated[int | None, typer.Option(help="GRPO iterations if the model has no trained policy yet.")] = None,
     limit: Annotated[int | None, typer.Option(help="Test questions per set (default: all).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export at --output.")] = False,
+    pope_dir: PopeDirOpt = None,
+    pope_images: PopeImagesOpt = None,
+    pope_labels: PopeLabelsOpt = None,
+    sqa_dir: SqaDirOpt = None,
+    sqa_images: SqaImagesOpt = None,
+    split: TuneSplitOpt = None,
+    test_pope: TestPopeOpt = None,
+    test_split: TestSplitOpt = None,
+    shapesworld: ShapesWorldOpt = False,
 ) -> None:
-    """calibrate → blueprint → materialize → recover → evaluate → export, reusing everything already computed."""
+    """calibrate → blueprint → materialize → recover → evaluate → export, reusing everything already computed.
+    Calibration and rewards read the data options as `train-policy` does."""
     from hipp_core.api import pipeline
 
     def body() -> None:
         preference = _parse_preference(pref)
+        data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
         with progress_bar() as cb:
-            result = pipeline(model, preference, sparsity, output, steps, rank, iters, limit, overwrite, progress=cb)
+            result = pipeline(
+                model, preference, sparsity, output, steps, rank, iters, limit, overwrite, progress=cb, data=data
+            )
         stages = Table("stage", "", "seconds", title="pipeline")
         for name, reused, seconds in result.stages:
             stages.add_row(name, "reused" if reused else "computed", f"{seconds:.1f}")

@@ -20,8 +20,8 @@ def cache_dir() -> Path:
 
 
 def default_threads() -> int:
-    # One core is left free: with another busy process on a 2-core box, 2 torch threads ran 18x slower
-    # than 1 (DESIGN §5). `$HIPP_THREADS` overrides.
+    # One core is left free: more torch threads than free cores runs many times slower beside other work
+    # (docs/design.md, The embedded testbed). `$HIPP_THREADS` overrides.
     env = os.environ.get("HIPP_THREADS")
     if env:
         return max(1, int(env))

@@ -9,7 +9,7 @@ rebuilt by the classes in `models/pruned_modeling.py`: other tools load them fro
 
 An export is only published after a reload reproduces the pruned model's logits, and it is written into a temporary
 sibling directory that is renamed into place at the end, so a failure or a kill never leaves a half-written export
-at `out_dir` (DESIGN §6).
+at `out_dir`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Plan-level GRPO for the pruning policy, with the SynFlow stability gate (our design, DESIGN §4).
+"""Plan-level GRPO for the pruning policy, with the SynFlow stability gate (our design; docs/design.md, Reward, gate, GRPO).
 
 Each iteration draws B preferences (a simplex corner, in turn, plus Dirichlet(1,1,1) draws) and, for each, G plans
 from the policy. Part of the groups run with the budget overridden to a shared random ρ: their plans differ only in
@@ -33,12 +33,14 @@ from hipp_core.errors import HippError
 from hipp_core.evaluation.backends import Evaluator
 from hipp_core.evaluation.engine import EvalResult
 from hipp_core.evaluation.stored import load_benchmark
+from hipp_core.objectives import NAMES
+from hipp_core.objectives import values as objective_values
 from hipp_core.policy import STATE_FEATURES, Planner, PlanSample, PolicyConfig, PrunePolicy
 from plan_store import PlanStore
 from plan_store.identity import canonical_json, digest
 from plan_store.pareto import non_dominated
 
-CORNERS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+CORNERS = tuple(tuple(float(i == j) for j in range(len(NAMES))) for i in range(len(NAMES)))
 REWARDS = ("linear", "tchebycheff")
 TCHEBYCHEFF_RHO = 0.05  # weight of the linear term that makes augmented Tchebycheff strictly Pareto-monotone
 
@@ -61,6 +63,10 @@ class GRPOConfig:
     limit: int | None = 100
     seed: int = 0
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    # What the run learnt from, by content (hipp_core.data.source): the reward questions' data key and the stored
+    # calibration behind the policy's state. Empty for ShapesWorld, so runs from before these fields keep their ids.
+    data: str = ""
+    calibration: str = ""
 
     def __post_init__(self) -> None:
         checks = [
@@ -99,26 +105,22 @@ class GRPOConfig:
         """What makes two runs the same run (iters is not: a longer run continues a shorter one)."""
         data = self.to_json()
         data.pop("iters")
+        for name in ("data", "calibration"):
+            if not data[name]:
+                data.pop(name)
         return data
 
 
 # -- reward and gate ----------------------------------------------------------------------------------------------
 def objectives(result: EvalResult, dense: EvalResult, achieved: float) -> np.ndarray:
-    """(utility, robustness, compression) relative to the dense model on the same questions."""
-    return np.array(
-        [
-            result.sqa.accuracy / max(dense.sqa.accuracy, 1e-9),
-            result.pope_balanced_accuracy / max(dense.pope_balanced_accuracy, 1e-9),
-            achieved,
-        ]
-    )
+    """The objectives' values (in `objectives.NAMES` order) relative to the dense model on the same questions."""
+    return objective_values(result.to_metrics(), dense.to_metrics(), achieved)
 
 
 def collapsed_objectives(dense: EvalResult, chance_sqa: float, achieved: float) -> np.ndarray:
     """What a collapsed model scores: chance on ScienceQA, 0.5 POPE balanced accuracy, at its real compression."""
-    return np.array(
-        [chance_sqa / max(dense.sqa.accuracy, 1e-9), 0.5 / max(dense.pope_balanced_accuracy, 1e-9), achieved]
-    )
+    chance = {"sqa.accuracy": chance_sqa, "pope_balanced_accuracy": 0.5}
+    return objective_values(chance, dense.to_metrics(), achieved)
 
 
 def reward(obj: np.ndarray, w: Sequence[float], kind: str = "linear") -> float:
@@ -269,7 +271,7 @@ class GRPOTrainer:
     def _preferences(self, it: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, it])
-        prefs = [CORNERS[it % 3], *rng.dirichlet(np.ones(3), size=cfg.prefs_per_iter - 1)]
+        prefs = [CORNERS[it % len(CORNERS)], *rng.dirichlet(np.ones(len(NAMES)), size=cfg.prefs_per_iter - 1)]
         w = torch.tensor(np.repeat(np.array(prefs), cfg.group_size, axis=0), dtype=torch.float32)
         if cfg.fixed_budget_groups == 0:
             return w, None
@@ -348,5 +350,6 @@ def _group_advantages(rewards: np.ndarray, g: int) -> np.ndarray:
 
 def _chance_sqa(evaluator: Evaluator) -> float:
     """Expected accuracy of uniform guessing on the evaluator's ScienceQA questions."""
-    _, sqa = load_benchmark("sqa", evaluator.split, evaluator.limit)
+    sqa = load_benchmark("sqa", evaluator.split, evaluator.limit, evaluator.data)["sqa"]
+    sqa = [item for items in sqa.values() for item in items]
     return float(np.mean([1.0 / len(item.choices) for item in sqa])) if sqa else 0.0

@@ -288,7 +288,7 @@ def _check_recover(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
 # -- export -----------------------------------------------------------------------------------------------------
 def check_export_target(out_dir: str, overwrite: bool) -> Path:
     """Where an export may go: an absolute path whose parent folder exists; an existing path only with `overwrite`,
-    and then only a previous HiPP-Prune export (DESIGN §6: never overwrite unless asked)."""
+    and then only a previous HiPP-Prune export (an export never overwrites unless asked)."""
     from hipp_core.models.loading import prune_plan
 
     if not isinstance(out_dir, str) or not out_dir.strip():

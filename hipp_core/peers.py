@@ -22,19 +22,14 @@ Configuration (ours, fixed so comparisons are at matched decoder sparsity):
   rest. Torch-Pruning enters its head-removal branch only when the attention group also has a positive width
   ratio, so q_proj gets ratio 0.5 as that switch; with `prune_head_dims=False` it removes no dimension itself.
 
-Which configuration runs (measured on 2 CPU cores beside other work, torch 2.13, transformers 5.23, random weights):
-- MHA (as many KV heads as query heads): heads + MLP channels. In process, graph + pruning + read-back take
-  0.03–0.08 s for a 2-layer decoder (hidden 64) and 0.3 s at the embedded size (8 layers, hidden 128); a call
-  takes 5–6 s, nearly all of it the child importing torch and transformers.
+Which configuration runs (docs/design.md, Torch-Pruning as a peer, has the measurements):
+- MHA (as many KV heads as query heads): heads + MLP channels.
 - GQA (fewer KV heads, as in every embedded model): MLP channels only, attention kept dense, the whole budget
-  taken by the MLP (up to what it holds; beyond that a `HippError` names the reachable maximum); same timings.
-  With q/k/v prunable, Torch-Pruning 1.6.0 never finishes building its dependency graph: in
-  `DependencyGraph.get_pruning_group` on q_proj, the index mapping through repeat_kv's expand/reshape shifts the
-  indices on every trip around the q-k-v cycle (largest index 63 → 543 → 5,343 → 21,343 for a 64-wide projection
-  after 50 / 500 / 5,000 / 20,000 group entries), so its visited check, which compares index lists exactly, never
-  stops the walk, and each step scans the whole group. Killed after 60 s for a 1-layer decoder with 4 query / 2 KV
-  heads (> 100 s measured earlier, with transformers 4.57 and 5.23 alike). `heads=True` still tries it, in the
-  child process killed at `timeout_s`, and raises a one-line `HippError` naming that failure. An MHA-equivalent
+  taken by the MLP (up to what it holds; beyond that a `HippError` names the reachable maximum). With q/k/v
+  prunable, Torch-Pruning 1.6.0 never finishes building its dependency graph under GQA: the index mapping through
+  repeat_kv's expand/reshape shifts the indices on every trip around the q-k-v cycle, so its visited check never
+  stops the walk. `heads=True` still tries it, in the child process killed at `timeout_s`, and raises a one-line
+  `HippError` naming that failure. An MHA-equivalent
   view (k/v weights repeated per query head) was not used: Torch-Pruning would then choose heads freely, which can
   leave KV groups with unequal head counts (not a valid GQA plan), and it would count the copies as prunable.
 

@@ -1,4 +1,4 @@
-"""The hierarchical preference-conditioned pruning policy (our design, DESIGN §4).
+"""The hierarchical preference-conditioned pruning policy (our design; docs/design.md, The policy).
 
 One call maps a preference w = (utility, robustness, compression) on the simplex to a whole plan:
 - budget head: ρ = ρ_min + (ρ_max − ρ_min)·x, x ~ Beta(a(w), b(w));
@@ -37,6 +37,7 @@ from hipp_core import validation
 from hipp_core.blueprint import Blueprint, LayerShape, UnitScores, count_params, make_blueprint
 from hipp_core.calibrate import CalibrationFeatures
 from hipp_core.errors import HippError
+from hipp_core.objectives import NAMES
 
 _BUDGET_SPREAD = 6.0  # a + b − 2 of the initial budget Beta
 _BUDGET_INIT_LOGIT = math.log(math.expm1(_BUDGET_SPREAD / 2))  # softplus⁻¹(3): Beta(4, 4) before any prior
@@ -52,8 +53,8 @@ class PolicyConfig:
     split_spread: float = 4.0  # a + b of the attention share's initial Beta(a, b), a = b: lower = more exploration
     s_max: float = 0.9  # no layer loses more than this share of its parameters
     # The budget head starts with its mean rising with the compression weight (ρ ≈ 0.16 at w_c = 0 to 0.59 at
-    # w_c = 1) instead of one mid budget for every w: trained from a w-blind start, the head stayed at ρ 0.45-0.49
-    # for every preference in 16 iterations, which left the policy's front a narrow band of sparsities.
+    # w_c = 1) instead of one mid budget for every w: from a w-blind start the head barely moved with the preference
+    # in training, which left the policy's front a narrow band of sparsities (docs/design.md, The policy).
     compression_prior: bool = True
 
     def __post_init__(self) -> None:
@@ -102,10 +103,10 @@ class PrunePolicy(nn.Module):
         super().__init__()
         self.config = config
         h = config.hidden
-        self.encode = nn.Sequential(nn.Linear(n_features + 4, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh())
+        self.encode = nn.Sequential(nn.Linear(n_features + len(NAMES) + 1, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh())
         self.allocation = nn.Sequential(nn.Linear(2 * h, h), nn.Tanh(), nn.Linear(h, 2))  # attention, MLP
-        self.budget = nn.Sequential(nn.Linear(n_features + 3, h), nn.Tanh(), nn.Linear(h, 2))
-        self.split = nn.Sequential(nn.Linear(n_features + 4, h), nn.Tanh(), nn.Linear(h, 2))
+        self.budget = nn.Sequential(nn.Linear(n_features + len(NAMES), h), nn.Tanh(), nn.Linear(h, 2))
+        self.split = nn.Sequential(nn.Linear(n_features + len(NAMES) + 1, h), nn.Tanh(), nn.Linear(h, 2))
         self.log_kappa = nn.Parameter(torch.tensor(math.log(config.concentration)))
         # Start from the uniform allocation (an even split, uniform over layers) and a Beta(4, 4) budget (moved
         # along the compression weight by `budget_prior`), so the first plans are the uniform baseline's neighbours
@@ -121,7 +122,7 @@ class PrunePolicy(nn.Module):
 
     # -- distributions --------------------------------------------------------------------------------------------
     def budget_dist(self, state: torch.Tensor, w: torch.Tensor) -> Beta:
-        """state [L, F], w [B, 3] → Beta over x ∈ (0, 1) per row of w."""
+        """state [L, F], w [B, objectives] → Beta over x ∈ (0, 1) per row of w."""
         pooled = state.mean(0, keepdim=True).expand(w.shape[0], -1)
         logits = self.budget(torch.cat([pooled, w], dim=1)) + self.budget_prior(w)
         ab = nn.functional.softplus(logits) + 1.0  # ≥ 1: unimodal
@@ -133,7 +134,7 @@ class PrunePolicy(nn.Module):
         the prior."""
         if not self.config.compression_prior:
             return torch.zeros(w.shape[0], 2)
-        m = 0.05 + 0.9 * w[:, 2]
+        m = 0.05 + 0.9 * w[:, NAMES.index("compression")]
         target = torch.stack([_BUDGET_SPREAD * m, _BUDGET_SPREAD * (1 - m)], dim=1)
         return torch.log(torch.expm1(target)) - _BUDGET_INIT_LOGIT
 

@@ -2,7 +2,7 @@
 
 Pruning removes units the remaining ones were trained to work with; a short LoRA fine-tune on the pruned decoder
 lets them compensate. Only the language decoder's seven projections get adapters (vision tower, projector,
-embeddings and lm_head stay frozen, DESIGN §4); after training the adapters are merged into the weights, so the
+embeddings and lm_head stay frozen; docs/design.md, Prunable units); after training the adapters are merged into the weights, so the
 recovered model has exactly the pruned model's shapes and parameter count and is written like any export.
 
 Data: ShapesWorld `train` drawn with the embedded models' own recipe (`models/train.py`), or a user's LLaVA-format

@@ -40,7 +40,7 @@ def stored_test_scores(path: Path) -> dict[str, float] | None:
     from hipp_core.models.loading import checkpoint_id
     from plan_store import DENSE_PLAN_ID, EvalKey, PlanStore
 
-    key = EvalKey(checkpoint_id(path), DENSE_PLAN_ID, bench_key("all", True, []), "test", "dense", "logits", None)
+    key = EvalKey(checkpoint_id(path), DENSE_PLAN_ID, bench_key("all", True), "test", "dense", "logits", None)
     record = PlanStore().get_evaluation(key)
     return record.metrics if record else None
 

@@ -1,6 +1,6 @@
 """What the dashboard pages compute before drawing: model choice, readiness, preference sliders, plan tables, the
 Pareto cloud. Plain data in, plain data (dataclasses, DataFrames) out, no Streamlit, so it is tested directly and
-the pages stay drawing code (DESIGN §3)."""
+the pages stay drawing code."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hipp_core import objectives
 from hipp_core.blueprint import Blueprint, LayerShape, count_params, decoder_flops
 from plan_store import EvaluationRecord, JobRecord, PlanRecord, PlanStore, PolicyRecord, non_dominated
 
 EMBEDDED_CHOICES = {"Embedded LLaVA": "embedded:llava", "Embedded Qwen2.5-VL": "embedded:qwen2_5_vl"}
 LOCAL_CHOICE = "Local checkpoint directory"
 DEFAULT_SPEC = "embedded:llava"
-PREFERENCE_NAMES = ("utility", "robustness", "compression")
+PREFERENCE_NAMES = objectives.NAMES
 FLOPS_SEQ_LEN = 128  # reference sequence length for FLOPs: about one image plus a question on the embedded models
 
 
@@ -151,20 +152,19 @@ def mean_yes_ratio(metrics: dict[str, float]) -> float | None:
 def evaluated_preferences(store: PlanStore, model_id: str) -> pd.DataFrame:
     """Every evaluated plan that has a preference, each with its largest evaluation: one store query, which the
     dashboard runs once per store version (`PlanStore.version`); `nearest_plans` then ranks it on every slider move
-    without touching the store. Rows are sorted by plan id; columns `w0`-`w2` hold the preference, the rest are for
-    display."""
+    without touching the store. Rows are sorted by plan id; one `w:<objective>` column per objective holds the
+    preference, the rest are for display."""
+    everything = objectives.by_name([1.0] * len(objectives.NAMES))
     rows = [
         {
             "plan": plan.plan_id,
-            "w0": plan.preference[0],
-            "w1": plan.preference[1],
-            "w2": plan.preference[2],
-            "preference (U, R, C)": ", ".join(f"{x:.2f}" for x in plan.preference),
+            **{f"w:{name}": x for name, x in zip(objectives.NAMES, objectives.in_order(plan.preference))},
+            "preference (U, R, C)": ", ".join(f"{x:.2f}" for x in objectives.in_order(plan.preference)),
             "sparsity": plan.sparsity,
             **headline(ev.metrics),
             "measured on": f"{ev.key.split} · {ev.sample_count} q · {ev.key.mode}",
         }
-        for plan, ev, _ in store.nearest_evaluated(model_id, (1.0, 1.0, 1.0), None)
+        for plan, ev, _ in store.nearest_evaluated(model_id, everything, None)
     ]
     frame = pd.DataFrame(rows)
     return frame.sort_values("plan", ignore_index=True) if rows else frame
@@ -177,9 +177,10 @@ def nearest_plans(evaluated: pd.DataFrame, preference: Sequence[float], k: int =
         return evaluated
     w = np.asarray(preference, dtype=float)
     w = w / w.sum()
-    distance = np.sqrt(((evaluated[["w0", "w1", "w2"]].to_numpy(dtype=float) - w) ** 2).sum(axis=1))
+    columns = [f"w:{name}" for name in objectives.NAMES]
+    distance = np.sqrt(((evaluated[columns].to_numpy(dtype=float) - w) ** 2).sum(axis=1))
     order = np.argsort(distance, kind="stable")[:k]  # rows are sorted by plan id: ties keep that order
-    near = evaluated.iloc[order].drop(columns=["w0", "w1", "w2"])
+    near = evaluated.iloc[order].drop(columns=columns)
     near.insert(1, "distance", distance[order])
     return near.reset_index(drop=True)
 
@@ -218,7 +219,7 @@ def cloud_frame(pairs: Sequence[tuple[PlanRecord, EvaluationRecord]]) -> pd.Data
     """One row per evaluation of a plan: identity, preference, mode, measurement and every objective column."""
     rows = []
     for plan, ev in pairs:
-        w = plan.preference
+        w = None if plan.preference is None else objectives.in_order(plan.preference)
         rows.append(
             {
                 "plan_id": plan.plan_id,
@@ -229,7 +230,7 @@ def cloud_frame(pairs: Sequence[tuple[PlanRecord, EvaluationRecord]]) -> pd.Data
                 "split": ev.key.split,
                 "scoring": ev.key.scoring,
                 "limit": ev.key.limit,
-                "robustness weight": np.nan if w is None else w[1],
+                "robustness weight": np.nan if w is None else plan.preference.get("robustness", 0.0),
                 "preference": "" if w is None else ", ".join(f"{x:.2f}" for x in w),
                 "sparsity": plan.sparsity,
                 "yes_ratio": mean_yes_ratio(ev.metrics),
@@ -283,7 +284,7 @@ def _number(value: float | None) -> str:
 
 
 def plan_label(plan: PlanRecord) -> str:
-    w = "" if plan.preference is None else " · w=" + "/".join(f"{x:.2f}" for x in plan.preference)
+    w = "" if plan.preference is None else " · w=" + "/".join(f"{x:.2f}" for x in objectives.in_order(plan.preference))
     return f"{plan.plan_id} · {plan.source} · {plan.sparsity:.1%}{w}"
 
 

@@ -10,28 +10,29 @@ import math
 from collections.abc import Sequence
 
 from hipp_core.errors import HippError
-from plan_store.records import normalize_preference
+from hipp_core.objectives import NAMES
 
 S_MAX = 0.9  # no plan may remove this share of the decoder or more: a layer budget must leave something to keep
 
 
-def preference(values: Sequence[float]) -> tuple[float, float, float]:
-    """Weights U,R,C (utility, robustness, compression), validated and normalised onto the simplex."""
+def preference(values: Sequence[float]) -> tuple[float, ...]:
+    """One weight per objective, in `objectives.NAMES` order (U,R,C: utility, robustness, compression), validated and
+    normalised onto the simplex."""
+    n, names = len(NAMES), ", ".join(NAMES)
     try:
         weights = tuple(float(x) for x in values)
     except (TypeError, ValueError):
-        raise HippError(f"preference must be three numbers U,R,C (e.g. 0.2,0.7,0.1), got {values!r}") from None
-    if len(weights) != 3:
-        raise HippError(
-            f"preference needs exactly 3 weights U,R,C (utility, robustness, compression), got {len(weights)}"
-        )
+        raise HippError(f"preference must be {n} numbers ({names}), e.g. 0.2,0.7,0.1, got {values!r}") from None
+    if len(weights) != n:
+        raise HippError(f"preference needs exactly {n} weights ({names}), got {len(weights)}")
     if not all(math.isfinite(x) for x in weights):
         raise HippError(f"preference weights must be finite numbers, got {weights}")
     if any(x < 0 for x in weights):
         raise HippError(f"preference weights must be ≥ 0, got {weights}")
     if sum(weights) <= 0:
         raise HippError("preference weights are all zero; give at least one a positive weight, e.g. 0.2,0.7,0.1")
-    return normalize_preference(weights)
+    total = sum(weights)
+    return tuple(x / total for x in weights)
 
 
 def sparsity(value: float, s_max: float = S_MAX, name: str = "sparsity") -> float:

@@ -33,10 +33,8 @@ def pin_threads() -> None:
     """Torch's thread count as the CLI sets it ($HIPP_THREADS, else one core left free), for this script run.
 
     Call it at the start of every run that may call torch, fragment reruns included: Streamlit gives each run a new OS
-    thread, and OpenMP keeps its thread count per thread, so a count set once at import held only in the first run's
-    thread (torch.get_num_threads() still said 1 in later ones). Measured beside the browser on 2 cores: one policy
-    call took ~55 ms in a later run's thread, 9 ms once pinned there; earlier, 100 tiny policy-sized layers had taken
-    up to 0.5 s with the default count."""
+    thread, and OpenMP keeps its thread count per thread, so a count set once at import holds only in the first run's
+    thread (docs/design.md, Speed, has what it cost)."""
     api.set_threads()
 
 

@@ -156,8 +156,8 @@ def _blueprint_view(planner: api.Planner, choice: api.ModelChoice) -> None:
     heads, mlp = api.kept_grid(blueprint, planner.shapes)
     kept = {"colorscale": [[0, "#f0f0f0"], [1, "#08519c"]], "zmin": 0, "zmax": 1, "x": layers, "xaxis": "x"}
     # One figure whose three panels share the layer axis: the allocation over visual sensitivity on top, then which
-    # heads and which MLP channel blocks each layer keeps. A second Plotly chart cost the browser ~80-100 ms per
-    # slider move; a figure is built in one constructor call (make_subplots + update_* took ~30 ms of script time).
+    # heads and which MLP channel blocks each layer keeps. One chart, built in one constructor call, because each
+    # extra Plotly chart and each make_subplots/update_* call showed in the slider latency (docs/design.md, Speed).
     figure = go.Figure(
         data=[
             *bars,
@@ -185,9 +185,8 @@ def _blueprint_view(planner: api.Planner, choice: api.ModelChoice) -> None:
     )
     st.plotly_chart(figure, width="stretch", key="blueprint_chart")
 
-    # Static tables: a handful of rows, drawn with the rest of the run; the interactive grid went on repainting
-    # its cells for up to ~200 ms after a slider move's run had finished. Numbers are formatted as text: a pandas
-    # Styler took ~13 ms of script time per table.
+    # Static tables: a handful of rows, drawn with the rest of the run (the interactive grid kept repainting after
+    # the run had finished); numbers formatted as text, which is cheaper than a pandas Styler.
     with st.expander("Per-layer numbers"):
         st.table(table.assign(**{c: table[c].map("{:.1%}".format) for c in ("attention", "mlp", "sparsity")}))
 

@@ -8,6 +8,8 @@ snapshots of committed rows; timestamps are timezone-aware UTC.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -32,7 +34,7 @@ TERMINAL_JOB_STATUSES: tuple[str, ...] = ("done", "failed", "cancelled")
 # it inside the evaluations primary key, where NULL would defeat uniqueness.
 DENSE_PLAN_ID = "dense"
 
-Preference = tuple[float, float, float]
+Preference = dict[str, float]  # objective name -> weight, on the simplex
 
 
 def utc(ts: datetime | None) -> datetime | None:
@@ -40,12 +42,22 @@ def utc(ts: datetime | None) -> datetime | None:
     return None if ts is None else ts.replace(tzinfo=UTC)
 
 
-def normalize_preference(w: tuple[float, ...]) -> Preference:
-    """Preferences live on the 3-simplex; scaling them there makes distances between them meaningful."""
-    if len(w) != 3 or not all(math.isfinite(x) and x >= 0 for x in w) or sum(w) <= 0:
-        raise StoreError(f"preference {tuple(w)} must be 3 non-negative finite weights with a positive sum")
-    total = float(sum(w))
-    return (w[0] / total, w[1] / total, w[2] / total)
+OBJECTIVE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def normalize_preference(w: Mapping[str, float]) -> Preference:
+    """Preferences are weights keyed by objective name, scaled onto the simplex so that distances between them mean
+    something. The store does not know which objectives exist: the library names them."""
+    if not isinstance(w, Mapping) or not w:
+        raise StoreError(f"preference {w!r} must map objective names to weights, e.g. {{'utility': 0.5, ...}}")
+    bad = [name for name in w if not (isinstance(name, str) and OBJECTIVE_NAME.match(name))]
+    if bad:
+        raise StoreError(f"preference objective names must be lower-case identifiers, got {bad}")
+    values = list(w.values())
+    if not all(isinstance(x, int | float) and math.isfinite(x) and x >= 0 for x in values) or sum(values) <= 0:
+        raise StoreError(f"preference {dict(w)} must have non-negative finite weights with a positive sum")
+    total = float(sum(values))
+    return {name: float(x) / total for name, x in w.items()}
 
 
 def _check_choice(value: str, allowed: tuple[str, ...], what: str) -> None:

@@ -106,7 +106,31 @@ _INITIAL = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "create all tables", _INITIAL),)
+# Preferences keyed by objective name instead of three positional weights, so an objective can be added without a
+# schema change. The table is rebuilt (DuckDB cannot drop columns a CHECK constraint names); the old columns meant
+# (utility, robustness, compression), the only objectives there were when they were written.
+_PREFERENCES_BY_NAME = (
+    f"""CREATE TABLE plans_v2 (
+        plan_id VARCHAR PRIMARY KEY,
+        model_id VARCHAR NOT NULL,
+        blueprint_json VARCHAR NOT NULL,
+        source VARCHAR NOT NULL {_one_of("source", PLAN_SOURCES)},
+        preference_json VARCHAR,
+        sparsity DOUBLE NOT NULL CHECK (sparsity BETWEEN 0 AND 1),
+        created_at TIMESTAMP NOT NULL
+    )""",
+    """INSERT INTO plans_v2 SELECT plan_id, model_id, blueprint_json, source,
+        CASE WHEN w0 IS NULL THEN NULL
+             ELSE json_object('compression', w2, 'robustness', w1, 'utility', w0)::VARCHAR END,
+        sparsity, created_at FROM plans""",
+    "DROP TABLE plans",
+    "ALTER TABLE plans_v2 RENAME TO plans",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "create all tables", _INITIAL),
+    Migration(2, "plan preferences keyed by objective name", _PREFERENCES_BY_NAME),
+)
 
 
 def latest_version() -> int:

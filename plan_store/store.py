@@ -52,7 +52,7 @@ from .records import (
     utc,
 )
 
-_PLAN_COLUMNS = ("plan_id", "model_id", "blueprint_json", "source", "sparsity", "w0", "w1", "w2", "created_at")
+_PLAN_COLUMNS = ("plan_id", "model_id", "blueprint_json", "source", "sparsity", "preference_json", "created_at")
 _EVAL_KEY_COLUMNS = ("model_id", "plan_id", "bench", "split", "mode", "scoring", "sample_limit")
 _EVAL_COLUMNS = (*_EVAL_KEY_COLUMNS, "metrics_json", "sample_count", "seconds", "created_at")
 _JOB_COLUMNS = (
@@ -86,19 +86,27 @@ def _insert(conn: duckdb.DuckDBPyConnection, table: str, row: dict[str, Any], co
     conn.execute(f"INSERT {conflict} INTO {table} ({', '.join(row)}) VALUES ({marks})", list(row.values()))
 
 
+def _preference_distance(target: Preference, column: str) -> tuple[str, list[Any]]:
+    """SQL for the Euclidean distance between a stored preference (JSON in `column`) and `target`, with its
+    parameters; an objective one side lacks weighs 0 there."""
+    terms = [f"(coalesce(CAST(json_extract({column}, ?) AS DOUBLE), 0) - ?) ** 2" for _ in target]
+    params: list[Any] = [x for name, weight in target.items() for x in (f"$.{name}", weight)]
+    return f"sqrt({' + '.join(terms)})", params
+
+
 def _key_params(key: EvalKey) -> list[Any]:
     return [key.model_id, key.plan_id, key.bench, key.split, key.mode, key.scoring, key.sample_limit]
 
 
 def _plan_from_row(row: tuple) -> PlanRecord:
-    plan_id, model_id, blueprint_json, source, sparsity, w0, w1, w2, created_at = row
+    plan_id, model_id, blueprint_json, source, sparsity, preference_json, created_at = row
     return PlanRecord(
         plan_id=plan_id,
         model_id=model_id,
         blueprint=json.loads(blueprint_json),
         source=source,
         sparsity=sparsity,
-        preference=None if w0 is None else (w0, w1, w2),
+        preference=None if preference_json is None else json.loads(preference_json),
         created_at=utc(created_at),
     )
 
@@ -215,9 +223,9 @@ class PlanStore:
             for model_id in {d.model_id for d in drafts}:
                 self._require_model(conn, model_id)
             for d in drafts:
-                w0, w1, w2 = d.preference or (None, None, None)
+                preference = None if d.preference is None else canonical_json(d.preference)
                 row = {"plan_id": d.plan_id, "model_id": d.model_id, "blueprint_json": d.blueprint_json}
-                row |= {"source": d.source, "sparsity": d.sparsity, "w0": w0, "w1": w1, "w2": w2, "created_at": now}
+                row |= {"source": d.source, "sparsity": d.sparsity, "preference_json": preference, "created_at": now}
                 _insert(conn, "plans", row, "OR IGNORE")
             return [self._plan(conn, d.plan_id) for d in drafts]
 
@@ -238,12 +246,12 @@ class PlanStore:
         Plans without a preference (baselines, manual ones) are not candidates."""
         if k < 0:
             raise ValueError(f"k must be non-negative, got {k}")
-        target = normalize_preference(w)
+        distance, params = _preference_distance(normalize_preference(w), "preference_json")
         with self._db.transaction(read_only=True) as conn:
             rows = conn.execute(
-                f"SELECT {_select(_PLAN_COLUMNS)}, sqrt((w0 - ?) ** 2 + (w1 - ?) ** 2 + (w2 - ?) ** 2) AS distance "
-                "FROM plans WHERE model_id = ? AND w0 IS NOT NULL ORDER BY distance, plan_id LIMIT ?",
-                [*target, model_id, k],
+                f"SELECT {_select(_PLAN_COLUMNS)}, {distance} AS distance "
+                "FROM plans WHERE model_id = ? AND preference_json IS NOT NULL ORDER BY distance, plan_id LIMIT ?",
+                [*params, model_id, k],
             ).fetchall()
         return [(_plan_from_row(row[:-1]), row[-1]) for row in rows]
 
@@ -381,20 +389,20 @@ class PlanStore:
         a third of a second once GRPO had stored a few hundred plans."""
         if k is not None and k < 0:
             raise ValueError(f"k must be non-negative, got {k}")
-        target = normalize_preference(w)
+        distance, params = _preference_distance(normalize_preference(w), "p.preference_json")
         with self._db.transaction(read_only=True) as conn:
             rows = conn.execute(
                 f"WITH ranked AS (SELECT p.plan_id, e.bench, e.split, e.mode, e.scoring, e.sample_limit, "
-                "sqrt((p.w0 - ?) ** 2 + (p.w1 - ?) ** 2 + (p.w2 - ?) ** 2) AS distance, "
+                f"{distance} AS distance, "
                 "row_number() OVER (PARTITION BY p.plan_id ORDER BY e.sample_count DESC, e.created_at DESC) AS rn "
                 "FROM plans p JOIN evaluations e ON e.plan_id = p.plan_id "
-                "WHERE p.model_id = ? AND p.w0 IS NOT NULL) "
+                "WHERE p.model_id = ? AND p.preference_json IS NOT NULL) "
                 f"SELECT {_select(_PLAN_COLUMNS, 'p')}, {_select(_EVAL_COLUMNS, 'e')}, r.distance FROM ranked r "
                 "JOIN plans p ON p.plan_id = r.plan_id JOIN evaluations e ON e.plan_id = r.plan_id "
                 "AND e.bench = r.bench AND e.split = r.split AND e.mode = r.mode AND e.scoring = r.scoring "
                 "AND e.sample_limit = r.sample_limit "
                 "WHERE r.rn = 1 ORDER BY r.distance, r.plan_id" + ("" if k is None else f" LIMIT {int(k)}"),
-                [*target, model_id],
+                [*params, model_id],
             ).fetchall()
         split_at = len(_PLAN_COLUMNS)
         return [(_plan_from_row(row[:split_at]), _evaluation_from_row(row[split_at:-1]), row[-1]) for row in rows]

@@ -19,7 +19,7 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "models": (("model_id",), ("model_id", "spec", "family", "config_json", "created_at")),
     "plans": (
         ("plan_id",),
-        ("plan_id", "model_id", "blueprint_json", "source", "w0", "w1", "w2", "sparsity", "created_at"),
+        ("plan_id", "model_id", "blueprint_json", "source", "preference_json", "sparsity", "created_at"),
     ),
     "evaluations": (
         ("model_id", "plan_id", "bench", "split", "mode", "scoring", "sample_limit"),
@@ -37,6 +37,14 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "created_at",
         ),
     ),
+}
+
+
+# Columns that exports written before a schema migration lack, and how to rebuild them from what those exports hold
+# (see schema.py, migration 2: three positional weights meant utility, robustness, compression).
+OLD_FORMS = {
+    "preference_json": "CASE WHEN w0 IS NULL THEN NULL "
+    "ELSE json_object('compression', w2, 'robustness', w1, 'utility', w0)::VARCHAR END",
 }
 
 
@@ -70,8 +78,11 @@ def import_tables(conn: duckdb.DuckDBPyConnection, directory: Path) -> ImportSum
         (before,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
         try:
             (rows,) = conn.execute("SELECT count(*) FROM read_parquet(?)", [str(source)]).fetchone()
+            described = conn.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(source)]).fetchall()
+            offered_columns = {row[0] for row in described}
+            selected = ", ".join(OLD_FORMS.get(c, c) if c not in offered_columns else c for c in columns)
             conn.execute(
-                f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM read_parquet(?) "
+                f"INSERT INTO {table} ({column_list}) SELECT {selected} FROM read_parquet(?) "
                 f"ON CONFLICT ({', '.join(key)}) DO NOTHING",
                 [str(source)],
             )

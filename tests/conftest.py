@@ -88,6 +88,11 @@ class CliRun:
     stdout: str
     stderr: str
 
+    @property
+    def output(self) -> str:
+        """Both streams, stdout first: for checks that do not care where a line went."""
+        return self.stdout + self.stderr
+
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> CliRun:
     """`hipp ARGS` in this process through Typer's test runner, set up as `hipp_core.cli.main` sets up a process;
@@ -188,11 +193,12 @@ def steered_policy(spec: str) -> str:
     import torch
 
     from hipp_core import api
+    from hipp_core.data.source import DataSource
     from hipp_core.grpo import GRPOConfig
     from hipp_core.policy import STATE_FEATURES
 
     config = GRPOConfig(iters=1, group_size=2, prefs_per_iter=2, fixed_budget_groups=1, limit=4)
-    record = api.train_policy(spec, config=config)
+    record = api.train_policy(spec, config=config, data=DataSource(shapesworld=True))  # a local checkpoint too
     checkpoint = torch.load(record.checkpoint_path, weights_only=True)
     head = checkpoint["policy"]  # budget head: Linear([pooled layer state, w] → h), tanh, Linear(h → Beta's a, b)
     first, second = torch.zeros_like(head["budget.0.weight"]), torch.zeros_like(head["budget.2.weight"])

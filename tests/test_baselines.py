@@ -6,20 +6,23 @@ import pytest
 from hipp_core import baselines
 from hipp_core.api import calibrate_model, evaluate_model, plan_baseline
 from hipp_core.blueprint import allocate
+from hipp_core.data.source import DataSource
 from hipp_core.errors import HippError
 from hipp_core.models.loading import load_model
+
+SHAPESWORLD = DataSource(shapesworld=True)  # the tiny random checkpoint is a local one: ShapesWorld by name
 
 
 @pytest.mark.parametrize("method", ["uniform", "owl", "visual", "magnitude"])
 def test_heuristics_give_valid_plans_at_the_budget(method, tiny_llava):
-    bp = plan_baseline(str(tiny_llava), method, 0.3, samples=6)
+    bp = plan_baseline(str(tiny_llava), method, 0.3, samples=6, data=SHAPESWORLD)
     assert bp.source == "baseline" and bp.criterion == baselines.get(method).criterion
     assert abs(bp.achieved - 0.3) < 0.06  # two tiny layers: one MLP block is several points
     assert bp.model_id == load_model(str(tiny_llava)).model_id
 
 
 def test_visual_allocation_spares_the_layers_that_read_the_image(tiny_llava):
-    features, _ = calibrate_model(str(tiny_llava), samples=6)
+    features, _ = calibrate_model(str(tiny_llava), samples=6, data=SHAPESWORLD)
     shapes = load_model(str(tiny_llava)).adapter.layer_shapes()
     s = allocate(shapes, 0.3, baselines.get("visual").allocate(features, 0.3))
     v = np.asarray(features.v_attn) + np.clip(features.v_flow, 0, None)
@@ -36,8 +39,8 @@ def test_owl_stays_within_its_band_before_rescaling():
 
 
 def test_random_best_of_n_is_seeded_and_its_evaluations_are_cached(tiny_llava):
-    a = plan_baseline(str(tiny_llava), "random", 0.3, samples=6, n_random=2, limit=4)
-    b = plan_baseline(str(tiny_llava), "random", 0.3, samples=6, n_random=2, limit=4)
+    a = plan_baseline(str(tiny_llava), "random", 0.3, samples=6, n_random=2, limit=4, data=SHAPESWORLD)
+    b = plan_baseline(str(tiny_llava), "random", 0.3, samples=6, n_random=2, limit=4, data=SHAPESWORLD)
     assert a.plan_id == b.plan_id
     again = evaluate_model(str(tiny_llava), "all", "dev", 4, image_free=False, blueprint=a)
     assert again.cached  # scored while searching, read back now

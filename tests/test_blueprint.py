@@ -1,4 +1,4 @@
-"""Blueprint: water-filling, rounding to GQA-valid units, exact parameter accounting, validation, JSON (DESIGN §4).
+"""Blueprint: water-filling, rounding to GQA-valid units, exact parameter accounting, validation, JSON (docs/design.md, Blueprints).
 
 Models are tiny random ones from the zoo, or real 7B layouts built on the meta device (shapes only, no memory).
 """

@@ -17,7 +17,7 @@ def _adapter(arch: str, attn: str = "eager"):
 
 @pytest.fixture(scope="module")
 def items():
-    return load_benchmark("pope", "calib", 12)[0]["adversarial"]
+    return load_benchmark("pope", "calib", 12)["pope"]["adversarial"]
 
 
 @pytest.mark.parametrize("arch", ["llava", "qwen2_5_vl"])

@@ -40,7 +40,7 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, tiny_llava):
     cases = [
         (["eval", str(tiny_llava), "--bench", "mmlu"], "unknown benchmark"),
         (["eval", str(tiny_llava), "--split", "val"], "no split 'val'"),
-        (["eval", str(tiny_llava), "--limit", "0"], "positive"),
+        (["eval", str(tiny_llava), "--limit", "0"], "at least 1"),
         (["eval", str(tiny_llava), "--sqa-dir", str(tmp_path), "--bench", "sqa"], "problems.json"),
         (["zoo", "build", "--arch", "gpt"], "unknown --arch"),
     ]
@@ -52,11 +52,11 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, tiny_llava):
 
 
 def test_calibrate_computes_once_then_reads_back(tiny_llava):
-    first = invoke("calibrate", str(tiny_llava), "--samples", "6", "--json")
+    first = invoke("calibrate", str(tiny_llava), "--samples", "6", "--json", "--shapesworld")
     assert first.returncode == 0, first.stderr
     features = json.loads(first.stdout)
     assert len(features["v_attn"]) == 2 and features["samples"] == 6
-    second = invoke("calibrate", str(tiny_llava), "--samples", "6")
+    second = invoke("calibrate", str(tiny_llava), "--samples", "6", "--shapesworld")
     assert "read from the plan store cache" in second.stdout and "v_flow" in second.stdout
     bad = invoke("calibrate", str(tiny_llava), "--samples", "0")
     assert bad.returncode == 2 and "between 1 and 100000" in bad.stderr
@@ -91,7 +91,7 @@ def test_pipeline_runs_end_to_end_then_reuses_everything(tmp_path, tiny_llava):
     from hipp_core.models.loading import prune_plan
 
     args = ["pipeline", str(tiny_llava), "--pref", "0.2,0.7,0.1", "--sparsity", "0.3", "--iters", "1"]
-    args += ["--steps", "4", "--limit", "4"]
+    args += ["--steps", "4", "--limit", "4", "--shapesworld"]  # a local checkpoint: ShapesWorld by name
     first = invoke(*args, "-o", str(tmp_path / "out1"))
     assert first.returncode == 0, first.stderr
     assert "recovered" in first.stdout and prune_plan(tmp_path / "out1") is not None
@@ -102,6 +102,55 @@ def test_pipeline_runs_end_to_end_then_reuses_everything(tmp_path, tiny_llava):
         assert "reused" in line, second.stdout
     again = invoke(*args, "-o", str(tmp_path / "out2"))
     assert again.returncode == 2 and "already exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+
+def _real_benchmarks(tmp_path):
+    """A GQA-style POPE folder (SEEM JSON arrays) and a ScienceQA folder without pid_splits.json, images elsewhere."""
+    from PIL import Image
+
+    pope, sqa, images = tmp_path / "gqa", tmp_path / "scienceqa", tmp_path / "sqa_images"
+    pope.mkdir()
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "2405722.jpg")
+    rows = [{"question_id": 1, "image": "2405722.jpg", "text": "Is there a bird in the image?", "label": "yes"}]
+    for category in ("random", "popular"):
+        (pope / f"gqa_pope_seem_{category}.json").write_text(json.dumps(rows, indent=4))
+    sqa.mkdir()
+    problem = {"question": "Which color?", "choices": ["red", "blue"], "answer": 0, "hint": "", "split": "test"}
+    problems = {"7": {**problem, "image": "image.png"}, "8": {**problem, "image": None}}
+    (sqa / "problems.json").write_text(json.dumps(problems))
+    (images / "test" / "7").mkdir(parents=True)
+    Image.new("RGB", (8, 8), "red").save(images / "test" / "7" / "image.png")
+    return pope, sqa, images
+
+
+def test_eval_reads_seem_pope_and_scienceqa_images_flag_with_a_notice(tmp_path, tiny_llava):
+    pope, sqa, images = _real_benchmarks(tmp_path)
+    args = ["eval", str(tiny_llava), "--pope-dir", str(pope), "--pope-images", str(tmp_path), "--sqa-dir", str(sqa)]
+    args += ["--sqa-images", str(images), "--generate", "--no-image-free"]
+
+    result = invoke(*args)
+
+    assert result.returncode == 0, result.stderr
+    assert "notice:" in result.stderr and "pid_splits.json not found" in result.stderr
+    assert "POPE (test, generate, official parser)" in result.stdout and "popular" in result.stdout
+    assert "ScienceQA (test, generate, official parser)" in result.stdout
+
+
+def test_eval_refuses_an_empty_pope_file_and_stores_nothing(tmp_path, tiny_llava):
+    from plan_store import DENSE_PLAN_ID, PlanStore
+
+    pope, _, _ = _real_benchmarks(tmp_path)
+    (pope / "gqa_pope_seem_adversarial.json").write_text("[]")
+    no_images = ["eval", str(tiny_llava), "--bench", "pope", "--pope-dir", str(pope)]
+
+    for args, fragment in [
+        ([*no_images, "--pope-images", str(tmp_path)], "gqa_pope_seem_adversarial.json holds no questions"),
+        (no_images, "--pope-images"),
+    ]:
+        result = invoke(*args)
+        assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+        assert fragment in result.stderr, result.stderr
+    assert PlanStore().plan_evaluations(DENSE_PLAN_ID) == []
 
 
 def test_a_real_hipp_process_writes_only_json_to_stdout(tiny_qwen):

@@ -6,15 +6,10 @@ import pytest
 
 from hipp_core.api import load_benchmark
 from hipp_core.data.records import SQAItem
-from hipp_core.evaluation.engine import (
-    EvalResult,
-    evaluate,
-    parse_choice,
-    parse_pope_answer,
-    pope_metrics,
-    score_pope,
-    sqa_metrics,
-)
+from hipp_core.evaluation import benchmarks
+from hipp_core.evaluation.benchmarks.pope import pope_metrics
+from hipp_core.evaluation.benchmarks.sqa import sqa_metrics
+from hipp_core.evaluation.engine import EvalResult, evaluate, score
 from hipp_core.models.loading import load_model
 
 
@@ -41,45 +36,28 @@ def test_sqa_metrics_split_by_image():
     assert m.accuracy == pytest.approx(2 / 3) and m.accuracy_image == 1.0 and m.accuracy_text == 0.5
 
 
-@pytest.mark.parametrize(
-    "text,expected",
-    [("Yes, there is a cat.", "yes"), ("No.", "no"), ("There is not a dog", "no"), ("yes", "yes"), ("no", "no")],
-)
-def test_pope_answers_parse_like_the_pope_script(text, expected):
-    assert parse_pope_answer(text) == expected
-
-
-def test_choice_parsing_reads_letters_then_option_text():
-    choices = ("red", "blue", "green")
-    assert parse_choice("B", choices) == 1
-    assert parse_choice("C. green", choices) == 2
-    assert parse_choice("The answer is A.", choices) == 0
-    assert parse_choice("it is blue", choices) == 1
-    assert parse_choice("E", choices) == -1 and parse_choice("no idea", choices) == -1
-
-
 @pytest.mark.parametrize("fixture", ["tiny_llava", "tiny_qwen"])
 def test_logit_and_generate_scoring_run_on_real_layouts(fixture, request):
     loaded = load_model(str(request.getfixturevalue(fixture)))
-    pope, sqa = load_benchmark("all", "dev", limit=6)
-    result = evaluate(loaded.adapter, loaded.model_id, pope, sqa, "dev", batch_size=4)
+    tasks = load_benchmark("all", "dev", limit=6)
+    result = evaluate(loaded.adapter, loaded.model_id, tasks, "dev", batch_size=4)
     assert set(result.pope) == {"random", "popular", "adversarial"}
     assert result.questions == 3 * 6 + 6 and result.sqa.n == 6
-    for category, items in pope.items():  # each category's metrics are its own questions', asked one at a time
-        labels = [it.label for it in items]
-        assert result.pope[category] == pope_metrics(score_pope(loaded.adapter, items, batch_size=1), labels)
-        blank = score_pope(loaded.adapter, items, blank=True, batch_size=1)
-        assert result.pope_image_free[category] == pope_metrics(blank, labels)
+    pope = benchmarks.get("pope")
+    for category, items in tasks["pope"].items():  # each category's metrics are those of its own answers
+        assert result.pope[category] == pope.metrics(items, score(loaded.adapter, pope, items, batch_size=6))
+        blank = benchmarks.ImageFree(pope)
+        assert result.pope_image_free[category] == blank.metrics(items, score(loaded.adapter, blank, items))
     assert EvalResult.from_json(result.to_json()) == result
-    generated = score_pope(loaded.adapter, pope["random"][:4], scoring="generate", batch_size=2)
-    assert len(generated) == 4 and set(generated) <= {"yes", "no"}
+    generated = score(loaded.adapter, pope, tasks["pope"]["random"][:4], scoring="generate", batch_size=2)
+    assert len(generated) == 4 and set(generated) <= {0, 1}  # a POPE answer always reads as yes or no
 
 
 def test_batching_does_not_change_predictions(tiny_llava):
     loaded = load_model(str(tiny_llava))
-    pope, _ = load_benchmark("pope", "dev", limit=10)
-    items = pope["adversarial"]
-    assert score_pope(loaded.adapter, items, batch_size=1) == score_pope(loaded.adapter, items, batch_size=7)
+    items = load_benchmark("pope", "dev", limit=10)["pope"]["adversarial"]
+    pope = benchmarks.get("pope")
+    assert score(loaded.adapter, pope, items, batch_size=1) == score(loaded.adapter, pope, items, batch_size=7)
 
 
 def test_eval_result_survives_the_store_round_trip(tiny_llava):
@@ -94,3 +72,19 @@ def test_eval_result_survives_the_store_round_trip(tiny_llava):
     assert list(second.pope) == ["random", "popular", "adversarial"]
     other = evaluate_model(str(tiny_llava), "pope", "dev", limit=4, image_free=False, store=store)
     assert not other.cached and other.sqa is None and not other.pope_image_free
+
+
+def test_generated_answers_are_stored_apart_per_parser(tiny_llava):
+    from hipp_core.api import evaluate_model
+    from plan_store import DENSE_PLAN_ID, PlanStore
+
+    store = PlanStore()
+    args = {"bench": "pope", "split": "dev", "limit": 2, "image_free": False, "store": store}
+    official = evaluate_model(str(tiny_llava), scoring="generate", **args)
+    lenient = evaluate_model(str(tiny_llava), scoring="generate", parser="lenient", **args)
+    logits = evaluate_model(str(tiny_llava), **args)
+    assert (official.parser, lenient.parser, logits.parser) == ("official", "lenient", None)
+    assert not official.cached and not lenient.cached
+    assert evaluate_model(str(tiny_llava), scoring="generate", **args).cached
+    benches = {e.key.bench for e in store.plan_evaluations(DENSE_PLAN_ID) if e.key.model_id == official.model_id}
+    assert any(b.endswith(":parser-official") for b in benches) and any(b.endswith(":parser-lenient") for b in benches)

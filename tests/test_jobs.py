@@ -13,6 +13,7 @@ import pytest
 from conftest import copy_home, hipp_home, invoke
 
 from hipp_core import job_runner, jobs
+from hipp_core.data.source import DataSource
 from hipp_core.errors import HippError
 from hipp_core.ui_state import check_model
 from plan_store import PlanStore
@@ -24,7 +25,7 @@ def planned(tiny_llava, tmp_path_factory) -> tuple[Path, str]:
     from hipp_core import api
 
     with hipp_home(tmp_path_factory.mktemp("planned")) as home:
-        blueprint = api.plan_baseline(str(tiny_llava), "uniform", 0.3)
+        blueprint = api.plan_baseline(str(tiny_llava), "uniform", 0.3, data=DataSource(shapesworld=True))
         return home, PlanStore().put_plan(api.plan_draft(blueprint)).plan_id
 
 

@@ -12,7 +12,10 @@ from PIL import Image
 from hipp_core.data.pope import load_pope, load_pope_dir
 from hipp_core.data.records import PopeItem, SQAItem
 from hipp_core.data.sqa import load_sqa
-from hipp_core.errors import HippError
+from hipp_core.errors import HippError, collecting_notices
+
+# the notice about a missing pid_splits.json is tested on its own; elsewhere it is expected noise
+pytestmark = pytest.mark.filterwarnings("ignore::hipp_core.errors.HippNotice")
 
 IMG_A = "COCO_val2014_000000310196.jpg"
 IMG_B = "COCO_val2014_000000210789.jpg"
@@ -103,6 +106,64 @@ def test_pope_dir_loads_each_category_file_in_canonical_order(tmp_path: Path) ->
     assert loaded["adversarial"] == [PopeItem(1, image, "Is there a skis in the image?", "no", "adversarial")]
 
 
+def _seem(path: Path, rows: list[dict]) -> Path:
+    """A GQA / A-OKVQA POPE file as released: one pretty-printed JSON array."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=4), encoding="utf-8")
+    return path
+
+
+def test_seem_pope_file_loads_as_one_json_array_with_category_from_its_name(tmp_path: Path, images: Path) -> None:
+    path = _seem(tmp_path / "gqa_pope_seem_adversarial.json", [_pope(1, IMG_A, "bird"), _pope(2, IMG_B, "wall", "no")])
+
+    assert load_pope(path, images) == [
+        PopeItem(1, images / IMG_A, "Is there a bird in the image?", "yes", "adversarial"),
+        PopeItem(2, images / IMG_B, "Is there a wall in the image?", "no", "adversarial"),
+    ]
+
+
+def test_pope_dir_finds_seem_files_and_crlf_coco_files(tmp_path: Path) -> None:
+    _image(tmp_path / "seem" / "images" / IMG_A)
+    _seem(tmp_path / "seem" / "aokvqa_pope_seem_random.json", [_pope(1, IMG_A, "bird")])
+    _seem(tmp_path / "seem" / "aokvqa_pope_seem_popular.json", [_pope(1, IMG_A, "sky", "no")])
+    coco = tmp_path / "coco" / "coco_pope_popular.json"
+    coco.parent.mkdir()
+    coco.write_bytes(b"".join(json.dumps(_pope(n, IMG_A, "car")).encode() + b"\r\n" for n in (1, 2)))
+
+    seem = load_pope_dir(tmp_path / "seem")
+    crlf = load_pope_dir(tmp_path / "coco", tmp_path / "seem" / "images")
+
+    assert list(seem) == ["random", "popular"] and seem["popular"][0].label == "no"
+    assert [item.question_id for item in crlf["popular"]] == [1, 2]
+
+
+@pytest.mark.parametrize(("name", "text"), [("coco_pope_random.json", "\r\n"), ("gqa_pope_seem_random.json", "[\n]")])
+def test_empty_pope_file_alone_or_in_a_folder_is_refused(tmp_path: Path, images: Path, name: str, text: str) -> None:
+    (tmp_path / "pope").mkdir()
+    path = tmp_path / "pope" / name
+    path.write_text(text, encoding="utf-8")
+    _jsonl(tmp_path / "pope" / "coco_pope_popular.json", [_pope(1, IMG_A, "dog")])
+
+    _error(lambda: load_pope(path, images), str(path), "holds no questions")
+    _error(lambda: load_pope_dir(tmp_path / "pope", images), str(path), "holds no questions")
+
+
+@pytest.mark.parametrize(
+    ("text", "detail"),
+    [
+        ('[\n  {"question_id": 1,\n  "image": "x.jpg"\n  {', "Expecting ',' delimiter at line 4 column 3"),
+        ('[{"question_id": 1}, 2]', "line 1: expected a JSON object, got int"),
+        ('[{"question_id": 1}]\n{"question_id": 2}', "line 2: text after the closing ']'"),
+        ('[{"text": "unterminated', "Unterminated string starting at line 1 column 11"),
+    ],
+)
+def test_broken_seem_file_is_one_line_naming_where(tmp_path: Path, images: Path, text: str, detail: str) -> None:
+    path = tmp_path / "gqa_pope_seem_random.json"
+    path.write_text(text, encoding="utf-8")
+
+    _error(lambda: load_pope(path, images), str(path), detail)
+
+
 # --- POPE, LLaVA's unlabelled question file ---------------------------------------------------------------------
 
 
@@ -188,7 +249,7 @@ def test_pope_missing_or_mistyped_field(tmp_path: Path, images: Path, field: str
 def test_pope_missing_label_points_llava_users_to_label_file(tmp_path: Path, images: Path) -> None:
     path = _jsonl(tmp_path / "llava_pope_test.jsonl", [_llava(1, IMG_A, "dog", "random")])
 
-    _error(lambda: load_pope(path, images), str(path), "line 1", "'label'", "label_file")
+    _error(lambda: load_pope(path, images), str(path), "line 1", "'label'", "--pope-labels")
 
 
 def test_pope_label_not_yes_or_no(tmp_path: Path, images: Path) -> None:
@@ -212,6 +273,7 @@ def test_pope_missing_image(tmp_path: Path, images: Path) -> None:
         "question 9",
         "'image'",
         str(images / "COCO_val2014_000000000001.jpg"),
+        "--pope-images",
     )
 
 
@@ -268,7 +330,7 @@ def test_llava_single_unnamed_label_file_for_mixed_categories(llava: tuple[Path,
         str(questions),
         str(single),
         "adversarial, popular",
-        "category=",
+        "--pope-labels",
     )
 
 
@@ -335,7 +397,7 @@ def test_sqa_with_pid_splits_keeps_their_order_and_finds_split_images(tmp_path: 
     ]
 
 
-def test_sqa_without_pid_splits_uses_split_field_and_numeric_pid_order(tmp_path: Path) -> None:
+def test_sqa_without_pid_splits_uses_split_field_and_numeric_pid_order_with_a_notice(tmp_path: Path) -> None:
     problems = {
         "10": _problem(choices=["a", "b", "c", "d", "e"], answer=4),
         "9": _problem(image=None, hint=None),
@@ -346,8 +408,10 @@ def test_sqa_without_pid_splits_uses_split_field_and_numeric_pid_order(tmp_path:
     flat = tmp_path / "flat_images"
     image_2, image_10 = _image(flat / "2" / "image.png"), _image(flat / "10" / "image.png")
 
-    items = load_sqa(root, image_root=flat)
+    with collecting_notices() as notices:
+        items = load_sqa(root, image_root=flat)
 
+    assert len(notices) == 1 and str(root / "pid_splits.json") in notices[0] and "'split' field" in notices[0]
     question = problems["2"]["question"]
     assert items == [
         SQAItem("2", question, ("hard", "soft"), 1, "Select the best answer.", image_2, "test"),
@@ -367,13 +431,17 @@ def test_sqa_combined_split_finds_images_under_each_problems_own_split(tmp_path:
 
 
 def test_sqa_problems_json_missing(tmp_path: Path) -> None:
-    _error(lambda: load_sqa(tmp_path), str(tmp_path / "problems.json"), "not found")
+    _error(lambda: load_sqa(tmp_path), str(tmp_path / "problems.json"), "not found", "--sqa-dir")
 
 
 def test_sqa_problems_json_not_json(tmp_path: Path) -> None:
     (tmp_path / "problems.json").write_text('{\n "1": {"question": }\n}', encoding="utf-8")
 
-    _error(lambda: load_sqa(tmp_path), str(tmp_path / "problems.json"), "line 2", "not valid JSON")
+    _error(
+        lambda: load_sqa(tmp_path),
+        str(tmp_path / "problems.json"),
+        "not valid JSON (Expecting value at line 2 column 20)",
+    )
 
 
 def test_sqa_unknown_split_in_pid_splits_lists_available(tmp_path: Path) -> None:
@@ -386,6 +454,19 @@ def test_sqa_unknown_split_without_pid_splits_lists_available(tmp_path: Path) ->
     root = _sqa(tmp_path, {"1": _problem(image=None), "2": _problem(split="val", image=None)})
 
     _error(lambda: load_sqa(root, split="dev"), str(root / "problems.json"), "'dev'", "test, val")
+
+
+def test_sqa_split_without_problems_is_refused(tmp_path: Path) -> None:
+    root = _sqa(tmp_path, {"1": _problem(image=None)}, {"val": [], "test": ["1"]})
+
+    _error(lambda: load_sqa(root, split="val"), str(root / "pid_splits.json"), "'val'", "lists no problems")
+
+
+def test_sqa_images_are_not_needed_to_score_answers(tmp_path: Path) -> None:
+    root = _sqa(tmp_path, {"8": _problem()}, {"test": ["8"]})
+
+    assert load_sqa(root, need_images=False)[0].image == root / "images" / "test" / "8" / "image.png"
+    _error(lambda: load_sqa(root, image_root=tmp_path / "img", need_images=False), "--sqa-images")
 
 
 def test_sqa_pid_split_names_a_problem_that_does_not_exist(tmp_path: Path) -> None:
@@ -431,4 +512,5 @@ def test_sqa_named_image_missing(tmp_path: Path) -> None:
         "problem 8",
         "'image'",
         str(root / "images" / "test" / "8" / "image.png"),
+        "--sqa-images",
     )

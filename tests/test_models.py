@@ -74,6 +74,22 @@ def test_bad_directories_give_one_line_errors(tmp_path, tiny_llava):
     _expect("embedded:gpt", "unknown embedded model")
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"model_type": "llava", "architectures": ["LlavaLlamaForCausalLM"], "mm_vision_tower": "openai/clip"},
+        {"model_type": "llava", "hidden_size": 4096},  # no vision_config, no architectures
+        {"model_type": "llama", "architectures": ["LlavaLlamaForCausalLM"]},
+    ],
+)
+def test_original_llava_checkpoint_is_told_to_convert_not_called_text_only(tmp_path, config):
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    _expect(str(tmp_path), "load:original LLaVA repository", "llava-hf layout", "convert_llava_weights_to_hf.py")
+    with pytest.raises(HippError) as info:
+        load_model(str(tmp_path))
+    assert "text-only" not in str(info.value)
+
+
 def test_corrupt_weights_are_reported_not_traced(tmp_path, tiny_llava):
     broken = tmp_path / "broken"
     broken.mkdir()

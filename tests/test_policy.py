@@ -14,6 +14,7 @@ import torch
 from hipp_core import validation
 from hipp_core.api import planner, policy_checkpoint_path
 from hipp_core.blueprint import LayerPlan, blueprint_from_layers
+from hipp_core.data.source import DataSource
 from hipp_core.errors import HippError
 from hipp_core.evaluation.backends import InProcessEvaluator
 from hipp_core.grpo import (
@@ -30,12 +31,13 @@ from plan_store import PlanStore
 from tests.conftest import invoke
 
 LIMIT = 4  # dev questions per set behind each reward: the tiny models are random, only the mechanics are tested
+SHAPESWORLD = DataSource(shapesworld=True)  # the tiny checkpoints are local ones: ShapesWorld by name
 
 
 @pytest.fixture(scope="module")
 def plans(tiny_llava, tmp_path_factory):
     """A store of its own: other test files train policies for the same tiny model in the session's store."""
-    return planner(str(tiny_llava), PlanStore(tmp_path_factory.mktemp("untrained") / "plans.duckdb"))
+    return planner(str(tiny_llava), PlanStore(tmp_path_factory.mktemp("untrained") / "plans.duckdb"), data=SHAPESWORLD)
 
 
 def _state(plans) -> torch.Tensor:
@@ -131,7 +133,7 @@ def test_log_prob_drops_the_budget_term_when_overridden(plans):
         ((0, 0, 0), "all zero"),
         ((float("nan"), 1, 1), "finite"),
         ((0.5, 0.5), "exactly 3"),
-        ("abc", "three numbers"),
+        ("abc", "must be 3 numbers"),
     ],
 )
 def test_bad_preferences_are_refused(bad, message):
@@ -185,7 +187,7 @@ def test_grpo_resumes_after_interruption_without_recomputing(tiny_llava, tmp_pat
             return results
 
     def trainer(progress=None) -> GRPOTrainer:
-        plans = planner(spec, store)
+        plans = planner(spec, store, data=SHAPESWORLD)
         ckpt = policy_checkpoint_path(policy_id_for(plans.model_id, config))
         return GRPOTrainer(plans, Counting(spec, "dev", LIMIT, store), store, config, ckpt, progress)
 
@@ -210,7 +212,19 @@ def test_grpo_resumes_after_interruption_without_recomputing(tiny_llava, tmp_pat
 
 def test_train_policy_killed_then_rerun_finishes_the_same_run(tiny_qwen, isolated_store):
     """SIGKILL hits a real `hipp train-policy` process; the rerun (in this process) continues from its checkpoint."""
-    args = ["train-policy", str(tiny_qwen), "--iters", "3", "--group-size", "2", "--prefs", "2", "--limit", str(LIMIT)]
+    args = [
+        "train-policy",
+        str(tiny_qwen),
+        "--iters",
+        "3",
+        "--shapesworld",
+        "--group-size",
+        "2",
+        "--prefs",
+        "2",
+        "--limit",
+        str(LIMIT),
+    ]
     policies = isolated_store / "policies"
     proc = subprocess.Popen(
         [sys.executable, "-m", "hipp_core.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -260,7 +274,7 @@ def test_a_policy_bundled_with_the_checkpoint_is_used_only_for_its_own_weights(t
 
     monkeypatch.setenv("HIPP_HOME", str(tmp_path / "trainer"))
     config = GRPOConfig(iters=1, prefs_per_iter=2, group_size=2, fixed_budget_groups=1, limit=LIMIT)
-    trained = train_policy(str(tiny_llava), config=config)
+    trained = train_policy(str(tiny_llava), config=config, data=SHAPESWORLD)
     model_dir = tmp_path / "ckpt"
     shutil.copytree(tiny_llava, model_dir)
     shutil.copy(trained.checkpoint_path, model_dir / BUNDLED_POLICY)
@@ -271,7 +285,7 @@ def test_a_policy_bundled_with_the_checkpoint_is_used_only_for_its_own_weights(t
     ckpt["model_id"] = "someone-else"
     torch.save(ckpt, model_dir / BUNDLED_POLICY)
     monkeypatch.setenv("HIPP_HOME", str(tmp_path / "fresh2"))
-    assert not planner(str(model_dir)).trained
+    assert not planner(str(model_dir), data=SHAPESWORLD).trained
 
 
 def test_a_stored_policy_from_an_older_network_does_not_stop_training_a_new_one(tiny_llava, tmp_path, monkeypatch):
@@ -279,11 +293,11 @@ def test_a_stored_policy_from_an_older_network_does_not_stop_training_a_new_one(
 
     monkeypatch.setenv("HIPP_HOME", str(tmp_path))
     config = GRPOConfig(iters=1, prefs_per_iter=2, group_size=2, fixed_budget_groups=1, limit=LIMIT)
-    old = train_policy(str(tiny_llava), config=config)
+    old = train_policy(str(tiny_llava), config=config, data=SHAPESWORLD)
     ckpt = torch.load(old.checkpoint_path, weights_only=True)
     ckpt["policy"] = {k: v for k, v in ckpt["policy"].items() if not k.startswith("split.")}  # before the split head
     torch.save(ckpt, old.checkpoint_path)
     with pytest.raises(HippError, match="does not fit this version's policy network.*retrain"):
         planner(str(tiny_llava))
-    new = train_policy(str(tiny_llava), config=replace(config, seed=1))
+    new = train_policy(str(tiny_llava), config=replace(config, seed=1), data=SHAPESWORLD)
     assert new.policy_id != old.policy_id and planner(str(tiny_llava)).policy_id == new.policy_id

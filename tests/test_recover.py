@@ -31,7 +31,7 @@ class Killed(Exception):
 
 @pytest.fixture(autouse=True, scope="module")
 def threads():
-    """Training beside other work: more torch threads than free cores runs many times slower (DESIGN §5)."""
+    """Training beside other work: more torch threads than free cores runs many times slower (docs/design.md, The embedded testbed)."""
     previous = torch.get_num_threads()
     set_threads()
     yield

@@ -31,6 +31,11 @@ from plan_store.errors import StoreError
 MODEL = "m-0123abcd"
 
 
+def W(utility: float, robustness: float, compression: float) -> dict[str, float]:
+    """A preference as the store keeps it: weights keyed by objective name."""
+    return {"utility": utility, "robustness": robustness, "compression": compression}
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> PlanStore:
     s = PlanStore(tmp_path / "plans.duckdb")
@@ -76,10 +81,10 @@ def test_model_and_calibration_round_trip(store: PlanStore) -> None:
 
 
 def test_plans_are_content_addressed(store: PlanStore) -> None:
-    first = store.put_plan(PlanDraft(MODEL, {"heads": [3, 1], "mlp": 0.5}, "policy", 0.4, (2.0, 1.0, 1.0)))
+    first = store.put_plan(PlanDraft(MODEL, {"heads": [3, 1], "mlp": 0.5}, "policy", 0.4, W(2.0, 1.0, 1.0)))
     same = store.put_plan(PlanDraft(MODEL, {"mlp": 0.5, "heads": [3, 1]}, "search", 0.4))
     assert same == first
-    assert first.preference == (0.5, 0.25, 0.25)
+    assert first.preference == W(0.5, 0.25, 0.25)
     assert store.get_plan(first.plan_id) == first
     assert store.get_plan("missing") is None
     other = store.put_plans([PlanDraft(MODEL, {"heads": [1]}, "baseline", 0.1)])[0]
@@ -94,7 +99,7 @@ def test_plans_are_content_addressed(store: PlanStore) -> None:
     [
         lambda: PlanDraft(MODEL, {}, "guess", 0.1),
         lambda: PlanDraft(MODEL, {}, "manual", 1.5),
-        lambda: PlanDraft(MODEL, {}, "manual", 0.1, (-1.0, 1.0, 1.0)),
+        lambda: PlanDraft(MODEL, {}, "manual", 0.1, W(-1.0, 1.0, 1.0)),
         lambda: PlanDraft(MODEL, {"x": float("nan")}, "manual", 0.1),
     ],
 )
@@ -104,15 +109,15 @@ def test_bad_plan_drafts_are_user_errors(draft) -> None:
 
 
 def test_plans_near_preference(store: PlanStore) -> None:
-    prefs = {"a": (1.0, 0.0, 0.0), "b": (0.0, 1.0, 0.0), "c": (0.6, 0.4, 0.0), "d": (0.0, 0.0, 1.0)}
+    prefs = {"a": W(1.0, 0.0, 0.0), "b": W(0.0, 1.0, 0.0), "c": W(0.6, 0.4, 0.0), "d": W(0.0, 0.0, 1.0)}
     plans = {name: store.put_plan(PlanDraft(MODEL, {"n": name}, "policy", 0.3, w)) for name, w in prefs.items()}
     store.put_plan(PlanDraft(MODEL, {"n": "baseline"}, "baseline", 0.3))
-    near = store.plans_near_preference(MODEL, (9.0, 1.0, 0.0), k=2)
+    near = store.plans_near_preference(MODEL, W(9.0, 1.0, 0.0), k=2)
     assert [p.plan_id for p, _ in near] == [plans["a"].plan_id, plans["c"].plan_id]
     assert near[0][1] == pytest.approx(np.hypot(0.1, 0.1))
-    assert len(store.plans_near_preference(MODEL, (1.0, 1.0, 1.0), k=10)) == 4
+    assert len(store.plans_near_preference(MODEL, W(1.0, 1.0, 1.0), k=10)) == 4
     with pytest.raises(StoreError):
-        store.plans_near_preference(MODEL, (0.0, 0.0, 0.0), k=1)
+        store.plans_near_preference(MODEL, W(0.0, 0.0, 0.0), k=1)
 
 
 def test_policies_are_replaced_artifacts_are_not(store: PlanStore) -> None:
@@ -363,7 +368,7 @@ def test_reap_dead_jobs(store: PlanStore) -> None:
 
 
 def test_export_import_is_idempotent_and_never_overwrites(store: PlanStore, tmp_path: Path) -> None:
-    plans = store.put_plans([PlanDraft(MODEL, {"i": i}, "search", i / 10, (1.0, 1.0, i)) for i in range(3)])
+    plans = store.put_plans([PlanDraft(MODEL, {"i": i}, "search", i / 10, W(1.0, 1.0, i)) for i in range(3)])
     store.put_evaluations(
         [EvaluationDraft(key(p.plan_id), {"acc": 0.5 + i / 10}, 64, 1.0) for i, p in enumerate(plans)]
     )
@@ -373,7 +378,7 @@ def test_export_import_is_idempotent_and_never_overwrites(store: PlanStore, tmp_
 
     other = PlanStore(tmp_path / "other.duckdb")
     other.put_model(MODEL, "llava-tiny", "llava", {"hidden": 32})
-    other.put_plan(PlanDraft(MODEL, {"i": 0}, "search", 0.0, (1.0, 1.0, 0.0)))
+    other.put_plan(PlanDraft(MODEL, {"i": 0}, "search", 0.0, W(1.0, 1.0, 0.0)))
     mine = other.put_evaluation(key(plans[0].plan_id), {"acc": 0.01}, 64, 1.0)
 
     summary = other.import_parquet(tmp_path / "export")
@@ -440,12 +445,14 @@ def test_refuses_files_that_are_not_ours_without_touching_them(tmp_path: Path, m
 def test_migrations_apply_in_order_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "plans.duckdb"
     PlanStore(path).put_model(MODEL, "s", "f", {})
-    added = schema.Migration(2, "add notes", ("ALTER TABLE plans ADD COLUMN notes VARCHAR",))
+    latest = schema.latest_version()
+    added = schema.Migration(latest + 1, "add notes", ("ALTER TABLE plans ADD COLUMN notes VARCHAR",))
     monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, added))
     PlanStore(path)
-    PlanStore(path)  # re-running migration 2 would fail: the column exists
+    PlanStore(path)  # re-running the new migration would fail: the column exists
     conn = duckdb.connect(str(path), read_only=True)
-    assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(1,), (2,)]
+    versions = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+    assert versions == [(v,) for v in range(1, latest + 2)]
     assert "notes" in [row[0] for row in conn.execute("DESCRIBE plans").fetchall()]
     conn.close()
     assert PlanStore(path).put_plan(PlanDraft(MODEL, {"heads": [1]}, "manual", 0.1)).model_id == MODEL
@@ -463,3 +470,43 @@ def test_threads_in_one_process_share_the_store(store: PlanStore) -> None:
         for future in [pool.submit(work, t) for t in range(3)]:
             future.result()
     assert all(store.get_evaluation(key(plan.plan_id, bench=f"b{t}-{i}")) for t in range(3) for i in range(3))
+
+
+def version_one_store(path: Path) -> None:
+    """A store as the first schema wrote it: preferences as three positional weights w0, w1, w2."""
+    conn = duckdb.connect(str(path))
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        for statement in schema.MIGRATIONS[0].statements:
+            cur.execute(statement)
+        cur.execute("INSERT INTO schema_version VALUES (1, 'create all tables', now())")
+        cur.execute("INSERT INTO models VALUES (?, 's', 'llava', '{}', now())", [MODEL])
+        cur.execute(
+            "INSERT INTO plans VALUES ('p1', ?, '{\"layers\": [1]}', 'policy', 0.2, 0.7, 0.1, 0.3, now()), "
+            "('p2', ?, '{\"layers\": [2]}', 'baseline', NULL, NULL, NULL, 0.3, now())",
+            [MODEL, MODEL],
+        )
+        cur.execute("COMMIT")
+    conn.close()
+
+
+def test_version_one_preferences_are_migrated_to_objective_names(tmp_path: Path) -> None:
+    path = tmp_path / "plans.duckdb"
+    version_one_store(path)
+    store = PlanStore(path)
+    plans = {p.plan_id: p for p in store.list_plans(MODEL)}
+    assert plans["p1"].preference == pytest.approx(W(0.2, 0.7, 0.1)) and plans["p2"].preference is None
+    assert [p.plan_id for p, _ in store.plans_near_preference(MODEL, W(0.2, 0.7, 0.1), k=5)] == ["p1"]
+    # an export written by the old schema imports into the new one with the same meaning
+    old_export = tmp_path / "old-export"
+    conn = duckdb.connect(str(tmp_path / "old.duckdb"))
+    for statement in schema.MIGRATIONS[0].statements:
+        conn.execute(statement)
+    conn.execute("INSERT INTO models VALUES ('m-other', 's', 'llava', '{}', now())")
+    conn.execute("INSERT INTO plans VALUES ('q1', 'm-other', '{}', 'policy', 0.5, 0.25, 0.25, 0.4, now())")
+    old_export.mkdir()
+    for table in ("models", "plans", "evaluations"):
+        conn.execute(f"COPY {table} TO '{old_export / (table + '.parquet')}' (FORMAT parquet)")
+    conn.close()
+    store.import_parquet(old_export)
+    assert store.get_plan("q1").preference == pytest.approx(W(0.5, 0.25, 0.25))

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from hipp_core.errors import HippError
+from hipp_core.errors import HippError, json_problem
 
 IMAGE_PLACEHOLDER = "<image>"
 
@@ -35,7 +35,7 @@ def load_instructions(path: str | Path) -> list[Instruction]:
     except (OSError, UnicodeDecodeError) as exc:
         raise HippError(f"cannot read instruction file {path}: {exc}") from None
     except json.JSONDecodeError as exc:
-        raise HippError(f"{path} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+        raise HippError(f"{path} is not valid JSON ({json_problem(exc)})") from None
     if not isinstance(items, list) or not items:
         raise HippError(f"{path} must hold a non-empty JSON list of LLaVA-format items, got {type(items).__name__}")
     out: list[Instruction] = []

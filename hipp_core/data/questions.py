@@ -107,7 +107,7 @@ def _unique(objects: tuple[Placed, ...], key) -> list[Placed]:
 
 
 def balanced_presence(scene: Scene, rng: random.Random, lure_prob: float = 0.5) -> tuple[Scene, str, str]:
-    """A training yes/no question with P(yes | object) = 0.5 for every object (DESIGN §5).
+    """A training yes/no question with P(yes | object) = 0.5 for every object (docs/design.md, The embedded testbed).
 
     The object and the answer are drawn first and the scene is edited to agree, so the object named in the
     question never predicts the answer. With probability `lure_prob` a negative keeps an object of the same colour

@@ -11,37 +11,48 @@ from pathlib import Path
 
 from hipp_core.data.prompts import LETTERS
 from hipp_core.data.records import SQAItem
-from hipp_core.errors import HippError
+from hipp_core.errors import HippError, json_problem, notice
 
 
-def load_sqa(root: Path, split: str = "test", image_root: Path | None = None) -> list[SQAItem]:
+def load_sqa(
+    root: Path, split: str = "test", image_root: Path | None = None, need_images: bool = True
+) -> list[SQAItem]:
     """The problems of `split`, in pid_splits.json order when that file exists, else by pid.
 
-    Membership comes from `root/pid_splits.json` when present, else from each problem's `split` field.
+    Membership comes from `root/pid_splits.json`; without it, from each problem's `split` field, with a
+    `HippNotice` saying so (the official splits are pid_splits.json's).
     Images are looked up at `image_root/<split>/<pid>/<image>` (image_root defaults to `root/images`),
-    then `image_root/<pid>/<image>`.
+    then `image_root/<pid>/<image>`. `need_images=False` (scoring answers made elsewhere) skips the look-up unless
+    `image_root` is given: an image problem then gets the first of those paths, unchecked.
     """
     root = Path(root).expanduser().absolute()
+    check_images = need_images or image_root is not None
     image_root = Path(image_root).expanduser().absolute() if image_root is not None else root / "images"
     problems_path = root / "problems.json"
     problems = _read_json(problems_path)
     if not isinstance(problems, dict):
         raise HippError(f"{problems_path}: expected a JSON object mapping pid to problem; re-download ScienceQA")
     pids = _split_pids(root / "pid_splits.json", problems_path, problems, split)
-    return [_item(problems_path, pid, problems[pid], split, image_root) for pid in pids]
+    return [_item(problems_path, pid, problems[pid], split, image_root, check_images) for pid in pids]
 
 
 def _read_json(path: Path) -> object:
     if not path.is_file():
-        raise HippError(f"ScienceQA file {path} not found; pass the folder holding ScienceQA's problems.json as root")
+        raise HippError(
+            f"ScienceQA file {path} not found; pass the folder holding ScienceQA's problems.json with --sqa-dir"
+        )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise HippError(f"{path} line {e.lineno}: not valid JSON ({e.msg}); re-download the file") from None
+        raise HippError(f"{path}: not valid JSON ({json_problem(e)}); re-download the file") from None
 
 
 def _split_pids(splits_path: Path, problems_path: Path, problems: dict, split: str) -> list[str]:
     if not splits_path.exists():
+        notice(
+            f"{splits_path} not found: the problems of split {split!r} were taken from each problem's own 'split' "
+            "field; put ScienceQA's pid_splits.json beside problems.json to use the official splits and their order"
+        )
         return _pids_by_field(problems_path, problems, split)
     splits = _read_json(splits_path)
     if not isinstance(splits, dict):
@@ -51,6 +62,8 @@ def _split_pids(splits_path: Path, problems_path: Path, problems: dict, split: s
     if not isinstance(splits[split], list):
         raise HippError(f"{splits_path}: split {split!r} must be a list of pids, got {type(splits[split]).__name__}")
     pids = [str(pid) for pid in splits[split]]
+    if not pids:
+        raise HippError(f"{splits_path}: split {split!r} lists no problems; choose another split or re-download it")
     for pid in pids:
         if pid not in problems:
             raise HippError(
@@ -70,7 +83,7 @@ def _pids_by_field(problems_path: Path, problems: dict, split: str) -> list[str]
     return sorted(pids, key=lambda pid: (0, int(pid), "") if pid.isdigit() else (1, 0, pid))
 
 
-def _item(path: Path, pid: str, problem: object, split: str, image_root: Path) -> SQAItem:
+def _item(path: Path, pid: str, problem: object, split: str, image_root: Path, check_images: bool) -> SQAItem:
     if not isinstance(problem, dict):
         raise HippError(f"{path} problem {pid}: expected a JSON object, got {type(problem).__name__}")
     choices = _choices(path, pid, problem)
@@ -80,7 +93,7 @@ def _item(path: Path, pid: str, problem: object, split: str, image_root: Path) -
         choices=choices,
         answer=_answer(path, pid, problem, len(choices)),
         hint=_text(path, pid, problem, "hint", default=""),
-        image=_image(path, pid, problem, split, image_root),
+        image=_image(path, pid, problem, split, image_root, check_images),
         split=split,
     )
 
@@ -120,7 +133,7 @@ def _answer(path: Path, pid: str, problem: dict, n_choices: int) -> int:
     return answer
 
 
-def _image(path: Path, pid: str, problem: dict, split: str, image_root: Path) -> Path | None:
+def _image(path: Path, pid: str, problem: dict, split: str, image_root: Path, check: bool) -> Path | None:
     """The problem's image file; the problem's own split folder is tried first, so e.g. 'trainval' finds it."""
     name = problem.get("image")
     if name is None:
@@ -129,10 +142,12 @@ def _image(path: Path, pid: str, problem: dict, split: str, image_root: Path) ->
         raise HippError(f"{path} problem {pid}: field 'image' must be a file name or null, got {name!r}")
     folders = [s for s in dict.fromkeys((problem.get("split"), split)) if isinstance(s, str)]
     candidates = [image_root / s / pid / name for s in folders] + [image_root / pid / name]
+    if not check:
+        return candidates[0]
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
         raise HippError(
             f"{path} problem {pid}: field 'image' names {name!r} but {candidates[0]} does not exist; "
-            f"unzip ScienceQA's images under {image_root} or pass image_root"
+            f"unzip ScienceQA's images under {image_root} or pass their folder with --sqa-images"
         )
     return found

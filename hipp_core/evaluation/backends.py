@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from hipp_core.blueprint import Blueprint
+from hipp_core.data.source import DataSource, data_key
 from hipp_core.errors import HippError
 from hipp_core.evaluation.engine import EvalResult, Progress
 from hipp_core.evaluation.stored import (
@@ -34,6 +35,7 @@ class Evaluator(Protocol):
     spec: str
     split: str
     limit: int | None
+    data: DataSource | None  # the user's files, or None / ShapesWorld
 
     def evaluate(self, blueprints: Sequence[Blueprint | None], progress: Progress | None = None) -> list[EvalResult]:
         """Results in the order of `blueprints`; `None` stands for the dense model."""
@@ -46,13 +48,21 @@ class InProcessEvaluator:
     """Scores plans one after another in this process with the masked view of the dense model; the model and the
     questions are loaded once, each plan costs its forward passes and one store transaction or two."""
 
-    def __init__(self, spec: str, split: str = "dev", limit: int | None = 100, store: PlanStore | None = None) -> None:
-        self.spec, self.split, self.limit = spec, split, limit
+    def __init__(
+        self,
+        spec: str,
+        split: str = "dev",
+        limit: int | None = 100,
+        store: PlanStore | None = None,
+        *,
+        data: DataSource | None = None,
+    ) -> None:
+        self.spec, self.split, self.limit, self.data = spec, split, limit, data
         self.store = store or PlanStore()
         self.loaded = load_model(spec)
-        self.pope, self.sqa = load_benchmark("all", split, limit)
+        self.tasks = load_benchmark("all", split, limit, data)
         self.shapes = self.loaded.adapter.layer_shapes()
-        self.bench = bench_key("all", False, [])
+        self.bench = bench_key("all", False, data_key(data, self.tasks))
         self.store.put_model(self.loaded.model_id, spec, self.loaded.family, self.loaded.model.config.to_dict())
 
     def evaluate(self, blueprints: Sequence[Blueprint | None], progress: Progress | None = None) -> list[EvalResult]:
@@ -64,7 +74,7 @@ class InProcessEvaluator:
                 check_plan(blueprint, model_id, self.shapes, self.spec)
                 plan_id = self.store.put_plan(plan_draft(blueprint)).plan_id
             key = eval_key(model_id, plan_id, self.bench, self.split, self.limit, "logits", "masked")
-            score = lambda bp=blueprint: score_plan(self.loaded, self.pope, self.sqa, self.split, bp, image_free=False)
+            score = lambda bp=blueprint: score_plan(self.loaded, self.tasks, self.split, bp, image_free=False)
             results.append(stored_score(self.store, key, score))
             if progress:
                 progress("plans", i + 1, len(blueprints))
@@ -84,6 +94,8 @@ def _ray_evaluator(
     store: PlanStore | None = None,
     address: str = "local",
     num_workers: int | None = None,
+    *,
+    data: DataSource | None = None,
 ) -> Evaluator:
     """Imported on first use: ray is an optional extra, and importing it costs seconds."""
     try:
@@ -92,7 +104,7 @@ def _ray_evaluator(
         if exc.name != "ray":
             raise
         raise HippError("the ray backend needs `pip install .[distributed]`") from None
-    return RayEvaluator(spec, split, limit, store, address, num_workers)
+    return RayEvaluator(spec, split, limit, store, address, num_workers, data=data)
 
 
 BACKENDS["ray"] = _ray_evaluator
@@ -104,9 +116,11 @@ def make_evaluator(
     limit: int | None = 100,
     store: PlanStore | None = None,
     backend: str = "local",
+    data: DataSource | None = None,
     **options,
 ) -> Evaluator:
-    """The evaluator for `backend` (`local` = in this process, `ray` = on Ray workers).
+    """The evaluator for `backend` (`local` = in this process, `ray` = on Ray workers), on ShapesWorld `split` or
+    the user's files `data` names.
 
     Options left at None are dropped, so a command line can pass `address=None, num_workers=None` whatever the
     backend; an option the backend does not take is refused with the ones it does.
@@ -116,9 +130,9 @@ def make_evaluator(
     except KeyError:
         raise HippError(f"unknown evaluator backend {backend!r}; available: {', '.join(sorted(BACKENDS))}") from None
     options = {name: value for name, value in options.items() if value is not None}
-    accepted = list(inspect.signature(factory).parameters)[4:]  # after spec, split, limit, store
+    accepted = [p for p in list(inspect.signature(factory).parameters)[4:] if p != "data"]  # after spec .. store
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         takes = f"takes {', '.join(accepted)}" if accepted else "takes no options"
         raise HippError(f"the {backend} evaluator backend does not take {', '.join(unknown)}; it {takes}")
-    return factory(spec, split, limit, store, **options)
+    return factory(spec, split, limit, store, **options, data=data)

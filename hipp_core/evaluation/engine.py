@@ -1,56 +1,47 @@
-"""The one evaluation path: POPE and ScienceQA metrics for any model adapter (dense, masked, pruned, recovered).
+"""The one evaluation path: any registered benchmark (POPE, ScienceQA, MME, ...) on any model adapter (dense,
+masked, pruned, recovered).
 
 Default scoring reads the logits at the answer position in one batched forward (yes vs no; option letters):
-exact for the answer's first token and never stopped by a rambling reply. On the embedded models, which answer
-in one word and stop, it is only 1.07-1.12x faster than decoding (benchmarks/eval_throughput.py); the gap grows
-with the length of a real chat model's reply. `scoring="generate"` decodes and parses answers the way POPE's and
-LLaVA's evaluation scripts do, for real chat models.
+exact for the answer's first token and never stopped by a rambling reply. `scoring="generate"` decodes and reads
+answers the way each benchmark's official script does (`parser`: "official", their exact rules, or "lenient").
+What a benchmark asks, how it reads an answer and what it measures live in `evaluation/benchmarks/`.
 
-Every POPE score comes with an image-free baseline (the same questions over a blank image), so a report
-shows how much of the score comes from looking rather than from language priors.
+Every score can come with an image-free baseline (the same questions over a blank image), so a report shows how
+much of the score comes from looking rather than from language priors.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
 
-from hipp_core.data.prompts import LETTERS, pope_prompt, sqa_prompt
-from hipp_core.data.records import POPE_CATEGORIES, PopeItem, SQAItem
+from hipp_core.answer_parsing import check_parser, parse_choice, parse_pope_answer
+from hipp_core.data.answers import MatchedAnswers
 from hipp_core.data.world import BACKGROUND
 from hipp_core.errors import HippError
+from hipp_core.evaluation import benchmarks
+from hipp_core.evaluation.benchmarks import WHOLE, Benchmark, ImageFree
+from hipp_core.evaluation.benchmarks.pope import PopeMetrics, pope_metrics
+from hipp_core.evaluation.benchmarks.sqa import SQAMetrics, sqa_counts
 from hipp_core.models.adapters import ModelAdapter
 
 Progress = Callable[[str, int, int], None]
 SCORINGS = ("logits", "generate")
-BENCHES = ("pope", "sqa", "all")
+FREE = "_free"  # suffix of a benchmark's image-free results, as stored
+Tasks = dict[str, dict[str, list]]  # benchmark name -> group -> items
 
 
-@dataclass(frozen=True)
-class PopeMetrics:
-    n: int
-    accuracy: float
-    precision: float
-    recall: float
-    f1: float
-    yes_ratio: float  # pruned VLMs drift towards "yes"; this shows it
-    balanced_accuracy: float  # (TPR + TNR) / 2: the robustness objective
-
-
-@dataclass(frozen=True)
-class SQAMetrics:
-    n: int
-    accuracy: float
-    n_image: int
-    accuracy_image: float
-    n_text: int
-    accuracy_text: float
+def _benchmark(result_name: str) -> Benchmark:
+    """The benchmark behind a results entry (`pope`, or its image-free baseline `pope_free`)."""
+    if result_name.endswith(FREE):
+        return ImageFree(benchmarks.get(result_name[: -len(FREE)]))
+    return benchmarks.get(result_name)
 
 
 @dataclass
@@ -58,35 +49,44 @@ class EvalResult:
     model_id: str
     split: str
     scoring: str
-    pope: dict[str, PopeMetrics] = field(default_factory=dict)
-    pope_image_free: dict[str, PopeMetrics] = field(default_factory=dict)
-    sqa: SQAMetrics | None = None
-    sqa_image_free: SQAMetrics | None = None
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # benchmark (or `<name>_free`) -> group -> metrics
     seconds: float = 0.0
     questions: int = 0
     cached: bool = False  # True when the plan store answered instead of the model
+    parser: str | None = None  # how generated answers were read ("official" / "lenient"); None for logit scoring
+    model_name: str | None = None  # the spec or name the model was asked by (not stored: the model record has it)
+    notices: list[str] = field(default_factory=list)  # what the user should know about the input (HippNotice)
+
+    # The two benchmarks the objectives read, by their usual names.
+    @property
+    def pope(self) -> dict[str, PopeMetrics]:
+        return self.results.get("pope", {})
+
+    @property
+    def pope_image_free(self) -> dict[str, PopeMetrics]:
+        return self.results.get("pope" + FREE, {})
+
+    @property
+    def sqa(self) -> SQAMetrics | None:
+        return self.results.get("sqa", {}).get(WHOLE)
+
+    @property
+    def sqa_image_free(self) -> SQAMetrics | None:
+        return self.results.get("sqa" + FREE, {}).get(WHOLE)
 
     @property
     def pope_balanced_accuracy(self) -> float | None:
         """Mean over POPE categories: the hallucination-robustness score used in rewards."""
-        if not self.pope:
-            return None
-        return sum(m.balanced_accuracy for m in self.pope.values()) / len(self.pope)
-
-    def to_json(self) -> dict:
-        return asdict(self)
+        return benchmarks.get("pope").summary(self.pope).get("pope_balanced_accuracy")
 
     def to_metrics(self) -> dict[str, float]:
-        """Flat `part.category.field` numbers: what the plan store keeps and Pareto queries read."""
+        """Flat numbers (see `evaluation/benchmarks/base.py`): what the plan store keeps and Pareto queries read."""
         flat: dict[str, float] = {"questions": self.questions}
-        for part, per_cat in (("pope", self.pope), ("pope_free", self.pope_image_free)):
-            for cat, m in per_cat.items():
-                flat.update({f"{part}.{cat}.{k}": v for k, v in asdict(m).items()})
-        for part, m in (("sqa", self.sqa), ("sqa_free", self.sqa_image_free)):
-            if m is not None:
-                flat.update({f"{part}.{k}": v for k, v in asdict(m).items()})
-        if self.pope:
-            flat["pope_balanced_accuracy"] = self.pope_balanced_accuracy
+        for name, groups in self.results.items():
+            bench = _benchmark(name)
+            flat.update(benchmarks.flatten(bench, groups))
+            if not isinstance(bench, ImageFree):
+                flat.update(bench.summary(groups))
         return flat
 
     @classmethod
@@ -94,84 +94,37 @@ class EvalResult:
         cls, model_id: str, split: str, scoring: str, metrics: dict[str, float], seconds: float, cached: bool
     ) -> EvalResult:
         result = cls(model_id, split, scoring, seconds=seconds, questions=int(metrics["questions"]), cached=cached)
-        nested: dict[str, dict] = {}
-        for key, value in metrics.items():
-            part, _, rest = key.partition(".")
-            if rest:
-                nested.setdefault(part, {})[rest] = value
-        for part, target in (("pope", result.pope), ("pope_free", result.pope_image_free)):
-            cats: dict[str, dict] = {}
-            for rest, value in nested.get(part, {}).items():
-                cat, _, name = rest.partition(".")
-                cats.setdefault(cat, {})[name] = value
-            order = sorted(cats, key=lambda c: (POPE_CATEGORIES.index(c) if c in POPE_CATEGORIES else 99, c))
-            target.update({c: PopeMetrics(**_ints(cats[c], "n")) for c in order})
-        if "sqa" in nested:
-            result.sqa = SQAMetrics(**_ints(nested["sqa"], "n", "n_image", "n_text"))
-        if "sqa_free" in nested:
-            result.sqa_image_free = SQAMetrics(**_ints(nested["sqa_free"], "n", "n_image", "n_text"))
+        for name in benchmarks.names():
+            for bench in (benchmarks.get(name), ImageFree(benchmarks.get(name))):
+                groups = benchmarks.unflatten(bench, metrics)
+                if groups:
+                    result.results[bench.name] = groups
         return result
+
+    def to_json(self) -> dict:
+        """Per benchmark its metrics (per group for grouped ones) and `<name>_image_free`; POPE and ScienceQA keys are
+        always present (empty when not measured), so readers of `hipp eval --json` find them."""
+        data = {k: v for k, v in asdict(self).items() if k != "results"}
+        data |= {"pope": {}, "pope_image_free": {}, "sqa": None, "sqa_image_free": None}
+        for name, groups in self.results.items():
+            bench = _benchmark(name)
+            key = name[: -len(FREE)] + "_image_free" if name.endswith(FREE) else name
+            data[key] = {g: asdict(m) for g, m in groups.items()} if bench.grouped else asdict(groups[WHOLE])
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> EvalResult:
         data = dict(data)
-        for key in ("pope", "pope_image_free"):
-            data[key] = {k: PopeMetrics(**v) for k, v in data.get(key, {}).items()}
-        for key in ("sqa", "sqa_image_free"):
-            data[key] = SQAMetrics(**data[key]) if data.get(key) else None
-        return cls(**data)
-
-
-def _ints(values: dict, *names: str) -> dict:
-    return {k: int(v) if k in names else v for k, v in values.items()}
-
-
-def pope_metrics(predictions: Sequence[str], labels: Sequence[str]) -> PopeMetrics:
-    tp = sum(p == "yes" and y == "yes" for p, y in zip(predictions, labels))
-    tn = sum(p == "no" and y == "no" for p, y in zip(predictions, labels))
-    fp = sum(p == "yes" and y == "no" for p, y in zip(predictions, labels))
-    fn = sum(p != "yes" and y == "yes" for p, y in zip(predictions, labels))
-    n = len(labels)
-    pos, neg = tp + fn, tn + fp
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / pos if pos else 0.0
-    tnr = tn / neg if neg else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return PopeMetrics(
-        n=n,
-        accuracy=(tp + tn) / n if n else 0.0,
-        precision=precision,
-        recall=recall,
-        f1=f1,
-        yes_ratio=sum(p == "yes" for p in predictions) / n if n else 0.0,
-        balanced_accuracy=(recall + tnr) / 2,
-    )
-
-
-def sqa_metrics(predictions: Sequence[int], items: Sequence[SQAItem]) -> SQAMetrics:
-    correct = [p == it.answer for p, it in zip(predictions, items)]
-    img = [c for c, it in zip(correct, items) if it.image is not None]
-    txt = [c for c, it in zip(correct, items) if it.image is None]
-    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0
-    return SQAMetrics(len(items), mean(correct), len(img), mean(img), len(txt), mean(txt))
-
-
-def parse_pope_answer(text: str) -> str:
-    """POPE's rule (LLaVA's eval_pope.py): first sentence, commas dropped; 'no'/'not' anywhere means no."""
-    text = text.split(".")[0].replace(",", "")
-    words = text.split()
-    return "no" if any(w in ("No", "no", "not", "NO", "Not") for w in words) else "yes"
-
-
-def parse_choice(text: str, choices: Sequence[str]) -> int:
-    """Letter first ("B", "B.", "The answer is B"), then the option text; -1 when nothing matches."""
-    text = text.strip()
-    match = re.match(r"^\(?([A-E])\b", text) or re.search(r"answer is \(?([A-E])\b", text)
-    if match and LETTERS.index(match.group(1)) < len(choices):
-        return LETTERS.index(match.group(1))
-    lowered = text.lower()
-    hits = [i for i, c in enumerate(choices) if c.lower() in lowered]
-    return hits[0] if len(hits) == 1 else -1
+        results: dict[str, dict[str, Any]] = {}
+        for name in benchmarks.names():
+            bench = benchmarks.get(name)
+            for key, stored in ((name, name), (f"{name}_image_free", name + FREE)):
+                value = data.pop(key, None)
+                if not value:
+                    continue
+                groups = value if bench.grouped else {WHOLE: value}
+                results[stored] = {g: bench.metrics_type(**m) for g, m in groups.items()}
+        return cls(**data, results=results)
 
 
 def open_image(path: Path, blank: bool) -> Image.Image:
@@ -201,7 +154,8 @@ def _answer(
         inputs = {k: v.to(device) for k, v in enc.inputs.items()}
         out = model.generate(**inputs, max_new_tokens=16, do_sample=False)
         new = out[:, inputs["input_ids"].shape[1] :]
-        return adapter.tokenizer.batch_decode(new, skip_special_tokens=True)
+        # stripped as LLaVA's model_vqa*.py strip before writing an answer file, so the parsers see the same text
+        return [t.strip() for t in adapter.tokenizer.batch_decode(new, skip_special_tokens=True)]
     enc = adapter.encode(texts, images)
     inputs = {k: v.to(device) for k, v in enc.inputs.items()}
     logits = model(**inputs).logits
@@ -214,100 +168,92 @@ def _answer(
     return picks
 
 
-@dataclass(frozen=True)
-class _Question:
-    text: str
-    image: Path | None
-    options: list[list[int]]  # candidate token ids per answer, for logit scoring
+def _candidates(adapter: ModelAdapter, questions: Sequence[benchmarks.Question]) -> dict[str, list[int]]:
+    """Each answer's token ids after the first question's chat prompt, for logit scoring: an answer's first token
+    depends only on where the prompt ends, and every prompt ends with the chat template's generation prompt. Ids two
+    answers share are dropped (they could only produce ties); see `models/answers.py`."""
+    first = questions[0]
+    answers = list(dict.fromkeys(a for q in questions for a in q.answers))
+    any_case = any(q.any_case for q in questions)
+    ids = adapter.answer_token_ids(first.text, first.image is not None, answers, any_case)
+    return dict(zip(answers, ids))
 
 
-def _score(
+def score(
     adapter: ModelAdapter,
-    stage: str,
-    questions: Sequence[_Question],
-    decide: Callable[[int, object], object],
-    scoring: str,
-    blank: bool,
-    batch_size: int,
-    progress: Progress | None,
-) -> list:
-    """Batched answers to `questions`; `decide(i, raw)` turns question i's raw answer (an option index, or the
-    decoded text under generation) into a prediction."""
-    preds: list = []
+    bench: Benchmark,
+    items: Sequence,
+    scoring: str = "logits",
+    batch_size: int = 32,
+    progress: Progress | None = None,
+    parser: str = "official",
+    stage: str | None = None,
+) -> list[int]:
+    """The answer each item gets, as an index into its question's answers (-1: a generated answer that reads as
+    none of them), in batches of `batch_size`."""
+    questions = [bench.question(item) for item in items]
+    ids = _candidates(adapter, questions) if scoring == "logits" and questions else {}
+    picks: list[int] = []
     for idx in _batches(len(questions), batch_size):
         batch = [questions[i] for i in idx]
-        images = [open_image(q.image, blank) if q.image is not None else None for q in batch]
-        raw = _answer(adapter, [q.text for q in batch], images, [q.options for q in batch], scoring == "generate")
-        preds += [decide(i, r) for i, r in zip(idx, raw)]
+        images = [open_image(q.image, q.blank) if q.image is not None else None for q in batch]
+        options = [[ids[a] for a in q.answers] for q in batch] if ids else None
+        raw = _answer(adapter, [q.text for q in batch], images, options, scoring == "generate")
+        if scoring == "generate":
+            raw = [bench.parse(text, items[i], parser) for i, text in zip(idx, raw)]
+        picks += raw
         if progress:
-            progress(stage, len(preds), len(questions))
-    return preds
-
-
-def score_pope(
-    adapter: ModelAdapter,
-    items: Sequence[PopeItem],
-    scoring: str = "logits",
-    blank: bool = False,
-    batch_size: int = 32,
-    progress: Progress | None = None,
-) -> list[str]:
-    yes_no = adapter.first_token_ids(["yes", "no"], any_case=True)
-    questions = [_Question(pope_prompt(it.text), it.image, yes_no) for it in items]
-
-    def decide(i: int, raw) -> str:
-        return parse_pope_answer(raw) if scoring == "generate" else ("yes", "no")[raw]
-
-    return _score(adapter, "pope", questions, decide, scoring, blank, batch_size, progress)
-
-
-def score_sqa(
-    adapter: ModelAdapter,
-    items: Sequence[SQAItem],
-    scoring: str = "logits",
-    blank: bool = False,
-    batch_size: int = 32,
-    progress: Progress | None = None,
-) -> list[int]:
-    letters = adapter.first_token_ids(list(LETTERS))
-    questions = [
-        _Question(sqa_prompt(it.question, it.choices, it.hint), it.image, letters[: len(it.choices)]) for it in items
-    ]
-
-    def decide(i: int, raw) -> int:
-        return parse_choice(raw, items[i].choices) if scoring == "generate" else raw
-
-    return _score(adapter, "sqa", questions, decide, scoring, blank, batch_size, progress)
+            progress(stage or bench.name, len(picks), len(questions))
+    return picks
 
 
 def evaluate(
     adapter: ModelAdapter,
     model_id: str,
-    pope: dict[str, list[PopeItem]] | None,
-    sqa: list[SQAItem] | None,
+    tasks: Tasks,
     split: str,
     scoring: str = "logits",
     image_free: bool = True,
     batch_size: int = 32,
     progress: Progress | None = None,
+    parser: str = "official",
 ) -> EvalResult:
+    """Scores of one model on `tasks` (benchmark name -> group -> items, from `stored.load_benchmark`), each
+    benchmark with its image-free baseline unless `image_free` is False; `parser` reads generated answers."""
     if scoring not in SCORINGS:
         raise HippError(f"unknown scoring {scoring!r}; use one of {', '.join(SCORINGS)}")
-    if not pope and not sqa:
-        raise HippError("nothing to evaluate: no POPE questions and no ScienceQA problems were loaded")
+    check_parser(parser)
+    if not any(items for groups in tasks.values() for items in groups.values()):
+        raise HippError("nothing to evaluate: no questions were loaded")
     t0 = time.perf_counter()
-    result = EvalResult(model_id=model_id, split=split, scoring=scoring)
-    for category, items in (pope or {}).items():
-        labels = [it.label for it in items]
-        result.pope[category] = pope_metrics(score_pope(adapter, items, scoring, False, batch_size, progress), labels)
-        if image_free:
-            preds = score_pope(adapter, items, scoring, True, batch_size, progress)
-            result.pope_image_free[category] = pope_metrics(preds, labels)
-        result.questions += len(items)
-    if sqa:
-        result.sqa = sqa_metrics(score_sqa(adapter, sqa, scoring, False, batch_size, progress), sqa)
-        if image_free:
-            result.sqa_image_free = sqa_metrics(score_sqa(adapter, sqa, scoring, True, batch_size, progress), sqa)
-        result.questions += len(sqa)
+    result = EvalResult(model_id, split, scoring, parser=parser if scoring == "generate" else None)
+    for name, groups in tasks.items():
+        bench = benchmarks.get(name)
+        for asked in (bench, ImageFree(bench)) if image_free else (bench,):
+            for group, items in groups.items():
+                stage = f"{asked.name} {group}".strip()
+                picks = score(adapter, asked, items, scoring, batch_size, progress, parser, stage)
+                result.results.setdefault(asked.name, {})[group] = asked.metrics(items, picks)
+        result.questions += sum(len(items) for items in groups.values())
+    result.seconds = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def score_answer_texts(matched: MatchedAnswers, parser: str, model_id: str, split: str) -> EvalResult:
+    """The metrics of answers made elsewhere (`hipp_core.data.answers`), each read with `parser`; no model runs.
+    A ScienceQA problem without an answer counts as wrong, as LLaVA's eval_science_qa.py counts it."""
+    check_parser(parser)
+    t0 = time.perf_counter()
+    result = EvalResult(model_id, split, "generate", questions=matched.questions, parser=parser)
+    for category, answers in matched.pope.items():
+        pope = [parse_pope_answer(t, parser) for t in answers.texts]
+        result.results.setdefault("pope", {})[category] = pope_metrics(pope, answers.labels)
+    if matched.sqa is not None:
+        sqa = matched.sqa
+        correct = [
+            text is not None and parse_choice(text, problem.choices, parser) == problem.answer
+            for text, problem in zip(sqa.texts, sqa.problems)
+        ]
+        result.results["sqa"] = {WHOLE: sqa_counts(correct, sqa.with_image)}
     result.seconds = round(time.perf_counter() - t0, 3)
     return result

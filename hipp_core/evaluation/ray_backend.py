@@ -22,6 +22,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from hipp_core.blueprint import Blueprint, LayerShape
 from hipp_core.config import quiet_libraries
+from hipp_core.data.source import DataSource, data_key
 from hipp_core.errors import USER_ERRORS, HippError
 from hipp_core.evaluation.engine import EvalResult, Progress
 from hipp_core.evaluation.stored import bench_key, check_plan, eval_key, load_benchmark, plan_draft, score_plan
@@ -37,7 +38,7 @@ _QUIET = {"logging_level": "error", "log_to_driver": False}  # worker failures c
 class PlanWorker:
     """One Ray actor: the dense model and the question set, loaded once; scores the plans it is sent."""
 
-    def __init__(self, spec: str, split: str, limit: int | None, threads: int) -> None:
+    def __init__(self, spec: str, split: str, limit: int | None, threads: int, data: DataSource | None) -> None:
         quiet_libraries()
         import torch
 
@@ -45,7 +46,8 @@ class PlanWorker:
         device = "cuda" if ray.get_gpu_ids() else "cpu"
         self.split = split
         self.loaded = load_model(spec, device=device)
-        self.pope, self.sqa = load_benchmark(_BENCH, split, limit)
+        self.tasks = load_benchmark(_BENCH, split, limit, data)
+        self.data_key = data_key(data, self.tasks)
 
     def describe(self) -> dict:
         """What the driver needs to key, validate and register plans without loading the model itself."""
@@ -55,13 +57,14 @@ class PlanWorker:
             "family": loaded.family,
             "config": loaded.model.config.to_dict(),
             "shapes": [shape.to_json() for shape in loaded.adapter.layer_shapes()],
+            "data_key": self.data_key,  # the questions as the workers read them, by content
         }
 
     def score(self, blueprint: dict | None) -> tuple[dict[str, float], int, float]:
         """(metrics, questions, seconds) of one plan; `None` is the dense model."""
         plan = None if blueprint is None else Blueprint.from_json(blueprint)
         started = time.perf_counter()
-        result = score_plan(self.loaded, self.pope, self.sqa, self.split, plan, _SCORING, _IMAGE_FREE, mode=_MODE)
+        result = score_plan(self.loaded, self.tasks, self.split, plan, _SCORING, _IMAGE_FREE, mode=_MODE)
         return result.to_metrics(), result.questions, time.perf_counter() - started
 
 
@@ -85,10 +88,12 @@ class RayEvaluator:
         store: PlanStore | None = None,
         address: str = "local",
         num_workers: int | None = None,
+        *,
+        data: DataSource | None = None,
     ) -> None:
         if num_workers is not None and num_workers < 1:
             raise HippError(f"--num-workers must be at least 1, got {num_workers}")
-        self.spec, self.split, self.limit = spec, split, limit
+        self.spec, self.split, self.limit, self.data = spec, split, limit, data
         self.store = store or PlanStore()
         self.sent = 0  # plans sent to workers (cached ones never are): what the tests and benchmarks count
         self.replaced = 0  # workers replaced after dying
@@ -109,12 +114,12 @@ class RayEvaluator:
         self.model_id: str = info["model_id"]
         self.shapes = [LayerShape.from_json(s) for s in info["shapes"]]
         self.store.put_model(self.model_id, spec, info["family"], info["config"])
-        self._bench = bench_key(_BENCH, _IMAGE_FREE, [])
+        self._bench = bench_key(_BENCH, _IMAGE_FREE, info["data_key"])
 
     def _spawn(self):
         threads = int(self._per_worker["num_cpus"])
         actor = _RemoteWorker.options(**self._per_worker, max_restarts=1, max_task_retries=1)
-        return actor.remote(self.spec, self.split, self.limit, threads)
+        return actor.remote(self.spec, self.split, self.limit, threads, self.data)
 
     def _first_description(self) -> dict:
         """Wait for every worker to load the model, so a bad spec fails here, once, with the loader's message."""

@@ -7,77 +7,65 @@ lands in the store under the same key with the same numbers, and asking again re
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from hipp_core import objectives, validation
+from hipp_core.answer_parsing import check_parser
 from hipp_core.blueprint import Blueprint, LayerShape, validate
 from hipp_core.data import build as data_build
-from hipp_core.data.pope import load_pope, load_pope_dir
-from hipp_core.data.records import PopeItem, SQAItem
+from hipp_core.data.answers import default_name, read_answers
+from hipp_core.data.overlap import check_apart, pope_references
+from hipp_core.data.source import SHAPESWORLD_KEY, DataSource, data_key
 from hipp_core.data.sqa import load_sqa
 from hipp_core.data.world import SPLITS
-from hipp_core.errors import HippError
-from hipp_core.evaluation.engine import BENCHES, EvalResult, Progress, evaluate
+from hipp_core.errors import HippError, collecting_notices
+from hipp_core.evaluation import benchmarks
+from hipp_core.evaluation.engine import EvalResult, Progress, Tasks, evaluate, score_answer_texts
 from hipp_core.models.loading import LoadedModel, load_model
 from hipp_core.prune import check_pruned, masked, materialize
 from plan_store import DENSE_PLAN_ID, EvalKey, PlanDraft, PlanStore
 
 
 def load_benchmark(
-    bench: str = "all",
-    split: str = "test",
-    limit: int | None = None,
-    pope_dir: Path | None = None,
-    sqa_dir: Path | None = None,
-    pope_images: Path | None = None,
-    pope_labels: Path | None = None,
-) -> tuple[dict[str, list[PopeItem]], list[SQAItem]]:
-    """POPE questions per category and ScienceQA problems; ShapesWorld unless a real directory is given.
+    bench: str = "all", split: str = "test", limit: int | None = None, data: DataSource | None = None
+) -> Tasks:
+    """Items per benchmark and group: `bench` is `all` (every benchmark ShapesWorld has: POPE and ScienceQA), one
+    registered name or several joined by commas. Each reads the real files `data` names, else ShapesWorld's.
 
-    `pope_dir` is a folder of official `*_pope_<category>.json` files, or one question file: an official one,
-    or LLaVA's `llava_pope_test.jsonl` together with `pope_labels` (the folder of official files that hold
-    its labels). `pope_images` defaults to `images/` beside the questions.
-    `limit` keeps the first N questions per POPE category and the first N problems: POPE files interleave
-    yes and no per image, so a prefix stays balanced.
+    POPE: `data.pope` is a folder of official `*_pope_<category>.json` files, or one question file: an official one,
+    or LLaVA's `llava_pope_test.jsonl` together with `pope_labels` (the folder of official files that hold its
+    labels). `pope_images` defaults to `images/` beside the questions, `sqa_images` to `images/` in `data.sqa`.
+    `limit` keeps the first N items of each group: POPE files interleave yes and no per image, so a prefix stays
+    balanced.
     """
-    if bench not in BENCHES:
-        raise HippError(f"unknown benchmark {bench!r}; use one of {', '.join(BENCHES)}")
-    if limit is not None and limit < 1:
-        raise HippError(f"--limit must be a positive number of questions, got {limit}")
-    need_pope, need_sqa = bench in ("pope", "all"), bench in ("sqa", "all")
-    embedded = (need_pope and pope_dir is None) or (need_sqa and sqa_dir is None)
+    data = data or DataSource()
+    validation.optional_count(limit, "--limit")
+    selected = benchmarks.select(bench)
+    embedded = [b for b in selected if b.reads_embedded(data)]
     if embedded and split not in SPLITS:
-        raise HippError(f"ShapesWorld has no split {split!r}; use one of {', '.join(SPLITS)}")
-    root = data_build.build() if embedded else Path()
-    pope: dict[str, list[PopeItem]] = {}
-    sqa: list[SQAItem] = []
-    if need_pope:
-        pope = _load_pope(Path(pope_dir) if pope_dir else root / "pope" / split, pope_images, pope_labels)
-        pope = {c: items[:limit] for c, items in pope.items()}
-    if need_sqa:
-        sqa = load_sqa(Path(sqa_dir) if sqa_dir else root / "sqa", split)[:limit]
-    return pope, sqa
+        names = ", ".join(b.name for b in embedded)
+        raise HippError(f"ShapesWorld ({names}) has no split {split!r}; use one of {', '.join(SPLITS)}")
+    root = data_build.build() if embedded else None
+    return {b.name: {group: items[:limit] for group, items in b.load(split, data, root).items()} for b in selected}
 
 
-def _load_pope(path: Path, images: Path | None, labels: Path | None) -> dict[str, list[PopeItem]]:
-    if path.is_dir():
-        return load_pope_dir(path, images)
-    items = load_pope(path, images or path.parent / "images", label_file=labels)
-    grouped: dict[str, list[PopeItem]] = {}
-    for item in items:
-        grouped.setdefault(item.category, []).append(item)
-    return grouped
+def load_tuning(data: DataSource, bench: str, split: str, limit: int | None, what: str) -> Tasks:
+    """`load_benchmark` for calibration or rewards (`what` names them in messages): refused (one line) when the
+    user's data shares an image or a problem with the test files `data` names."""
+    tasks = load_benchmark(bench, split, limit, data)
+    if data.real:
+        pope = [item for items in tasks.get("pope", {}).values() for item in items] if data.pope is not None else []
+        sqa = [item for items in tasks.get("sqa", {}).values() for item in items] if data.sqa is not None else []
+        test_sqa = load_sqa(Path(data.sqa), data.report_split, data.sqa_images) if sqa else []
+        check_apart(what, pope, sqa, pope_references(data.test_pope), test_sqa)
+    return tasks
 
 
-def bench_key(bench: str, image_free: bool, paths: list[Path | None]) -> str:
-    """What the questions were: ShapesWorld by version, or real files by path and modification time."""
-    given = [Path(p).expanduser().absolute() for p in paths if p is not None]
-    if given:
-        stamp = "|".join(f"{p}:{p.stat().st_mtime_ns if p.exists() else 0}" for p in given)
-        source = "files-" + hashlib.sha256(stamp.encode()).hexdigest()[:12]
-    else:
-        source = f"shapesworld-v{data_build.VERSION}"
-    return f"{bench}:{source}:{'with-image-free' if image_free else 'no-image-free'}"
+def bench_key(bench: str, image_free: bool, data: str = SHAPESWORLD_KEY) -> str:
+    """What the questions were: `data` is their `hipp_core.data.source.data_key` (ShapesWorld by version, the
+    user's files by content, never by path or modification time)."""
+    return f"{bench}:{data}:{'with-image-free' if image_free else 'no-image-free'}"
 
 
 def evaluate_model(
@@ -96,33 +84,78 @@ def evaluate_model(
     store: PlanStore | None = None,
     blueprint: Blueprint | None = None,
     mode: str = "masked",
+    parser: str = "official",
+    sqa_images: Path | None = None,
+    folders: Mapping[str, Path] | None = None,
 ) -> EvalResult:
     """Evaluate a model spec (`embedded`, `embedded:qwen2_5_vl`, a local checkpoint or an export), dense or under
     a blueprint: `masked` (hooks on the dense weights, for scoring many plans) or `physical` (a pruned copy).
+    Generated answers (`scoring="generate"`) are read with `parser`: the official scripts' rules, or lenient.
 
-    Results are kept in the plan store under (model hash, plan, benchmark, split, mode, scoring, limit); asking
-    again returns the stored result (`result.cached`) without touching the model.
+    Results are kept in the plan store under (model hash, plan, benchmark, split, mode, scoring, limit; the parser
+    is part of the benchmark key); asking again returns the stored result (`result.cached`) without touching the
+    model. Notices about the input (e.g. no pid_splits.json) come back in `result.notices`. `folders` names the
+    folders of benchmarks without options of their own (e.g. {"mme": Path(...)}).
     """
     if batch_size < 1:
         raise HippError(f"batch size must be at least 1, got {batch_size}")
     if blueprint is not None and mode not in ("masked", "physical"):
         raise HippError(f"plan evaluation mode must be masked or physical, got {mode!r}")
+    check_parser(parser)
     loaded = load_model(spec)
-    pope, sqa = load_benchmark(bench, split, limit, pope_dir, sqa_dir, pope_images, pope_labels)
+    data = DataSource(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, folders=dict(folders or {}))
+    with collecting_notices() as notices:
+        tasks = load_benchmark(bench, split, limit, data)
     store = store or PlanStore()
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
     plan_id = DENSE_PLAN_ID
     if blueprint is not None:
         check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
         plan_id = store.put_plan(plan_draft(blueprint)).plan_id
-    paths = [pope_dir, sqa_dir, pope_images, pope_labels]
-    key = eval_key(loaded.model_id, plan_id, bench_key(bench, image_free, paths), split, limit, scoring, mode)
+    data_id = data_key(data, tasks)
+    bench_id = bench_key(bench, image_free, data_id) + (f":parser-{parser}" if scoring == "generate" else "")
+    key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, mode)
 
-    return stored_score(
+    result = stored_score(
         store,
         key,
-        lambda: score_plan(loaded, pope, sqa, split, blueprint, scoring, image_free, batch_size, progress, mode),
+        lambda: score_plan(loaded, tasks, split, blueprint, scoring, image_free, batch_size, progress, mode, parser),
     )
+    result.parser = parser if scoring == "generate" else None
+    result.model_name, result.notices = spec, notices
+    return result
+
+
+def score_answers(
+    answers: Path,
+    questions: Path | None = None,
+    pope_labels: Path | None = None,
+    sqa_dir: Path | None = None,
+    name: str | None = None,
+    parser: str = "official",
+    split: str = "test",
+    sqa_images: Path | None = None,
+    store: PlanStore | None = None,
+) -> EvalResult:
+    """Score an answer file made elsewhere (POPE's `{question, answer}` lines, or LLaVA's answer files for POPE or
+    ScienceQA; see `hipp_core.data.answers`) with the metrics of `evaluate_model`, and store the result as a dense
+    evaluation (scoring "generate") of the model `name`, registered under a digest of the name. The benchmark key
+    names the answer and reference files by content hash, and the parser. Nothing is stored unless all is read."""
+    check_parser(parser)
+    with collecting_notices() as notices:
+        matched = read_answers(answers, questions, pope_labels, sqa_dir, split, sqa_images)
+    name = (name if name is not None else default_name(matched, answers)).strip()
+    if not name:
+        raise HippError("--name must not be empty; it names the model whose answers these are")
+    model_id = hashlib.sha256(f"answers:{name}".encode()).hexdigest()[:16]
+    result = score_answer_texts(matched, parser, model_id, split)
+    store = store or PlanStore()
+    store.put_model(model_id, name, "answers", {"answers_of": name})
+    bench_id = f"{matched.bench}:{matched.content_key()}:parser-{parser}"
+    key = eval_key(model_id, DENSE_PLAN_ID, bench_id, split, None, "generate", "dense")
+    stored = stored_score(store, key, lambda: result)
+    stored.parser, stored.model_name, stored.notices = parser, name, notices
+    return stored
 
 
 # The pieces of `evaluate_model` that every evaluator backend shares, so a plan scored in this process and one
@@ -137,9 +170,9 @@ def check_plan(blueprint: Blueprint, model_id: str, shapes: list[LayerShape], sp
 
 
 def plan_draft(blueprint: Blueprint) -> PlanDraft:
-    return PlanDraft(
-        blueprint.model_id, blueprint.to_json(), blueprint.source, blueprint.achieved, blueprint.preference
-    )
+    """A blueprint as the store keeps it; its preference (a vector in objective order) keyed by objective name."""
+    preference = None if blueprint.preference is None else objectives.by_name(blueprint.preference)
+    return PlanDraft(blueprint.model_id, blueprint.to_json(), blueprint.source, blueprint.achieved, preference)
 
 
 def eval_key(
@@ -170,8 +203,7 @@ def stored_score(store: PlanStore, key: EvalKey, score: Callable[[], EvalResult]
 
 def score_plan(
     loaded: LoadedModel,
-    pope: dict[str, list[PopeItem]],
-    sqa: list[SQAItem],
+    tasks: Tasks,
     split: str,
     blueprint: Blueprint | None,
     scoring: str = "logits",
@@ -179,11 +211,12 @@ def score_plan(
     batch_size: int = 32,
     progress: Progress | None = None,
     mode: str = "masked",
+    parser: str = "official",
 ) -> EvalResult:
     """Score one plan (None = dense) on an already loaded model and question set; no store involved."""
 
     def run(adapter) -> EvalResult:
-        return evaluate(adapter, loaded.model_id, pope, sqa, split, scoring, image_free, batch_size, progress)
+        return evaluate(adapter, loaded.model_id, tasks, split, scoring, image_free, batch_size, progress, parser)
 
     if blueprint is None:
         return run(loaded.adapter)
@@ -215,13 +248,13 @@ def evaluate_recovered(
     loaded = load_model(spec)
     check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
     check_pruned(recovered.adapter, blueprint)
-    pope, sqa = load_benchmark(bench, split, limit)
+    tasks = load_benchmark(bench, split, limit)
     store = store or PlanStore()
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
     plan_id = store.put_plan(plan_draft(blueprint)).plan_id
-    bench_id = f"{bench_key(bench, image_free, [])}:recovered-{recovered.model_id}"
+    bench_id = f"{bench_key(bench, image_free)}:recovered-{recovered.model_id}"
     key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, "recovered")
 
     return stored_score(
-        store, key, lambda: score_plan(recovered, pope, sqa, split, None, scoring, image_free, batch_size, progress)
+        store, key, lambda: score_plan(recovered, tasks, split, None, scoring, image_free, batch_size, progress)
     )

@@ -1,13 +1,13 @@
 """One adapter per VLM family: the only place that knows where a family keeps its parts.
 
 Algorithms (training, evaluation, later calibration and pruning) talk to `ModelAdapter`; they never reach into
-`model.model.language_model.layers` themselves (STYLE: SliceGPT's ModelAdapter idea).
+`model.model.language_model.layers` themselves: one adapter per family holds every attribute path (docs/design.md, Layers of the code).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +16,7 @@ from torch import nn
 
 from hipp_core.blueprint import LayerShape
 from hipp_core.errors import HippError
+from hipp_core.models.answers import answer_candidates
 
 _REGISTRY: dict[str, type[ModelAdapter]] = {}
 
@@ -118,7 +119,7 @@ class ModelAdapter(ABC):
 
     def replace_layer_parts(self, i: int, parts: LayerParts, kv_groups: int) -> None:
         """Swap in sliced projections. Attention infers its head count from tensor shapes; only the number of
-        query heads per KV head (`num_key_value_groups`, read by repeat_kv) must be told (DESIGN §5)."""
+        query heads per KV head (`num_key_value_groups`, read by repeat_kv) must be told (docs/design.md, Facts about the libraries)."""
         attn, mlp = self.decoder_layers[i].self_attn, self.decoder_layers[i].mlp
         attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj = parts.q, parts.k, parts.v, parts.o
         mlp.gate_proj, mlp.up_proj, mlp.down_proj = parts.gate, parts.up, parts.down
@@ -182,21 +183,15 @@ class ModelAdapter(ABC):
             labels[i, end - n : end] = inputs["input_ids"][i, end - n : end]
         return Encoded(inputs, labels)
 
-    def first_token_ids(self, words: list[str], any_case: bool = False) -> list[list[int]]:
-        """For each answer word, the ids its first token may take: with and without a leading space, and with
-        `any_case` also lower / capitalised ("Yes" and "yes" both mean yes; "A" and "a" are not the same option)."""
-        out = []
-        for word in words:
-            variants = {word, word.lower(), word.capitalize()} if any_case else {word}
-            ids = set()
-            for variant in variants | {" " + v for v in variants}:
-                tokens = self.tokenizer(variant, add_special_tokens=False).input_ids
-                if tokens and tokens[0] != self.tokenizer.unk_token_id:
-                    ids.add(tokens[0])
-            if not ids:
-                raise HippError(f"the tokenizer cannot write the answer {word!r}; is this a chat VLM?")
-            out.append(sorted(ids))
-        return out
+    def answer_token_ids(
+        self, text: str, with_image: bool, answers: Sequence[str], any_case: bool = False
+    ) -> list[list[int]]:
+        """Each answer's candidate ids for logit scoring, as the answer follows this question's chat prompt.
+
+        An answer's first token depends only on where the prompt ends, and every question ends with the chat
+        template's generation prompt, so one question's ids serve a whole benchmark.
+        """
+        return answer_candidates(self.tokenizer, self.chat_prompt(text, with_image), answers, any_case)
 
 
 @register("llava")

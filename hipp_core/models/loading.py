@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from transformers.utils import is_torchvision_available
 
-from hipp_core.errors import HippError
+from hipp_core.errors import HippError, json_problem
 from hipp_core.models.adapters import ModelAdapter, adapter_class, supported_families
 from hipp_core.models.qwen_processor import Qwen2_5_VLImageProcessorOnly
 from hipp_core.models.zoo import ARCHS, retrained_dir, shipped_dir
@@ -69,8 +70,15 @@ def inspect_checkpoint(path: Path) -> str:
     try:
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as exc:
-        raise HippError(f"{config_file} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+        raise HippError(f"{config_file} is not valid JSON ({json_problem(exc)})") from None
     model_type = config.get("model_type", "<missing>")
+    if _original_llava(config):
+        raise HippError(
+            f"{path} is a checkpoint of the original LLaVA repository (model_type {model_type!r}, "
+            f"{', '.join(config.get('architectures') or []) or 'no architectures'}); convert it to the llava-hf "
+            "layout with transformers' convert_llava_weights_to_hf.py (src/transformers/models/llava/ in the "
+            "transformers repository), then pass the converted folder"
+        )
     if "vision_config" not in config:
         raise HippError(
             f"{path} holds a text-only model (model_type {model_type!r}); "
@@ -86,6 +94,15 @@ def inspect_checkpoint(path: Path) -> str:
         hint = f" (found {', '.join(others[:3])}; convert them to safetensors)" if others else ""
         raise HippError(f"{path} has no *.safetensors weights{hint}; this tool only reads safetensors")
     return model_type
+
+
+def _original_llava(config: dict) -> bool:
+    """haotian-liu/LLaVA's own layout (LlavaLlamaForCausalLM, a Llama config plus mm_* fields): a vision-language
+    model that only its repository's code loads, not a text-only one."""
+    architectures = config.get("architectures") or []
+    named = any(isinstance(a, str) and re.fullmatch(r"Llava\w*ForCausalLM", a) for a in architectures)
+    typed = str(config.get("model_type", "")).startswith("llava") and "vision_config" not in config
+    return named or typed or "mm_vision_tower" in config
 
 
 def checkpoint_id(path: Path) -> str:

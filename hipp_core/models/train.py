@@ -1,6 +1,6 @@
 """The project's recipe for training the embedded VLMs on ShapesWorld `train`, deterministically, on a CPU.
 
-Two stages, after what DESIGN §5 measured:
+Two stages, after what we measured (docs/design.md, The embedded testbed):
 1. The vision encoder alone learns, through a linear probe, which object (or nothing) sits in each cell. We
    predict the joint colour-and-shape class rather than colour and shape apart, so each image token carries
    its object's identity linearly and the decoder never has to bind colour to shape itself.

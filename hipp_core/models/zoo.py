@@ -1,6 +1,6 @@
 """The embedded model zoo: tiny LLaVA and Qwen2.5-VL built from configs, trained by the project, shipped.
 
-Sizes follow DESIGN §5: a Llama-style decoder of 8 layers (hidden 128, 4 query / 2 KV heads, so GQA is
+Sizes (docs/design.md, The embedded testbed): a Llama-style decoder of 8 layers (hidden 128, 4 query / 2 KV heads, so GQA is
 real) over a 2-layer vision tower whose 16 output tokens are the 16 cells of a ShapesWorld image.
 """
 
@@ -62,8 +62,10 @@ def retrained_dir(arch: str) -> Path:
     return cache_dir() / "zoo" / arch
 
 
-def build_processor(arch: str):
-    tokenizer: PreTrainedTokenizerFast = build_tokenizer(arch)
+def build_processor(arch: str, tokenizer: PreTrainedTokenizerFast | None = None):
+    """The family's processor around the embedded word-level tokenizer, or around `tokenizer` (which must carry a
+    chat template): the tests use a real checkpoint's vocabulary this way."""
+    tokenizer = build_tokenizer(arch) if tokenizer is None else tokenizer
     if arch == "llava":
         image_processor = CLIPImageProcessor(
             size={"shortest_edge": IMAGE_SIZE},
