@@ -19,18 +19,17 @@ import time
 from results_io import emit
 from tqdm import tqdm
 
-from hipp_core import baselines
-from hipp_core.api import PEER, evaluate_model, plan_baseline
+from hipp_core.api import baseline_names, evaluate_model, method_names, plan_baseline, planning_method
 from hipp_core.config import quiet_libraries, set_threads
 from hipp_core.errors import HippError
-
-HEURISTICS = ("uniform", "magnitude", "owl", "visual", "random")
 
 
 def row(spec: str, method: str, sparsity: float, seed: int, n_random: int, select_limit: int) -> dict:
     t0 = time.perf_counter()
+    wanted = {"n_random": n_random, "seed": seed, "limit": select_limit}  # for the methods that search on dev
+    takes = {o.name for o in planning_method(method).options()}
     try:
-        blueprint = plan_baseline(spec, method, sparsity, n_random=n_random, seed=seed, limit=select_limit)
+        blueprint = plan_baseline(spec, method, sparsity, options={k: v for k, v in wanted.items() if k in takes})
     except HippError as err:  # the peer cannot reach every budget on every architecture: report, do not crash
         return {"method": method, "sparsity": sparsity, "error": str(err)}
     result = evaluate_model(spec, "all", "dev", image_free=False, blueprint=blueprint)
@@ -58,9 +57,10 @@ def main() -> None:
     args = parser.parse_args()
     quiet_libraries()
     threads = set_threads(args.threads)
-    assert set(HEURISTICS) - {"random"} == set(baselines.names()), "a registered baseline is missing from HEURISTICS"
+    peers = method_names("peer")
+    ours = [m for m in baseline_names() if m not in peers]  # every registered baseline that is not the peer
     report: dict = {"split": "dev", "threads": threads, "seed": args.seed, "n_random": args.n_random, "models": {}}
-    jobs = [(spec, method, s) for spec in args.models for s in args.sparsities for method in (*HEURISTICS, PEER)]
+    jobs = [(spec, method, s) for spec in args.models for s in args.sparsities for method in (*ours, *peers)]
     rows: dict[str, list[dict]] = {spec: [] for spec in args.models}
     for spec, method, s in tqdm(jobs, desc="plans", unit="plan"):
         rows[spec].append(row(spec, method, s, args.seed, args.n_random, args.select_limit))
@@ -69,7 +69,7 @@ def main() -> None:
         at_03 = [
             r["pope_balanced_accuracy"]["adversarial"]
             for r in rows[spec]
-            if r["sparsity"] == 0.3 and r["method"] in HEURISTICS and "error" not in r
+            if r["sparsity"] == 0.3 and r["method"] in ours and "error" not in r
         ]
         report["models"][spec] = {
             "dense": {

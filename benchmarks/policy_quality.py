@@ -28,8 +28,7 @@ import numpy as np
 from results_io import emit, load, write
 from scipy.stats import spearmanr
 
-from hipp_core import baselines
-from hipp_core.api import PEER, evaluate_model, plan_baseline, planner, train_policy
+from hipp_core.api import evaluate_model, method_names, plan_baseline, planner, train_policy
 from hipp_core.config import quiet_libraries, set_threads
 from hipp_core.errors import HippError
 from hipp_core.evaluation.backends import make_evaluator
@@ -78,7 +77,7 @@ def run_model(spec: str, args) -> dict:
     nsga = nsga2_search(plans, evaluator, n_evals, seed=args.seed)
     rand = random_search(plans, evaluator, n_evals, seed=args.seed)
     heuristic_points, heuristic_dev = {}, {}
-    for name in baselines.names():
+    for name in method_names("heuristic"):
         bps = [plan_baseline(spec, name, s) for s in HEURISTIC_SPARSITIES]
         pts = objs(bps)
         heuristic_points[name] = pts
@@ -104,10 +103,11 @@ def run_model(spec: str, args) -> dict:
             "policy_utility": plans.blueprint(UTILITY, s),
             f"best_heuristic ({best})": heuristic_dev[best][s],
         }
-        try:
-            rows[PEER] = plan_baseline(spec, PEER, s)
-        except HippError as err:
-            rows[PEER] = str(err)
+        for peer in method_names("peer"):
+            try:
+                rows[peer] = plan_baseline(spec, peer, s)
+            except HippError as err:
+                rows[peer] = str(err)
         entry = {"sparsity": s}
         for name, bp in rows.items():
             if isinstance(bp, str):

@@ -144,6 +144,28 @@ def speed() -> list[str]:
     return [*out, *_table(["measure", "value", "target"], rows), ""]
 
 
+def gpu_speed() -> list[str]:
+    r = load("gpu_7b")
+    out = ["### Pruned vs dense on a GPU (7B architectures, random weights)", ""]
+    if r is None or "archs" not in r:
+        return out + ["Needs a CUDA GPU; " + _missing("gpu_7b", "python benchmarks/gpu_7b.py --save")[0], ""]
+    intro = (
+        f"{r['device']}, {r['dtype']}, torch {r['torch']}, transformers {r['transformers']}; measured memory bandwidth "
+        f"{r['memory_bandwidth_gb_s']} GB/s. Speedups are dense time / pruned time (uniform plans); the weight-read "
+        "limit is the ratio of the language model's weight bytes, the best a bandwidth-bound decode can do."
+    )
+    out += [intro, ""]
+    header = ["model", "sparsity", "prefill (FLOPs)", "eager decode", "compiled decode", "weight-read limit"]
+    rows = []
+    for arch, a in r["archs"].items():
+        for p in a["plans"]:
+            eager = ", ".join(f"b{b} {x}" for b, x in p["decode_eager_speedup"].items())
+            compiled = ", ".join(f"b{b} {x}" for b, x in p["decode_compiled_speedup"].items())
+            prefill = f"{p['prefill_speedup']} ({p['flops_speedup']})"
+            rows.append([arch, str(p["sparsity"]), prefill, eager, compiled, str(p["weight_read_limit_speedup"])])
+    return [*out, *_table(header, rows), ""]
+
+
 def main() -> None:
     text = README.read_text()
     if START not in text or END not in text:
@@ -156,6 +178,7 @@ def main() -> None:
         *policy_quality(),
         *recovery(),
         *speed(),
+        *gpu_speed(),
     ]
     head, rest = text.split(START, 1)
     tail = rest.split(END, 1)[1]

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import llava7b
+import arch7b
 import numpy as np
 from results_io import emit
 
@@ -135,8 +135,8 @@ def grpo_hours(per_plan: float, overhead: float, load: float, plans: int, batch:
 
 def cost_model(args, questions: int, embedded: dict, overhead: float) -> dict:
     """Predicted GRPO wall time for LLaVA-1.5-7B on 1-8 GPUs, per throughput scenario."""
-    seq_7b = llava7b.LLAVA["image_seq_length"] + args.text_tokens_7b
-    flops_7b = decoder_flops(llava7b.layer_shapes(), None, seq_7b)
+    seq_7b = arch7b.image_tokens("llava-1.5-7b") + args.text_tokens_7b
+    flops_7b = decoder_flops(arch7b.layer_shapes("llava-1.5-7b"), None, seq_7b)
     grpo = GRPOConfig()
     batch = args.batch or grpo.prefs_per_iter * grpo.group_size
     plans = args.plans_per_run or grpo.iters * batch

@@ -15,13 +15,13 @@ from pathlib import Path
 # What the CLI and the dashboard use besides the functions below, re-exported so that they import nothing but this
 # module: errors, the dashboard's view helpers, job submission, the store's record types.
 from hipp_core import (
-    baselines,
+    importance,
     jobs,
+    methods,
     status,  # noqa: F401
     validation,
 )
-from hipp_core.baselines import names as baseline_names  # noqa: F401
-from hipp_core.blueprint import Blueprint, make_blueprint
+from hipp_core.blueprint import Blueprint
 from hipp_core.calibrate import CalibrationFeatures, calibrate
 from hipp_core.config import (
     cache_dir,
@@ -51,19 +51,23 @@ from hipp_core.evaluation.stored import (  # noqa: F401  (re-exported: the API's
 )
 from hipp_core.export import (
     PLAN_FILE,  # noqa: F401
+    check_format,
     check_target,
     copy_export,
     export_pruned,
+    load_pruned,
 )
-from hipp_core.grpo import GRPOConfig, GRPOTrainer, load_policy, policy_id_for
+from hipp_core.grpo import GRPOConfig, GRPOTrainer, policy_id_for
 from hipp_core.jobs import find_jobs  # noqa: F401
+from hipp_core.methods import Method, channel_multiple  # noqa: F401  (re-exported)
 from hipp_core.models import zoo
 from hipp_core.models.loading import EMBEDDED_ALIASES, load_model, resolve_spec
 from hipp_core.models.train import TrainConfig
-from hipp_core.peers import torch_pruning_blueprint
 from hipp_core.policies import BUNDLED_POLICY, policy_checkpoint_path, policy_record  # noqa: F401  (re-exported)
 from hipp_core.policy import Planner
 from hipp_core.recover import RecoveryConfig, RecoveryResult, recover_plan
+from hipp_core.stock import StockSizes
+from hipp_core.stock import stock_sizes as _stock_sizes
 from hipp_core.ui_state import (  # noqa: F401
     DEFAULT_SPEC,
     EMBEDDED_CHOICES,
@@ -203,12 +207,27 @@ def calibration_questions(spec: str, samples: int, data: DataSource | None) -> t
     return f"pope-calib:{data_key(source, {'pope': {'calib': ordered}})}:n{samples}", ordered
 
 
-def channel_multiple(intermediate: int) -> int:
-    """MLP widths are kept in multiples of 64 at real scale (matmul-friendly), of 8 for the embedded models."""
-    return 64 if intermediate >= 4096 else 8
+def method_names(kind: str | None = None) -> list[str]:
+    """The registered planning methods (`hipp_core.methods`), optionally only one kind: heuristic, search, peer or
+    policy."""
+    if kind is not None and kind not in methods.KINDS:
+        raise HippError(f"unknown method kind {kind!r}; use one of {', '.join(methods.KINDS)}")
+    return methods.names(kind)
 
 
-PEER = "torch-pruning"  # the external peer, offered beside the heuristics wherever a baseline method is named
+def baseline_names() -> list[str]:
+    """The methods a policy plan is compared against: every registered method but the policy itself."""
+    return [name for name in methods.names() if methods.get(name).kind != "policy"]
+
+
+def criteria() -> dict[str, str]:
+    """The registered unit importance criteria (`hipp_core.importance`) and what each scores."""
+    return {name: importance.get(name).help for name in importance.names()}
+
+
+def planning_method(name: str) -> Method:
+    """A registered planning method: its help, kind and settings (`options()`); unknown names list the others."""
+    return methods.get(name)
 
 
 def plan_baseline(
@@ -217,54 +236,44 @@ def plan_baseline(
     sparsity: float,
     criterion: str | None = None,
     samples: int = 128,
-    n_random: int = 8,
-    seed: int = 0,
-    limit: int = 100,
+    n_random: int | None = None,
+    seed: int | None = None,
+    limit: int | None = None,
     store: PlanStore | None = None,
     progress: Progress | None = None,
-    backend: str = "local",
+    backend: str | None = None,
     backend_options: dict | None = None,
+    options: dict | None = None,
     data: DataSource | None = None,
+    equal_counts: bool = False,
 ) -> Blueprint:
-    """A baseline blueprint at `sparsity`. `random` draws `n_random` Dirichlet(1) allocations (seeded) and keeps
-    the best on the dev split (of ShapesWorld, or of the user's `data`) by 0.5·ScienceQA accuracy + 0.5·mean POPE
-    balanced accuracy (masked evaluation, on the evaluator `backend`, first best on ties). Calibration and selection
-    read `data` as `calibrate_model` and `train_policy` do.
-    `torch-pruning` is the external peer (`hipp_core.peers`): the library's own choice at the same sparsity."""
+    """The blueprint of the registered planning `method` (`method_names()`) at `sparsity`, on the calibration of
+    `samples` questions. Its settings come from `options` (the method's config fields; text values are parsed) or
+    the keyword shorthands; settings left at None take the method's defaults, and one the method does not take is
+    refused. E.g. `random` draws `n_random` Dirichlet(1) allocations (seeded) and keeps the best on the dev split
+    of ShapesWorld or of the user's `data` (`limit` questions per set, on the evaluator `backend`); `torch-pruning`
+    is the external peer. Calibration and selection read `data` as `calibrate_model` and `train_policy` do.
+    `equal_counts` keeps the same unit counts in every layer (stock engines load the plan unpadded), giving up the
+    method's allocation; methods with nothing left to decide refuse it."""
     validation.sparsity(sparsity)
-    if method == PEER:
-        loaded = load_model(spec)
-        m = channel_multiple(max(s.intermediate for s in loaded.adapter.layer_shapes()))
-        return torch_pruning_blueprint(loaded.adapter, loaded.model_id, loaded.family, sparsity, m)
-    if method != "random":
-        baseline = baselines.get(method)
-    if n_random < 1:
-        raise HippError(f"--n-random must be at least 1, got {n_random}")
-    if method == "random":  # refuse missing or overlapping selection data before minutes of calibration
-        source, split, _ = reward_data(spec, data, limit, "the plan-selection questions")
+    chosen = methods.get(method)
+    backend_options = {k: v for k, v in (backend_options or {}).items() if v is not None} or None
+    shorthands = {"criterion": criterion, "n_random": n_random, "seed": seed, "limit": limit, "backend": backend}
+    shorthands["equal_counts"] = equal_counts or None  # asked of a method only when wanted: not every one takes it
+    settings = {k: v for k, v in {**shorthands, "backend_options": backend_options}.items() if v is not None}
+    config = chosen.configure({**settings, **(options or {})})
     store = store or PlanStore()
-    features = model_features(spec, store, samples, data)
-    loaded = load_model(spec)
-    shapes = loaded.adapter.layer_shapes()
-    m = channel_multiple(max(s.intermediate for s in shapes))
-    criterion = criterion or ("wanda" if method == "random" else baseline.criterion)
-    scores = baselines.unit_scores(features, criterion)
+    return chosen.plan(_context(spec, store, samples, progress, data), sparsity, config)
 
-    def blueprint_for(alpha) -> Blueprint:
-        return make_blueprint(
-            loaded.model_id, loaded.family, shapes, sparsity, alpha, scores, m, source="baseline", criterion=criterion
-        )
 
-    if method != "random":
-        return blueprint_for(baseline.allocate(features, sparsity))
-    candidates = [blueprint_for(alpha) for alpha in baselines.random_allocations(len(shapes), n_random, seed)]
-    evaluator = make_evaluator(spec, split, limit, store, backend, data=source, **(backend_options or {}))
-    try:
-        results = evaluator.evaluate(candidates, progress)
-    finally:
-        evaluator.close()
-    score = [0.5 * r.sqa.accuracy + 0.5 * r.pope_balanced_accuracy for r in results]
-    return candidates[score.index(max(score))]
+def _context(
+    spec: str, store: PlanStore, samples: int = 128, progress: Progress | None = None, data: DataSource | None = None
+) -> methods.ModelContext:
+    """What a planning method reads about `spec`: the model, its stored calibration on first use (`model_features`),
+    and the data plans are selected on (`reward_data`, checked apart from the test files)."""
+    calibration = lambda: model_features(spec, store, samples, data, progress)
+    selection = lambda limit: reward_data(spec, data, limit, "the plan-selection questions")[:2]
+    return methods.ModelContext(spec, store, calibration, selection, progress)
 
 
 # -- the policy -----------------------------------------------------------------------------------------------------
@@ -277,31 +286,17 @@ def planner(
 ) -> Planner:
     """What blueprints of `spec` need, loaded once: shapes, calibration (computed on first use), Wanda unit scores,
     and the model's most recently trained policy if there is one (`planner.trained`). Training a policy asks for
-    none: it brings its own, and a stored one that an older version wrote must not stop it.
-
-    Its calibration comes from `model_features`."""
-    store = store or PlanStore()
-    features = model_features(spec, store, samples, data)
-    loaded = load_model(spec)
-    shapes = loaded.adapter.layer_shapes()
-    result = Planner(
-        spec=spec,
-        model_id=loaded.model_id,
-        family=loaded.family,
-        shapes=shapes,
-        features=features,
-        scores=baselines.unit_scores(features, "wanda"),
-        m=channel_multiple(max(s.intermediate for s in shapes)),
-    )
-    record = policy_record(loaded.model_id, loaded.path, store) if with_policy else None
-    if record is not None and record.checkpoint_path:
-        result.policy, _ = load_policy(Path(record.checkpoint_path))
-        result.policy_id = record.policy_id
-    return result
+    none: it brings its own, and a stored one that an older version wrote must not stop it. Its calibration comes
+    from `model_features`."""
+    return methods.policy.planner(_context(spec, store or PlanStore(), samples, data=data), with_policy)
 
 
 def model_features(
-    spec: str, store: PlanStore, samples: int = 128, data: DataSource | None = None
+    spec: str,
+    store: PlanStore,
+    samples: int = 128,
+    data: DataSource | None = None,
+    progress: Progress | None = None,
 ) -> CalibrationFeatures:
     """The calibration blueprints of `spec` build on: on `data` when given, ShapesWorld for an embedded model, and
     for a local checkpoint given no data the one its trained policy was trained on (refused when it has none)."""
@@ -310,7 +305,7 @@ def model_features(
         record = policy_record(loaded.model_id, loaded.path, store)
         if record is not None:
             return policy_calibration(spec, record, store)
-    return calibrate_model(spec, samples, store=store, data=data)[0]
+    return calibrate_model(spec, samples, progress=progress, store=store, data=data)[0]
 
 
 def policy_calibration(spec: str, record: PolicyRecord, store: PlanStore) -> CalibrationFeatures:
@@ -383,10 +378,15 @@ def reward_data(
 
 
 def policy_blueprint(
-    spec: str, preference: Sequence[float], sparsity: float | None = None, store: PlanStore | None = None
+    spec: str,
+    preference: Sequence[float],
+    sparsity: float | None = None,
+    store: PlanStore | None = None,
+    equal_counts: bool = False,
 ) -> Blueprint:
-    """The trained policy's blueprint for `preference` (U, R, C); `sparsity` overrides its budget."""
-    return planner(spec, store).blueprint(preference, sparsity)
+    """The trained policy's blueprint for `preference` (U, R, C); `sparsity` overrides its budget; `equal_counts`
+    keeps the same unit counts in every layer (for stock engines, at the cost of the per-layer allocation)."""
+    return planner(spec, store).blueprint(preference, sparsity, equal_counts)
 
 
 # -- recovery -------------------------------------------------------------------------------------------------------
@@ -421,12 +421,15 @@ def export_plan(
     overwrite: bool = False,
     artifact: Path | None = None,
     store: PlanStore | None = None,
+    export_format: str = "exact",
 ) -> Path:
     """Write `blueprint` of `spec` as a checkpoint plain transformers loads: pruned from the dense weights, or, with
-    `artifact`, the plan's recovered checkpoint copied into place. Either way atomically, recorded as the plan's
-    `exported` artifact, and the model card carries the plan's stored scores."""
+    `artifact`, the plan's recovered checkpoint (copied into place, or padded into the `stock` format). Either way
+    atomically, recorded as the plan's `exported` artifact, and the model card carries the plan's stored scores.
+    `export_format` is `exact` or `stock` (see `hipp_core.export`)."""
+    check_format(export_format)
     store = store or PlanStore()
-    if artifact is not None:
+    if artifact is not None and export_format == "exact":
         copy_export(Path(artifact), Path(out_dir), overwrite)
     else:
         loaded = load_model(spec)
@@ -437,10 +440,26 @@ def export_plan(
             )
         store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
         metrics = card_metrics(store, blueprint.plan_id)
-        export_pruned(loaded.adapter, blueprint, Path(out_dir), spec=spec, metrics=metrics, overwrite=overwrite)
+        recovered = None if artifact is None else load_pruned(artifact).adapter
+        export_pruned(
+            loaded.adapter,
+            blueprint,
+            Path(out_dir),
+            spec=spec,
+            metrics=metrics,
+            overwrite=overwrite,
+            pruned=recovered,
+            export_format=export_format,
+        )
     store.put_plan(plan_draft(blueprint))
     store.put_artifact(blueprint.plan_id, "exported", out_dir)
     return Path(out_dir)
+
+
+def stock_sizes(spec: str, blueprint: Blueprint) -> StockSizes:
+    """Parameters of the dense model `spec`, of its exactly pruned `blueprint` and of a `stock` export of it: what
+    zero padding to one layout gives back of the saving (nothing for equal-count plans). From shapes alone."""
+    return _stock_sizes(load_model(spec).adapter, blueprint)
 
 
 def materialize_plan(spec: str, blueprint: Blueprint, store: PlanStore | None = None) -> tuple[Path, bool]:
@@ -497,14 +516,19 @@ def pipeline(
     store: PlanStore | None = None,
     progress: Progress | None = None,
     data: DataSource | None = None,
+    equal_counts: bool = False,
+    export_format: str = "exact",
 ) -> PipelineResult:
     """calibrate → policy (trained if the model has none) → blueprint → materialize + LoRA recovery → evaluate on
     test → export, each stage reusing what the store already holds. Calibration and rewards read `data` (see
-    `train_policy`). The target directory and the data are checked first, so a long run never ends on a refusal."""
+    `train_policy`). The target directory and the data are checked first, so a long run never ends on a refusal.
+    `equal_counts` asks the policy for a plan with the same unit counts in every layer; `export_format` is `exact` or
+    `stock` (see `hipp_core.export`)."""
     preference = validation.preference(preference)
     if sparsity is not None:
         validation.sparsity(sparsity)
     out_dir = Path(out_dir).expanduser().absolute()
+    check_format(export_format)
     check_target(out_dir, overwrite)
     if not out_dir.parent.is_dir():
         raise HippError(f"the parent folder {out_dir.parent} does not exist; create it first or choose another path")
@@ -525,14 +549,18 @@ def pipeline(
         plans = planner(spec, store, data=data)
     else:
         stages.append(("train policy", True, 0.0))
-    blueprint = stage("blueprint", lambda: (plans.blueprint(preference, sparsity), False))
+    blueprint = stage("blueprint", lambda: (plans.blueprint(preference, sparsity, equal_counts), False))
     dense = stage("evaluate dense", lambda: _cached(evaluate_model(spec, split="test", limit=limit, store=store)))
     recovery = stage(
         "materialize + recover + evaluate",
         lambda: _cached(recover(spec, blueprint, steps, rank, store=store, progress=progress, limit=limit)),
     )
     export_dir = stage(
-        "export", lambda: (export_plan(spec, blueprint, out_dir, overwrite, recovery.artifact_dir, store), False)
+        "export",
+        lambda: (
+            export_plan(spec, blueprint, out_dir, overwrite, recovery.artifact_dir, store, export_format),
+            False,
+        ),
     )
     return PipelineResult(blueprint, dense, recovery, export_dir, stages)
 

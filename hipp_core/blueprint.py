@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -348,17 +348,19 @@ def _options(shape: LayerShape, m: int, s_max: float) -> _Options:
     )
 
 
-def _closest(opt: _Options, target: float, attn_keep: float | None = None) -> tuple[int, int]:
+def _closest(
+    opt: _Options, target: float, attn_keep: float | None = None, slack: float | None = None
+) -> tuple[int, int]:
     """The (head configuration, MLP width) whose kept parameters are closest to the layer target.
 
     Unless the MLP saturates, any head configuration can be filled with MLP channels to within half an m-block of the
     target, so all those are equally close; among them prefer the one whose attention keeps the share `attn_keep`
     (default: the same share as the whole layer, attention and MLP pruned alike), instead of whichever head count
-    leaves the smallest residue.
+    leaves the smallest residue. `slack` (parameters) replaces that half block when no later correction will follow.
     """
     goal = opt.dense * (1.0 - target)
     err = np.abs(opt.kept - goal)
-    primary = np.where(opt.feasible, np.maximum(err, opt.half_step), np.inf)
+    primary = np.where(opt.feasible, np.maximum(err, opt.half_step if slack is None else slack), np.inf)
     keep = 1.0 - target if attn_keep is None else attn_keep
     balance = np.broadcast_to(np.abs(opt.attn_share - keep)[:, None], err.shape)
     best = np.lexsort((err.ravel(), balance.ravel(), primary.ravel()))[0]
@@ -413,6 +415,8 @@ def realize(
     budget: float,
     s_max: float = 0.9,
     attn_keep: Sequence[float] | None = None,
+    equal_counts: bool = False,
+    stock_heads: Sequence[int] | None = None,
 ) -> list[LayerPlan]:
     """Turn per-layer target sparsities into exact kept units whose overall sparsity is as close to ρ as the units
     allow (within ±0.5 pp whenever MLP widths can absorb the rounding; otherwise the closest reachable).
@@ -420,6 +424,10 @@ def realize(
     Each layer takes the unit counts closest to its own target (`_closest`); then MLP widths move one m-block at a
     time where the rounding error is largest until the overall count is as close to ρ as single blocks can bring it
     (`_correct`); finally `scores` decide which indices fill those counts (`_select`).
+
+    With `equal_counts` every layer takes the counts of the first layer's pick (the layers must share one shape and,
+    for a meaningful plan, one target), so no per-layer correction can run: the overall sparsity is that layer's.
+    `stock_heads` then also fixes the query heads kept (see `make_blueprint`).
     """
     _check_m(m)
     _check_budget(budget)
@@ -430,9 +438,17 @@ def realize(
     _check_scores(shapes, scores)
     options = [_options(shape, m, s_max) for shape in shapes]
     keeps = [None] * len(shapes) if attn_keep is None else [float(k) for k in attn_keep]
-    picks = [_closest(opt, float(t), k) for opt, t, k in zip(options, targets, keeps)]
-    dense = np.array([opt.dense for opt in options], dtype=float)
-    _correct(options, picks, dense * (1.0 - targets), (1.0 - budget) * dense.sum())
+    if equal_counts:
+        _check_one_shape(shapes)
+        # No correction follows, so every error inside the tolerance counts as equally close (the attention share
+        # decides), and none beyond it (a half block can exceed the tolerance on small layers).
+        opt = _with_query_heads(options[0], stock_heads)
+        slack = min(opt.half_step, 0.999 * SPARSITY_TOLERANCE * opt.dense)
+        picks = [_closest(opt, float(targets[0]), keeps[0], slack)] * len(shapes)
+    else:
+        picks = [_closest(opt, float(t), k) for opt, t, k in zip(options, targets, keeps)]
+        dense = np.array([opt.dense for opt in options], dtype=float)
+        _correct(options, picks, dense * (1.0 - targets), (1.0 - budget) * dense.sum())
     return [
         _select(shape, int(opt.groups[a]), int(opt.per_group[a]), int(opt.channels[j]), sc)
         for shape, opt, (a, j), sc in zip(shapes, options, picks, scores or [None] * len(shapes))
@@ -452,17 +468,65 @@ def make_blueprint(
     preference: Sequence[float] | None = None,
     criterion: str = "wanda",
     alpha_attention: Sequence[float] | None = None,
+    equal_counts: bool = False,
+    stock_heads: Sequence[int] | None = None,
 ) -> Blueprint:
     """Budget + allocation → a validated Blueprint (allocate, realize, record what was achieved).
 
     With `alpha_attention`, `alpha` weighs each layer's MLP and `alpha_attention` its attention (`allocate_split`);
-    without, `alpha` weighs whole layers and attention and MLP are pruned alike."""
-    if alpha_attention is None:
+    without, `alpha` weighs whole layers and attention and MLP are pruned alike.
+
+    `equal_counts` makes every layer keep the same numbers of KV groups, query heads per group and MLP channels (which
+    units are kept still follows each layer's scores): the one shape a stock config can describe, so the model loads
+    in stock engines with nothing padded. The allocation over layers is given up; of `alpha_attention` only the
+    overall attention/MLP split survives, as one share for every layer. `stock_heads` lists the query-head counts the
+    family's stock config accepts (`ModelAdapter.stock_head_counts`; None: any): equal-count plans then keep one of
+    them, since a stock export would pad any other count up to one (Qwen2.5-VL accepts only its full count, so its
+    attention stays whole and the budget comes from MLP channels alone)."""
+    if equal_counts:
+        targets, keeps = _equal_targets(shapes, budget, alpha, alpha_attention, s_max)
+    elif alpha_attention is None:
         targets, keeps = allocate(shapes, budget, alpha, s_max), None
     else:
         targets, keeps = allocate_split(shapes, budget, alpha_attention, alpha, s_max)
-    layers = realize(shapes, targets, scores, m, budget, s_max, keeps)
+    layers = realize(shapes, targets, scores, m, budget, s_max, keeps, equal_counts, stock_heads)
     return blueprint_from_layers(model_id, family, shapes, budget, layers, m, s_max, source, preference, criterion)
+
+
+def _equal_targets(
+    shapes: Sequence[LayerShape],
+    budget: float,
+    alpha: Sequence[float],
+    alpha_attention: Sequence[float] | None,
+    s_max: float,
+) -> tuple[list[float], list[float] | None]:
+    """One target for every layer (the budget) and, when the allocation splits attention from MLP, the share of its
+    attention parameters the split keeps overall; the allocation over layers is not used."""
+    if alpha_attention is None:
+        return [float(budget)] * len(shapes), None
+    _, keeps = allocate_split(shapes, budget, alpha_attention, alpha, s_max)
+    attn = np.array([s.attention_params(s.n_kv_heads, s.n_heads) for s in shapes], dtype=float)
+    share = float(attn @ np.asarray(keeps, dtype=float) / attn.sum())
+    return [float(budget)] * len(shapes), [share] * len(shapes)
+
+
+def _with_query_heads(opt: _Options, stock_heads: Sequence[int] | None) -> _Options:
+    """`opt` restricted to head configurations that keep one of the `stock_heads` query-head counts (all: None)."""
+    if stock_heads is None:
+        return opt
+    fits = np.isin(opt.groups * opt.per_group, list(stock_heads))
+    if not fits.any():
+        raise HippError("no head configuration of this layer keeps a query-head count a stock config accepts")
+    return replace(opt, feasible=opt.feasible & fits[:, None])
+
+
+def _check_one_shape(shapes: Sequence[LayerShape]) -> None:
+    different = next((i for i, shape in enumerate(shapes) if shape != shapes[0]), None)
+    if different is not None:
+        raise HippError(
+            f"equal counts need decoder layers of one shape, but layer {different} differs from layer 0; "
+            "plan this model without equal counts"
+        )
 
 
 def blueprint_from_layers(

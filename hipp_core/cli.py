@@ -35,7 +35,7 @@ data_app = typer.Typer(
 zoo_app = typer.Typer(
     help="The embedded models (tiny LLaVA and Qwen2.5-VL trained on ShapesWorld).", no_args_is_help=True
 )
-plan_app = typer.Typer(help="Make pruning blueprints.", no_args_is_help=True)
+plan_app = typer.Typer(no_args_is_help=True)
 store_app = typer.Typer(help="The DuckDB plan store ($HIPP_HOME/plans.duckdb).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(zoo_app, name="zoo")
@@ -53,6 +53,25 @@ ModelArg = Annotated[
 BackendOpt = Annotated[str, typer.Option(help="Evaluator backend: local (this process) or ray.")]
 AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster: local (start one), auto, or ray://host:port.")]
 WorkersOpt = Annotated[int | None, typer.Option(help="Ray workers (default: the cluster's GPUs, else its CPUs).")]
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="exact: the pruned shapes, loaded with trust_remote_code=True or hipp_core.load_pruned. stock: one "
+        "set of sizes for every layer (zero-padded unless the plan keeps equal counts) in a stock config and "
+        "class, loaded by plain transformers and inference servers without remote code.",
+    ),
+]
+EqualCountsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--equal-counts",
+        help="Keep the same numbers of query heads per KV group, KV groups and MLP channels in every layer, so that "
+        "`hipp export --format stock` needs no padding and stock engines load the plan as is. Gives up the "
+        "per-layer allocation for that compatibility (and, for Qwen2.5-VL, whose stock attention needs every query "
+        "head, attention pruning: the budget then comes from MLP channels).",
+    ),
+]
 
 
 def _backend_options(address: str | None, num_workers: int | None) -> dict:
@@ -528,18 +547,47 @@ def calibrate_cmd(
     run(body)
 
 
+@plan_app.callback()
+def plan_group(ctx: typer.Context) -> None:
+    """Make pruning blueprints."""
+    if ctx.invoked_subcommand == "baseline":  # before its options are parsed, so its --help lists them too
+        _describe_methods(ctx.command.commands["baseline"])
+
+
+def _describe_methods(command) -> None:
+    """Fill the help of `plan baseline` from the method and criterion registries. Done when the command is invoked,
+    not at import: listing them imports the library, which must load after the process settings apply."""
+    from hipp_core import api
+
+    described = {
+        "method": "One of: "
+        + "; ".join(f"{name} ({api.planning_method(name).help})" for name in api.method_names())
+        + ". `hipp plan methods` lists their settings.",
+        "criterion": "Unit criterion that picks the kept heads and channels: "
+        + "; ".join(f"{name} ({help})" for name, help in api.criteria().items())
+        + ". Default: the method's own.",
+        "settings": "A setting of the method as NAME=VALUE (repeatable); each method takes: "
+        + "; ".join(
+            f"{name}: {', '.join(o.name for o in api.planning_method(name).options()) or 'none'}"
+            for name in api.method_names()
+        )
+        + ".",
+    }
+    for param in command.params:
+        param.help = described.get(param.name, param.help)
+
+
 @plan_app.command("baseline")
 def plan_baseline_cmd(
     model: ModelArg,
-    method: Annotated[
-        str,
-        typer.Option(help="uniform, owl, visual, magnitude, random (best of N on dev) or torch-pruning (the peer)."),
-    ],
+    method: Annotated[str, typer.Option(help="A registered planning method (listed when this help is shown).")],
     sparsity: Annotated[float, typer.Option(help="Fraction of decoder-layer parameters to remove, in (0, 0.9).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the blueprint JSON.")],
-    n_random: Annotated[int, typer.Option(help="Candidates for --method random.")] = 8,
-    seed: Annotated[int, typer.Option(help="Seed of the random candidates.")] = 0,
-    backend: BackendOpt = "local",
+    settings: Annotated[list[str] | None, typer.Option("--set", help="A setting of the method as NAME=VALUE.")] = None,
+    criterion: Annotated[str | None, typer.Option(help="Unit criterion (default: the method's own).")] = None,
+    n_random: Annotated[int | None, typer.Option(help="Candidates for --method random (--set n_random=N).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the random candidates (--set seed=N).")] = None,
+    backend: Annotated[str | None, typer.Option(help="Evaluator backend for --method random: local or ray.")] = None,
     address: AddressOpt = None,
     num_workers: WorkersOpt = None,
     pope_dir: PopeDirOpt = None,
@@ -551,23 +599,28 @@ def plan_baseline_cmd(
     test_pope: TestPopeOpt = None,
     test_split: TestSplitOpt = None,
     shapesworld: ShapesWorldOpt = False,
+    equal_counts: EqualCountsOpt = False,
 ) -> None:
-    """A heuristic blueprint at a given sparsity (what the policy is compared against)."""
+    """A blueprint of a registered planning method at a given sparsity (heuristics, search, the peer, the policy)."""
     from hipp_core.api import plan_baseline
 
     def body() -> None:
         data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
+        options = _parse_settings(settings or [])
         with progress_bar() as cb:
             blueprint = plan_baseline(
                 model,
                 method,
                 sparsity,
+                criterion=criterion,
                 n_random=n_random,
                 seed=seed,
                 progress=cb,
                 backend=backend,
                 backend_options=_backend_options(address, num_workers),
                 data=data,
+                options=options,
+                equal_counts=equal_counts,
             )
         _write_plan(blueprint, output)
         out.print(
@@ -576,6 +629,39 @@ def plan_baseline_cmd(
         )
 
     run(body)
+
+
+def _parse_settings(items: list[str]) -> dict[str, str]:
+    options = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise HippError(f"--set takes NAME=VALUE (e.g. --set n_random=16), got {item!r}")
+        options[name.strip()] = value.strip()
+    return options
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(_show(x) for x in value)
+    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
+
+
+@plan_app.command("methods")
+def plan_methods_cmd() -> None:
+    """The registered planning methods, their settings with defaults, and the unit criteria."""
+    from hipp_core import api
+
+    table = Table("method", "kind", "what it does", "settings (default)", show_lines=True)
+    for name in api.method_names():
+        method = api.planning_method(name)
+        settings = "\n".join(f"{o.name} ({_show(o.default)}): {o.help}" for o in method.options())
+        table.add_row(name, method.kind, method.help, settings or "-")
+    out.print(table)
+    criteria = Table("criterion", "what it scores", title="unit criteria")
+    for name, help in api.criteria().items():
+        criteria.add_row(name, help)
+    out.print(criteria)
 
 
 def _write_plan(blueprint, output: Path) -> None:
@@ -647,6 +733,7 @@ def blueprint_cmd(
     pref: Annotated[str, typer.Option("--pref", help="Preference U,R,C: utility, robustness, compression.")],
     sparsity: Annotated[float | None, typer.Option(help="Fix the budget (matched sparsity), in (0, 0.9).")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the blueprint JSON here.")] = None,
+    equal_counts: EqualCountsOpt = False,
 ) -> None:
     """The trained policy's blueprint for a preference, in milliseconds."""
     from hipp_core.api import planner
@@ -655,7 +742,7 @@ def blueprint_cmd(
         preference = _parse_preference(pref)
         plans = planner(model)
         t0 = time.perf_counter()
-        blueprint = plans.blueprint(preference, sparsity)
+        blueprint = plans.blueprint(preference, sparsity, equal_counts)
         ms = (time.perf_counter() - t0) * 1000
         if output is None:
             sys.stdout.write(json.dumps(blueprint.to_json(), indent=1) + "\n")
@@ -675,14 +762,21 @@ def export_cmd(
     plan: Annotated[Path, typer.Option("--plan", help="Blueprint JSON (from `hipp plan ...` or the dashboard).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory to create for the export.")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export at --output.")] = False,
+    export_format: FormatOpt = "exact",
 ) -> None:
-    """Write the pruned model as a checkpoint that plain transformers loads (trust_remote_code=True)."""
+    """Write the pruned model as a checkpoint plain transformers loads (exact: with trust_remote_code=True; stock:
+    without remote code). Weights keep the source checkpoint's dtype."""
     from hipp_core import api
 
     def body() -> None:
         blueprint = api.read_plan(plan)
-        path = api.export_plan(model, blueprint, output, overwrite)
-        out.print(f"exported {blueprint.plan_id} ({blueprint.achieved:.1%} of decoder parameters removed) → {path}")
+        path = api.export_plan(model, blueprint, output, overwrite, export_format=export_format)
+        out.print(
+            f"exported {blueprint.plan_id} ({blueprint.achieved:.1%} of decoder parameters removed, format "
+            f"{export_format}) → {path}"
+        )
+        if export_format == "stock":
+            out.print(api.stock_sizes(model, blueprint).describe(), highlight=False, soft_wrap=True)
 
     run(body)
 
@@ -835,6 +929,8 @@ def pipeline_cmd(
     test_pope: TestPopeOpt = None,
     test_split: TestSplitOpt = None,
     shapesworld: ShapesWorldOpt = False,
+    equal_counts: EqualCountsOpt = False,
+    export_format: FormatOpt = "exact",
 ) -> None:
     """calibrate → blueprint → materialize → recover → evaluate → export, reusing everything already computed.
     Calibration and rewards read the data options as `train-policy` does."""
@@ -845,7 +941,19 @@ def pipeline_cmd(
         data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
         with progress_bar() as cb:
             result = pipeline(
-                model, preference, sparsity, output, steps, rank, iters, limit, overwrite, progress=cb, data=data
+                model,
+                preference,
+                sparsity,
+                output,
+                steps,
+                rank,
+                iters,
+                limit,
+                overwrite,
+                progress=cb,
+                data=data,
+                equal_counts=equal_counts,
+                export_format=export_format,
             )
         stages = Table("stage", "", "seconds", title="pipeline")
         for name, reused, seconds in result.stages:

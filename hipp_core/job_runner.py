@@ -112,6 +112,22 @@ def _run_train(params: dict[str, Any], store: PlanStore, progress: JobProgress) 
     return f"policy {record.policy_id} trained for {len(record.curve)} iterations"
 
 
+@runs("plan")
+def _run_plan(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
+    blueprint = api.plan_baseline(
+        params["spec"],
+        params["method"],
+        params["sparsity"],
+        samples=params["samples"],
+        store=store,
+        progress=progress,
+        options=params["options"],
+        data=api.DataSource(shapesworld=True) if params.get("shapesworld") else None,
+    )
+    api.save_plan(blueprint, store)
+    return f"{params['method']}: plan {blueprint.plan_id}, {blueprint.achieved:.1%} of decoder parameters removed"
+
+
 @runs("materialize")
 def _run_materialize(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
     plan = store.get_plan(params["plan_id"])

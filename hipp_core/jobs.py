@@ -1,4 +1,5 @@
-"""Background jobs: long work (evaluate, calibrate, train-policy, materialize, recover, export) in a detached worker.
+"""Background jobs: long work (evaluate, calibrate, train-policy, plan, materialize, recover, export) in a detached
+worker.
 
 The dashboard must neither block on minutes of work nor lose it when a browser tab closes or the server restarts, so
 `submit` validates the parameters, records a job in the plan store and starts `python -m hipp_core.job_runner JOB_ID`
@@ -259,6 +260,27 @@ def _check_train(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         "backend": _choice(params, "backend", "local", tuple(BACKENDS)),
         "address": address,
         "num_workers": _int(params, "num_workers", None, 1, 4096),
+    }
+
+
+# -- plan -------------------------------------------------------------------------------------------------------
+@register("plan", "Make a plan with a registered planning method at a given sparsity and keep it in the store.")
+def _check_plan(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
+    from hipp_core import methods, validation
+
+    _known(params, ("spec", "method", "sparsity", "options", "samples", "shapesworld"), "plan")
+    method = methods.get(params.get("method"))
+    options = params.get("options") or {}
+    if not isinstance(options, dict):
+        raise HippError(f"options must be a mapping of the method's settings to values, got {options!r}")
+    method.configure(options)  # refuses a setting the method does not take, or a value out of range
+    return {
+        "spec": _spec(params),
+        "method": method.name,
+        "sparsity": validation.sparsity(params.get("sparsity")),
+        "options": options,
+        "samples": _int(params, "samples", 128, 1, 100_000),
+        "shapesworld": _bool(params, "shapesworld", False),  # a local copy of an embedded model tunes on ShapesWorld
     }
 
 

@@ -223,6 +223,7 @@ class Planner:
     m: int
     policy: PrunePolicy | None = None
     policy_id: str | None = None
+    stock_heads: tuple[int, ...] | None = None  # query-head counts this family's stock config accepts (None: any)
 
     @property
     def trained(self) -> bool:
@@ -231,8 +232,11 @@ class Planner:
     def state(self) -> torch.Tensor:
         return torch.from_numpy(layer_state(self.features, self.shapes))
 
-    def blueprint(self, preference: Sequence[float], sparsity: float | None = None) -> Blueprint:
-        """The policy's deterministic plan for `preference`; `sparsity` fixes the budget (matched comparisons)."""
+    def blueprint(
+        self, preference: Sequence[float], sparsity: float | None = None, equal_counts: bool = False
+    ) -> Blueprint:
+        """The policy's deterministic plan for `preference`; `sparsity` fixes the budget (matched comparisons);
+        `equal_counts` keeps the same unit counts in every layer (stock engines load it unpadded; no allocation)."""
         w = validation.preference(preference)
         if sparsity is not None:
             validation.sparsity(sparsity, self.policy.config.s_max if self.policy else 0.9)
@@ -241,9 +245,9 @@ class Planner:
         with torch.no_grad():
             budget = None if sparsity is None else torch.tensor([float(sparsity)])
             plan = self.policy.act(self.state(), torch.tensor([w], dtype=torch.float32), budget, deterministic=True)[0]
-        return self.make(plan, w, source="policy")
+        return self.make(plan, w, source="policy", equal_counts=equal_counts)
 
-    def make(self, plan: PlanSample, w: Sequence[float] | None, source: str) -> Blueprint:
+    def make(self, plan: PlanSample, w: Sequence[float] | None, source: str, equal_counts: bool = False) -> Blueprint:
         """The blueprint of a policy decision: α's first L entries weigh attention blocks, the last L MLP blocks."""
         s_max = self.policy.config.s_max if self.policy else 0.9
         L = len(self.shapes)
@@ -259,6 +263,8 @@ class Planner:
             source,
             w,
             alpha_attention=plan.alpha[:L],
+            equal_counts=equal_counts,
+            stock_heads=self.stock_heads,
         )
 
     def dense_params(self) -> int:

@@ -9,7 +9,6 @@ removing the hooks is free. Physical materialization slices the projections and 
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,7 +107,7 @@ def materialize(adapter: ModelAdapter, blueprint: Blueprint, inplace: bool = Fal
     """A physically smaller copy of the model (or the model itself with `inplace`)."""
     _check_layers(adapter, blueprint)
     shapes = adapter.layer_shapes()
-    target = adapter if inplace else type(adapter)(copy.deepcopy(adapter.model), adapter.processor)
+    target = adapter if inplace else adapter.clone()
     for i, plan in enumerate(blueprint.layers):
         shape = shapes[i]
         parts = target.layer_parts(i)

@@ -90,13 +90,19 @@ def _blueprint_view(planner: api.Planner, choice: api.ModelChoice) -> None:
         disabled=not locked,
         label_visibility="collapsed",
     )
+    equal = budget.checkbox(
+        "Equal counts",
+        key="equal_counts",
+        help="Same numbers of query heads, KV groups and MLP channels in every layer, so that stock engines (plain "
+        "transformers, vLLM) load the export with nothing padded. Gives up the per-layer allocation for that.",
+    )
     weights = tuple(st.session_state[k] for k in KEYS)
     if sum(weights) <= 0:
         st.error("All three weights are 0; give at least one a positive weight.")
         return
     preference = tuple(w / sum(weights) for w in weights)
     try:
-        blueprint = planner.blueprint(preference, sparsity if locked else None)
+        blueprint = planner.blueprint(preference, sparsity if locked else None, equal_counts=equal)
     except api.USER_ERRORS as exc:
         st.error(str(exc))
         return
@@ -209,10 +215,11 @@ def _blueprint_view(planner: api.Planner, choice: api.ModelChoice) -> None:
     if b.button("Evaluate this plan", key="evaluate", type="primary"):
         api.save_plan(blueprint, store())
         submit_job("evaluate", {"spec": choice.spec, "plan_id": blueprint.plan_id, "split": "dev"}, "the evaluation")
-    method = c.selectbox("Baseline", api.baseline_names(), label_visibility="collapsed")
+    # Heuristics only: they plan in a blink, while search (random) and the peer would hold the page for their runs.
+    method = c.selectbox("Baseline", api.method_names("heuristic"), label_visibility="collapsed")
     if d.button(f"Compare with {method}", key="compare"):
         try:
-            other = api.plan_baseline(choice.spec, method, blueprint.achieved, store=store())
+            other = api.plan_baseline(choice.spec, method, blueprint.achieved, store=store(), equal_counts=equal)
         except api.USER_ERRORS as exc:
             st.error(str(exc))
         else:

@@ -46,6 +46,25 @@ def random_blueprint(adapter, rng, budget: float | None = None):
     return make_blueprint("tiny", adapter.model_type, shapes, budget, alpha, scores, m=8)
 
 
+def uneven_blueprint(adapter):
+    """A plan for a `GQA`-sized model whose layers keep different numbers of KV groups (2, 1, 2), of query heads per
+    group (2, 3, 1) and of MLP channels (64, 8, 0): a stock export pads heads inside kept groups, whole KV groups and
+    MLP channels, and a static cache must hold 2, 1 and 2 KV heads."""
+    import numpy as np
+
+    from hipp_core.blueprint import LayerPlan, blueprint_from_layers
+
+    rng = np.random.default_rng(0)
+    channels = [tuple(sorted(rng.choice(GQA.intermediate, n, replace=False).tolist())) for n in (64, 8, 0)]
+    layers = [
+        LayerPlan((0, 1), (1, 2, 4, 7), channels[0]),
+        LayerPlan((1,), (5, 6, 7), channels[1]),
+        LayerPlan((0, 1), (0, 4), channels[2]),
+    ]
+    shapes = adapter.layer_shapes()
+    return blueprint_from_layers("tiny", adapter.model_type, shapes, 0.5, layers, 8, 0.9, "manual", None, "wanda")
+
+
 def save_tiny(arch: str, path: Path, legacy_processor: bool = False) -> Path:
     """A random model of `arch` saved the way hub checkpoints are laid out (sharded safetensors)."""
     processor = build_processor(arch)
@@ -216,31 +235,39 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
 torch.set_num_threads(1)
+path, remote, tolerance = sys.argv[1], sys.argv[2] == "remote", float(sys.argv[3])
 ref = torch.load("reference.pt", weights_only=True)
-for auto in (AutoModelForImageTextToText, AutoModelForCausalLM):
-    model = auto.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
-    assert type(model).__name__.startswith("HippPruned"), type(model)
+# An export's auto_map serves both Auto classes; a stock VLM config is registered with the image-text one only.
+for auto in (AutoModelForImageTextToText, AutoModelForCausalLM) if remote else (AutoModelForImageTextToText,):
+    model = auto.from_pretrained(path, trust_remote_code=remote).eval()
+    assert type(model).__name__.startswith("HippPruned") == remote, type(model)
+    assert remote or type(model).__module__.startswith("transformers.models."), type(model)
     if "lm_head" in ref:
         assert torch.equal(model.lm_head.weight, ref["lm_head"]), "lm_head was re-initialised"
     with torch.no_grad():
         logits = model(**ref["inputs"]).logits
     diff = (logits - ref["logits"]).abs().max().item()
-    assert diff <= 1e-5, f"{auto.__name__}: max logit diff {diff}"
+    assert diff <= tolerance, f"{auto.__name__}: max logit diff {diff}"
 assert "hipp_core" not in sys.modules
 print("ok")
 """
 
 
-def assert_plain_transformers_loads(path: Path, tmp_path: Path, reference: dict) -> None:
-    """In a fresh process without hipp_core importable, plain transformers (trust_remote_code) loads the export
-    in `path` through both Auto classes and reproduces `reference["logits"]` from `reference["inputs"]`."""
+def assert_plain_transformers_loads(
+    path: Path, tmp_path: Path, reference: dict, trust_remote_code: bool = True, tolerance: float = 1e-5
+) -> None:
+    """In a fresh process without hipp_core importable, plain transformers loads the export in `path` and reproduces
+    `reference["logits"]` from `reference["inputs"]` within `tolerance`. With `trust_remote_code` (exact exports) the
+    model must be the export's pruned class, through both Auto classes; without (stock exports) a class of
+    transformers itself, through AutoModelForImageTextToText."""
     import torch
 
     torch.save(reference, tmp_path / "reference.pt")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_MODULES_CACHE=str(tmp_path / "hf_modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    remote = "remote" if trust_remote_code else "stock"
     child = subprocess.run(
-        [sys.executable, "-c", _PLAIN_LOAD, str(path)],
+        [sys.executable, "-c", _PLAIN_LOAD, str(path), remote, str(tolerance)],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -178,6 +178,19 @@ def test_explore_locked_sparsity_is_matched_and_plan_saved(trained):
     assert "uniform baseline (layer sparsity)" in chart_specs(at)[0]
 
 
+def test_explore_equal_counts_toggle_gives_one_layer_shape(trained):
+    at = page("explore", trained)
+    at.checkbox(key="lock_sparsity").check().run()
+    at.slider(key="locked_sparsity").set_value(0.4).run()
+    at.checkbox(key="equal_counts").check().run()
+    assert not at.exception and not at.error
+    at.button(key="save").click().run()
+    layers = PlanStore().get_plan(shown_plan(at)).blueprint["layers"]
+    counts = {(len(x["kv_groups"]), len(x["heads"]), len(x["mlp"])) for x in layers}
+    assert len(counts) == 1 and len(layers) > 1
+    assert abs(float(at.metric[0].value.rstrip("%")) - 40) <= 2.5  # the closest a tiny model's units reach
+
+
 def test_explore_without_policy_offers_training(tiny_qwen, no_spawn):
     at = page("explore", str(tiny_qwen))
     assert "No trained policy" in at.warning[0].value

@@ -448,3 +448,59 @@ def test_split_allocation_checks_weights_and_reach():
         allocate_split(shapes, 0.3, np.zeros(5), np.zeros(5))
     with pytest.raises(HippError, match="exceeds the largest sparsity"):
         allocate_split(shapes, 0.5, np.zeros(5), np.ones(5), s_max=0.5)
+
+
+# -- equal counts (stock-engine compatible plans) --------------------------------------------------------------------
+def _counts(blueprint: Blueprint) -> set[tuple[int, int, int]]:
+    return {(plan.n_kv, plan.n_q, plan.n_mlp) for plan in blueprint.layers}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_equal_counts_keep_one_layer_shape_at_the_budget(arch):
+    shapes = _tiny(arch, EMBEDDED, meta=True).layer_shapes()
+    rng = np.random.default_rng(5)
+    for budget in (0.1, 0.25, 0.3, 0.5, 0.7):
+        alpha = rng.dirichlet(np.full(len(shapes), 0.5))  # a skewed allocation: equal counts must ignore it
+        split = rng.dirichlet(np.ones(len(shapes))) if budget < 0.7 else None
+        scores = _random_scores(shapes, rng)
+        bp = make_blueprint("m", arch, shapes, budget, alpha, scores, 8, alpha_attention=split, equal_counts=True)
+        assert len(_counts(bp)) == 1, _counts(bp)
+        assert abs(bp.achieved - budget) <= SPARSITY_TOLERANCE, (budget, bp.achieved)
+        assert len({plan.heads for plan in bp.layers} | {plan.mlp for plan in bp.layers}) > 2  # scores still choose
+        validate(bp, shapes, "m")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_equal_counts_on_real_7b_layouts(arch):
+    shapes = _adapter(arch, REAL_7B[arch][0]()).layer_shapes()
+    for budget in (0.25, 0.5):
+        bp = make_blueprint(arch, arch, shapes, budget, np.ones(len(shapes)), None, 64, equal_counts=True)
+        assert len(_counts(bp)) == 1 and abs(bp.achieved - budget) <= SPARSITY_TOLERANCE
+
+
+def test_equal_counts_keep_the_attention_split_of_the_allocation():
+    shapes = _tiny("llava", EMBEDDED, meta=True).layer_shapes()
+    n = len(shapes)
+    spare_heads = make_blueprint(
+        "m", "llava", shapes, 0.3, np.ones(n), None, 8, alpha_attention=np.full(n, 1e-3), equal_counts=True
+    )
+    assert _counts(spare_heads) == {(shapes[0].n_kv_heads, shapes[0].n_heads, spare_heads.layers[0].n_mlp)}
+    assert abs(spare_heads.achieved - 0.3) <= SPARSITY_TOLERANCE
+
+
+def test_equal_counts_refuse_layers_of_different_shapes():
+    with pytest.raises(HippError, match="one shape") as err:
+        make_blueprint("m", "llava", _mixed_shapes(), 0.3, np.ones(5), None, 8, equal_counts=True)
+    assert "\n" not in str(err.value)
+
+
+def test_equal_counts_with_fixed_stock_heads_keep_every_query_head():
+    shapes = _tiny("qwen2_5_vl", EMBEDDED, meta=True).layer_shapes()
+    block = shapes[0].mlp_params(8) / shapes[0].dense_params  # only MLP widths can move: the closest reachable
+    for budget in (0.25, 0.5):
+        bp = make_blueprint("m", "qwen2_5_vl", shapes, budget, np.ones(8), None, 8, equal_counts=True, stock_heads=(4,))
+        assert _counts(bp) == {(2, 4, bp.layers[0].n_mlp)}
+        assert abs(bp.achieved - budget) <= block / 2
+    shapes = _adapter("qwen2_5_vl", REAL_7B["qwen2_5_vl"][0]()).layer_shapes()
+    bp = make_blueprint("q", "qwen2_5_vl", shapes, 0.5, np.ones(28), None, 64, equal_counts=True, stock_heads=(28,))
+    assert _counts(bp) == {(4, 28, bp.layers[0].n_mlp)} and abs(bp.achieved - 0.5) <= SPARSITY_TOLERANCE

@@ -153,6 +153,20 @@ def test_eval_refuses_an_empty_pope_file_and_stores_nothing(tmp_path, tiny_llava
     assert PlanStore().plan_evaluations(DENSE_PLAN_ID) == []
 
 
+def test_plan_baseline_equal_counts_keeps_one_layer_shape(tmp_path, tiny_llava):
+    out = tmp_path / "plan.json"
+    args = ["plan", "baseline", str(tiny_llava), "--method", "owl", "--sparsity", "0.4", "-o", str(out)]
+    result = invoke(*args, "--shapesworld", "--equal-counts")
+    assert result.returncode == 0, result.output
+    layers = json.loads(out.read_text())["layers"]
+    assert len({(len(x["kv_groups"]), len(x["heads"]), len(x["mlp"])) for x in layers}) == 1
+    refused = invoke(*args, "--shapesworld", "--equal-counts", "--method", "random")
+    assert refused.returncode == 2 and "nothing to decide" in refused.output
+    peer = invoke(*args, "--equal-counts", "--method", "torch-pruning")
+    assert peer.returncode == 2 and "does not take equal_counts" in peer.output
+    assert "--equal-counts" in invoke("blueprint", "--help").output
+
+
 def test_a_real_hipp_process_writes_only_json_to_stdout(tiny_qwen):
     """The entry point as a user runs it: `main()` sets up the process, and whatever the libraries print while a model
     loads stays off stdout, so `--json` output parses as it is."""

@@ -6,6 +6,7 @@ Algorithms (training, evaluation, later calibration and pruning) talk to `ModelA
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -73,6 +74,14 @@ class ModelAdapter(ABC):
         self.processor = processor
         self.tokenizer = processor.tokenizer
 
+    def clone(self) -> ModelAdapter:
+        """An independent copy of the model behind the same processor. `generate` caches a compiled forward on the
+        model that is bound to the original model: a copy that kept it would decode with the original's weights,
+        so the copy drops it and compiles its own when asked."""
+        model = copy.deepcopy(self.model)
+        model.__dict__.pop("_compiled_call", None)
+        return type(self)(model, self.processor)
+
     # -- where things are -------------------------------------------------------------------------------------
     @property
     def language_model(self) -> nn.Module:
@@ -124,6 +133,13 @@ class ModelAdapter(ABC):
         attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj = parts.q, parts.k, parts.v, parts.o
         mlp.gate_proj, mlp.up_proj, mlp.down_proj = parts.gate, parts.up, parts.down
         attn.num_key_value_groups = kv_groups
+
+    def stock_head_counts(self) -> tuple[int, ...]:
+        """The query-head counts a stock config of this family accepts, ascending: a stock export pads every layer
+        to one of them, and equal-count plans keep one of them. Llama configs (LLaVA's decoder) take an explicit
+        `head_dim` but still refuse a hidden size that the head count does not divide."""
+        hidden = self.decoder_layers[0].self_attn.q_proj.in_features
+        return tuple(n for n in range(1, hidden + 1) if hidden % n == 0)
 
     def rope_positions(self, seq: int, device: torch.device) -> torch.Tensor:
         """Position ids for running one decoder layer on its own (1-D rotary positions)."""
@@ -212,6 +228,12 @@ class LlavaAdapter(ModelAdapter):
 
 @register("qwen2_5_vl")
 class Qwen25VLAdapter(ModelAdapter):
+    def stock_head_counts(self) -> tuple[int, ...]:
+        # Qwen2_5_VLAttention computes head_dim = hidden_size // num_attention_heads (an explicit head_dim is
+        # ignored), so the count must stay hidden / head_dim: a stock export keeps every query-head slot.
+        attn = self.decoder_layers[0].self_attn
+        return (attn.q_proj.in_features // attn.head_dim,)
+
     def rope_positions(self, seq: int, device: torch.device) -> torch.Tensor:
         # Multimodal RoPE takes (temporal, height, width) positions; for text all three are the token index.
         return torch.arange(seq, device=device)[None, None].expand(3, 1, seq)

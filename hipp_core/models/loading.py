@@ -129,11 +129,35 @@ def load_processor(path: Path, family: str):
 
 
 def load_model(
-    spec: str, device: str = "cpu", dtype: torch.dtype | None = None, attn_implementation: str = "sdpa"
+    spec: str,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    attn_implementation: str = "sdpa",
+    fresh: bool = False,
 ) -> LoadedModel:
-    """Load (once per process) a model spec for inference. Callers must not modify the returned model in place."""
+    """Load (once per process) a model spec for inference. Callers must not modify the returned model in place;
+    `fresh` loads a private copy (outside the per-process cache) that they may change."""
     path = resolve_spec(spec)
-    return _load_cached(str(path), spec, device, dtype, attn_implementation)
+    load = _load_cached.__wrapped__ if fresh else _load_cached
+    return load(str(path), spec, device, dtype, attn_implementation)
+
+
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+
+
+def checkpoint_dtype(path: Path) -> torch.dtype | None:
+    """The floating dtype most of a checkpoint's weights are stored in, read from its safetensors headers (no
+    weights are read); None when there is no such checkpoint at `path`."""
+    sizes: dict[torch.dtype, int] = {}
+    for shard in sorted(Path(path).glob("*.safetensors")):
+        with shard.open("rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        for name, info in header.items():
+            dtype = _SAFETENSORS_DTYPES.get(info.get("dtype")) if name != "__metadata__" else None
+            if dtype is not None:
+                start, end = info["data_offsets"]
+                sizes[dtype] = sizes.get(dtype, 0) + end - start
+    return max(sizes, key=sizes.get) if sizes else None
 
 
 def prune_plan(path: Path) -> list | None:

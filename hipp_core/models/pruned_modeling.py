@@ -9,6 +9,10 @@ what changed is recorded in `config.text_config.prune_plan`, one {"n_heads", "n_
 decoder layer. Each class lets its parent build the dense model, then swaps the seven projections of every decoder
 layer for empty ones of the pruned shapes, so the checkpoint loads exactly, with no mismatched size.
 
+A static KV cache (compiled decoding) sizes each layer's key/value tensors from the first keys it receives, which is
+right for pruned layers; only its eager initialisation (used by `generate` with `prefill_chunk_size`) reads one KV-head
+count from the config, so the classes report the per-layer counts there.
+
 Transformers 5 renames old checkpoint keys (e.g. LLaVA's `language_model.lm_head`) only for its own classes; for a
 class defined outside it the renaming is skipped, and the unrenamed weights would be silently re-initialised. So
 each class registers, under its own name, the conversion its parent class gets.
@@ -64,7 +68,18 @@ def _prune_plan(config) -> list[dict]:
     return plan
 
 
-class HippPrunedLlavaForConditionalGeneration(LlavaForConditionalGeneration):
+class _PerLayerCacheShapes:
+    """Per-layer KV-head counts for a static cache that `generate` initialises before the first forward: the parent
+    reads one count from the config, which keeps the dense value, and the cache would then refuse the pruned keys."""
+
+    def _get_static_cache_init_shape(self):
+        shape = super()._get_static_cache_init_shape()
+        if shape is None:
+            return None
+        return [kept["n_kv_heads"] for kept in _prune_plan(self.config)], shape[1]
+
+
+class HippPrunedLlavaForConditionalGeneration(_PerLayerCacheShapes, LlavaForConditionalGeneration):
     """LLaVA whose language decoder layers have the shapes listed in `config.text_config.prune_plan`."""
 
     def __init__(self, config):
@@ -72,7 +87,7 @@ class HippPrunedLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         _reshape_decoder(self.model.language_model.layers, _prune_plan(config))
 
 
-class HippPrunedQwen2_5_VLForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
+class HippPrunedQwen2_5_VLForConditionalGeneration(_PerLayerCacheShapes, Qwen2_5_VLForConditionalGeneration):
     """Qwen2.5-VL whose language decoder layers have the shapes listed in `config.text_config.prune_plan`."""
 
     def __init__(self, config):
@@ -80,10 +95,15 @@ class HippPrunedQwen2_5_VLForConditionalGeneration(Qwen2_5_VLForConditionalGener
         _reshape_decoder(self.model.language_model.layers, _prune_plan(config))
 
 
+def stock_parent(cls: type) -> type:
+    """The transformers class a pruned class extends (the one a stock config names)."""
+    return next(base for base in cls.__mro__[1:] if hasattr(base, "config_class"))
+
+
 def _inherit_checkpoint_conversion(cls: type) -> None:
     """Register for `cls` the key conversion transformers applies to its parent: looked up by class name first,
     then by model type, as transformers does for its own classes."""
-    parent = cls.__mro__[1]
+    parent = stock_parent(cls)
     conversion = get_checkpoint_conversion_mapping(parent.__name__) or get_checkpoint_conversion_mapping(
         parent.config_class.model_type
     )
