@@ -1065,9 +1065,14 @@ def pipeline_cmd(
     run(body)
 
 
-def main() -> None:
+def prepare_process() -> None:
+    """What a `hipp` process sets up before its command runs (tests that run commands in process do the same)."""
     quiet_libraries()
     set_threads()
+
+
+def main() -> None:
+    prepare_process()
     app()
 
 
