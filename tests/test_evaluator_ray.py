@@ -92,14 +92,15 @@ def test_bad_worker_settings_fail_once_with_a_message(free_cluster, tmp_path):
         make_evaluator(str(missing), "dev", LIMIT, store, backend="ray", num_workers=1)
     with pytest.raises(HippError, match="--address must be local, auto or ray://"):
         make_evaluator(SPEC, "dev", LIMIT, store, backend="ray", address="10.0.0.1:6379")
-    if not ray_cluster.cluster_resources().get("GPU"):
+    if not free_cluster.cluster_resources().get("GPU"):
         with pytest.raises(HippError, match="--device cuda was asked for but the ray cluster has no GPUs"):
             make_evaluator(SPEC, "dev", LIMIT, store, backend="ray", num_workers=1, device="cuda")
 
 
-def test_workers_score_in_the_requested_dtype_under_its_key(ray_cluster, tmp_path):
+def test_workers_score_in_the_requested_dtype_under_its_key(free_cluster, tmp_path):
     """The workers get the settings, resolve them on their machine and report them: the results land under the
-    bfloat16 key, with the numbers the in-process backend gets in bfloat16 (before the shared workers hold the CPUs)."""
+    bfloat16 key, with the numbers the in-process backend gets in bfloat16. Its worker needs a CPU the shared
+    evaluator's workers would otherwise hold."""
     from hipp_core.models.device import dtype_runs
 
     if not dtype_runs("cpu", "bfloat16"):
