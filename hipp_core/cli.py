@@ -440,8 +440,6 @@ def eval_cmd(
     from hipp_core import api
 
     def body() -> None:
-        if batch_size < 1:
-            raise HippError(f"--batch-size must be at least 1, got {batch_size}")
         if physical and plan is None:
             raise HippError("--physical needs --plan: it says how to apply a blueprint to the model")
         blueprint = api.read_plan(plan) if plan is not None else None
@@ -737,16 +735,17 @@ def train_policy_cmd(
 ) -> None:
     """Train the preference-conditioned policy with plan-level GRPO on a dev set (resumable): ShapesWorld dev for
     an embedded model, your POPE dev set and ScienceQA --split for a local checkpoint."""
-    from hipp_core.api import GRPOConfig, train_policy
+    from hipp_core import api
 
     def body() -> None:
-        if limit < 1:
-            raise HippError(f"--limit must be a positive number of questions, got {limit}")
+        api.validation.count(limit, "--limit")
         data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
-        config = GRPOConfig(reward=reward, seed=seed, limit=limit, prefs_per_iter=prefs, fixed_budget_groups=prefs // 2)
+        config = api.GRPOConfig(
+            reward=reward, seed=seed, limit=limit, prefs_per_iter=prefs, fixed_budget_groups=prefs // 2
+        )
         options = _backend_options(address, num_workers)
         with progress_bar() as cb:
-            record = train_policy(
+            record = api.train_policy(
                 model,
                 iters,
                 group_size,
@@ -886,8 +885,7 @@ def jobs_list(
     from hipp_core import api
 
     def body() -> None:
-        if limit < 1:
-            raise HippError(f"--limit must be at least 1, got {limit}")
+        api.validation.count(limit, "--limit")
         store = api.open_store()
         store.reap_dead_jobs()
         jobs = store.list_jobs(limit=limit)
