@@ -361,10 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     report = Report(args.out / "gpu_pipeline.json", new_report(args))
-    if not args.tiny:  # ShapesWorld is built once, before any step is timed
-        prepare = run([sys.executable, "-m", "hipp_core.cli", "data", "build"], child_env(Paths(args.out)))
-        if prepare.returncode != 0:
-            raise SystemExit(f"`hipp data build` failed:\n{prepare.stderr[-3000:]}")
+    # ShapesWorld is built (when missing) before any step is timed, and before architectures share the cache (--jobs)
+    prepare = run([sys.executable, "-m", "hipp_core.cli", "data", "build"], child_env(Paths(args.out)))
+    if prepare.returncode != 0:
+        raise SystemExit(f"`hipp data build` failed:\n{prepare.stderr[-3000:]}")
     with ThreadPoolExecutor(args.jobs) as pool:
         ok = list(pool.map(lambda arch: run_arch(arch, args, report), args.archs))
     final = report.data

@@ -192,10 +192,8 @@ def calibrate_model(
     ones. Stored under the data's `data_key` and the placement's key suffix. The model is the one every other
     command of this process uses (`load_model(spec, device, dtype)`), switched to eager attention while calibrating.
     """
-    if not 1 <= samples <= 100_000:
-        raise HippError(f"--samples must be between 1 and 100000, got {samples}")
-    if batch_size < 1:
-        raise HippError(f"batch size must be at least 1, got {batch_size}")
+    validation.count(samples, "--samples", maximum=100_000)
+    validation.count(batch_size, "--batch-size")
     key, ordered = calibration_questions(spec, samples, data, resolve(device, dtype).key_suffix)
     loaded = load_model(spec, device, dtype)
     store = store or PlanStore()

@@ -20,9 +20,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
-from hipp_core.config import quiet_libraries, set_threads
+from hipp_core.config import quiet_libraries, report_peak_memory_if_asked, set_threads
 from hipp_core.errors import USER_ERRORS, HippError
-from hipp_core.peak_memory import report_at_exit_if_asked
 
 app = typer.Typer(
     help="HiPP-Prune: preference-conditioned structured pruning for vision-language models.",
@@ -441,8 +440,6 @@ def eval_cmd(
     from hipp_core import api
 
     def body() -> None:
-        if batch_size < 1:
-            raise HippError(f"--batch-size must be at least 1, got {batch_size}")
         if physical and plan is None:
             raise HippError("--physical needs --plan: it says how to apply a blueprint to the model")
         blueprint = api.read_plan(plan) if plan is not None else None
@@ -738,16 +735,17 @@ def train_policy_cmd(
 ) -> None:
     """Train the preference-conditioned policy with plan-level GRPO on a dev set (resumable): ShapesWorld dev for
     an embedded model, your POPE dev set and ScienceQA --split for a local checkpoint."""
-    from hipp_core.api import GRPOConfig, train_policy
+    from hipp_core import api
 
     def body() -> None:
-        if limit < 1:
-            raise HippError(f"--limit must be a positive number of questions, got {limit}")
+        api.validation.count(limit, "--limit")
         data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
-        config = GRPOConfig(reward=reward, seed=seed, limit=limit, prefs_per_iter=prefs, fixed_budget_groups=prefs // 2)
+        config = api.GRPOConfig(
+            reward=reward, seed=seed, limit=limit, prefs_per_iter=prefs, fixed_budget_groups=prefs // 2
+        )
         options = _backend_options(address, num_workers)
         with progress_bar() as cb:
-            record = train_policy(
+            record = api.train_policy(
                 model,
                 iters,
                 group_size,
@@ -887,8 +885,7 @@ def jobs_list(
     from hipp_core import api
 
     def body() -> None:
-        if limit < 1:
-            raise HippError(f"--limit must be at least 1, got {limit}")
+        api.validation.count(limit, "--limit")
         store = api.open_store()
         store.reap_dead_jobs()
         jobs = store.list_jobs(limit=limit)
@@ -1066,10 +1063,15 @@ def pipeline_cmd(
     run(body)
 
 
-def main() -> None:
-    report_at_exit_if_asked()  # $HIPP_REPORT_PEAK_MEMORY=1: benchmarks read this process's peak memory
+def prepare_process() -> None:
+    """What a `hipp` process sets up before its command runs (tests that run commands in process do the same)."""
     quiet_libraries()
     set_threads()
+
+
+def main() -> None:
+    report_peak_memory_if_asked()  # only the real entry point: in-process tests must not report at their exit
+    prepare_process()
     app()
 
 

@@ -42,7 +42,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server_home(tmp_path_factory) -> Path:
+    """The store the dashboard server and these tests share: what a test writes there is what the browser shows."""
+    return tmp_path_factory.mktemp("browser_home")
+
+
+@pytest.fixture(autouse=True)
+def use_server_store(server_home, monkeypatch) -> None:
+    monkeypatch.setenv("HIPP_HOME", str(server_home))
+
+
+@pytest.fixture(scope="module")
+def server(server_home, shapes_world):
     port = _free_port()
     streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent)) or "streamlit"
     cmd = [
@@ -58,7 +69,8 @@ def server():
         "--browser.gatherUsageStats",
         "false",
     ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    env = {**os.environ, "HIPP_HOME": str(server_home)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -76,19 +88,27 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1800})  # tall: Streamlit scrolls inside the page
-        # Open the app at its root first: while a server has not yet run app.py (and its st.navigation), Streamlit
-        # serves a deep link from the pages/ folder in its legacy mode, bypassing app.py.
-        tab.goto(server)
-        tab.get_by_role("heading", name="HiPP-Prune", exact=True).wait_for(timeout=60_000)
-        yield tab
-        browser.close()
+        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A tab of its own (a new Streamlit session: no widget state from another test), opened at the app's root."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})  # tall: Streamlit scrolls inside the page
+    tab = context.new_page()
+    # Open the app at its root first: while a server has not yet run app.py (and its st.navigation), Streamlit
+    # serves a deep link from the pages/ folder in its legacy mode, bypassing app.py.
+    tab.goto(server)
+    tab.get_by_role("heading", name="HiPP-Prune", exact=True).wait_for(timeout=60_000)
+    yield tab
+    context.close()
 
 
 def _settle(tab) -> None:
@@ -139,11 +159,12 @@ def _chart_data(tab) -> str:
 
 
 @pytest.fixture(scope="module")
-def embedded_policy(server) -> str:
+def embedded_policy(server_home) -> str:
     """The embedded LLaVA with a quickly trained, preference-steered policy in the server's store."""
-    from conftest import steered_policy
+    from conftest import hipp_home, steered_policy
 
-    return steered_policy("embedded:llava")
+    with hipp_home(server_home):
+        return steered_policy("embedded:llava")
 
 
 def test_explore_slider_redraws_the_blueprint(page, server, embedded_policy):
@@ -172,10 +193,11 @@ def test_evaluation_job_finishes_and_appears_on_pareto(page, server, embedded_po
     page.goto(f"{server}/explore")
     page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
     _settle(page)
+    store = PlanStore()
+    earlier = {j.job_id for j in store.list_jobs()}
     page.get_by_role("button", name="Evaluate this plan").click()
     page.get_by_text("Started the evaluation").wait_for(timeout=60_000)
-    store = PlanStore()
-    job = next(j for j in store.list_jobs() if j.kind == "evaluate")
+    job = next(j for j in store.list_jobs() if j.kind == "evaluate" and j.job_id not in earlier)
     page.goto(f"{server}/jobs")
     page.get_by_role("heading", name="Jobs", exact=True).wait_for(timeout=60_000)
     deadline = time.time() + 240
@@ -196,10 +218,16 @@ def test_evaluation_job_finishes_and_appears_on_pareto(page, server, embedded_po
     page.screenshot(path=str(ARTIFACTS / "pareto.png"), full_page=True)
 
 
-def test_export_page_lists_the_evaluated_plan(page, server, embedded_policy):
+def test_export_page_lists_a_saved_plan(page, server):
+    from hipp_core import api
+    from plan_store import PlanStore
+
+    blueprint = api.plan_baseline("embedded:llava", "uniform", 0.3)
+    plan_id = PlanStore().put_plan(api.plan_draft(blueprint)).plan_id
     page.goto(f"{server}/export")
     page.get_by_role("heading", name="Export", exact=True).wait_for(timeout=60_000)
     page.get_by_role("button", name="Download plan JSON").wait_for(timeout=60_000)
     _settle(page)
+    assert page.get_by_role("combobox", name="Plan").input_value().startswith(plan_id)  # the newest plan is chosen
     assert page.get_by_text("Traceback").count() == 0
     page.screenshot(path=str(ARTIFACTS / "export.png"), full_page=True)

@@ -15,7 +15,11 @@ from hipp_core.peak_memory import PREFIX, parse_report
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HIPP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _env() -> dict[str, str]:
+    """The test session's environment (its own HIPP_CACHE, set by conftest after this module is imported)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "HIPP_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
 def _module():
@@ -31,7 +35,7 @@ def _pipeline(out: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(BENCHMARKS / "gpu_pipeline.py"), "--tiny", "--out", str(out), *args],
         cwd=ROOT,
-        env=ENV,
+        env=_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -137,7 +141,7 @@ def test_bad_options_are_refused(argv, problem, capsys):
 def _gpu_run(*args: str, out: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", str(BENCHMARKS / "gpu_run.sh"), *args],
-        env={**ENV, "OUT": str(out)},
+        env={**_env(), "OUT": str(out)},
         capture_output=True,
         text=True,
         timeout=60,

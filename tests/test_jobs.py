@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import copy_home, hipp_home, invoke
 
 from hipp_core import job_runner, jobs
 from hipp_core.data.source import DataSource
@@ -20,11 +20,21 @@ from plan_store import PlanStore
 
 
 @pytest.fixture(scope="module")
-def plan_id(tiny_llava) -> str:
+def planned(tiny_llava, tmp_path_factory) -> tuple[Path, str]:
+    """A store holding the tiny LLaVA and one uniform plan for it, made once for the module."""
     from hipp_core import api
 
-    blueprint = api.plan_baseline(str(tiny_llava), "uniform", 0.3, data=DataSource(shapesworld=True))
-    return PlanStore().put_plan(api.plan_draft(blueprint)).plan_id
+    with hipp_home(tmp_path_factory.mktemp("planned")) as home:
+        blueprint = api.plan_baseline(str(tiny_llava), "uniform", 0.3, data=DataSource(shapesworld=True))
+        return home, PlanStore().put_plan(api.plan_draft(blueprint)).plan_id
+
+
+@pytest.fixture
+def plan_id(planned) -> str:
+    """The module's plan, in this test's own store."""
+    home, plan_id = planned
+    copy_home(home)
+    return plan_id
 
 
 def wait(store: PlanStore, job_id: str, seconds: float = 120) -> str:
@@ -162,13 +172,13 @@ def test_a_killed_worker_is_reaped_as_failed(tiny_llava):
 def test_cli_lists_and_cancels_jobs():
     store = PlanStore()
     job_id = store.create_job("evaluate", {"spec": "embedded"})
-    listed = run_cli("jobs", "list", "--json")
+    listed = invoke("jobs", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert any(row["job_id"] == job_id and row["status"] == "queued" for row in json.loads(listed.stdout))
-    cancelled = run_cli("jobs", "cancel", job_id)
+    cancelled = invoke("jobs", "cancel", job_id)
     assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
     assert store.get_job(job_id).status == "cancelled"
-    missing = run_cli("jobs", "cancel", "no-such-job")
+    missing = invoke("jobs", "cancel", "no-such-job")
     assert missing.returncode == 2 and "no job 'no-such-job'" in missing.stderr
 
 

@@ -20,7 +20,7 @@ from hipp_core.models.loading import load_model
 from hipp_core.prune import materialize
 from hipp_core.recover import RecoveryConfig, add_lora, instruction_batches, shapes_world_batches, train_lora
 from plan_store import PlanStore
-from tests.conftest import assert_plain_transformers_loads, random_blueprint, run_cli, tiny_adapter
+from tests.conftest import assert_plain_transformers_loads, invoke, random_blueprint, tiny_adapter
 
 FAST = RecoveryConfig(steps=4, batch_size=4, warmup=1, checkpoint_every=2, lr=5e-3)
 
@@ -206,17 +206,16 @@ def test_recover_validates_numbers_at_the_boundary(kwargs, expected):
         api.recover("embedded", None, **kwargs)
 
 
-def test_cli_recover_runs_and_rejects_bad_rank(tmp_path, tiny_llava):
-    env = {**os.environ, "HIPP_HOME": str(tmp_path / "home")}
+def test_cli_recover_runs_and_rejects_bad_rank(tmp_path, tiny_llava, isolated_store):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(_plan_for(str(tiny_llava), seed=3).to_json()))
     args = ["recover", str(tiny_llava), "--plan", str(plan), "--steps", "2", "--rank", "2", "--limit", "4"]
-    result = run_cli(*args, "--json", env=env)
+    result = invoke(*args, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["steps"] == 2 and not report["cached"] and (tmp_path / "home" / "recovered").is_dir()
+    assert report["steps"] == 2 and not report["cached"] and (isolated_store / "recovered").is_dir()
     assert os.path.isdir(report["artifact_dir"]) and report["after"]["pope"]
-    bad = run_cli("recover", str(tiny_llava), "--plan", str(plan), "--rank", "0", env=env)
+    bad = invoke("recover", str(tiny_llava), "--plan", str(plan), "--rank", "0")
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "--rank must be a whole number between 1 and 256" in bad.stderr
 

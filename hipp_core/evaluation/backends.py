@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from hipp_core import validation
 from hipp_core.blueprint import Blueprint
 from hipp_core.data.source import DataSource, data_key
 from hipp_core.errors import HippError
@@ -60,8 +61,7 @@ class InProcessEvaluator:
         dtype: str = "auto",
         batch_size: int = 32,
     ) -> None:
-        if batch_size < 1:
-            raise HippError(f"--batch-size must be at least 1, got {batch_size}")
+        validation.count(batch_size, "--batch-size")
         self.spec, self.split, self.limit, self.data, self.batch_size = spec, split, limit, data, batch_size
         self.store = store or PlanStore()
         self.loaded = load_model(spec, device, dtype)

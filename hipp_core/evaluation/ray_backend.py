@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from hipp_core import validation
 from hipp_core.blueprint import Blueprint, LayerShape
 from hipp_core.config import quiet_libraries
 from hipp_core.data.source import DataSource, data_key
@@ -113,10 +114,8 @@ class RayEvaluator:
         dtype: str = AUTO,
         batch_size: int = 32,
     ) -> None:
-        if num_workers is not None and num_workers < 1:
-            raise HippError(f"--num-workers must be at least 1, got {num_workers}")
-        if batch_size < 1:
-            raise HippError(f"--batch-size must be at least 1, got {batch_size}")
+        validation.optional_count(num_workers, "--num-workers")
+        validation.count(batch_size, "--batch-size")
         device = str(device).strip().lower()
         if device not in (AUTO, "cpu") and not device.startswith("cuda"):
             raise HippError(f"unknown device {device!r} for ray workers; use auto, cpu or cuda")

@@ -104,8 +104,7 @@ def evaluate_model(
     `result.notices`. `folders` names the folders of benchmarks without options of their own (e.g.
     {"mme": Path(...)}).
     """
-    if batch_size < 1:
-        raise HippError(f"batch size must be at least 1, got {batch_size}")
+    validation.count(batch_size, "--batch-size")
     if blueprint is not None and mode not in ("masked", "physical"):
         raise HippError(f"plan evaluation mode must be masked or physical, got {mode!r}")
     check_parser(parser)
@@ -252,8 +251,7 @@ def evaluate_recovered(
     how a plan was recovered, so the recovered weights' id goes into the benchmark key: two recoveries of one plan
     are two measurements. It runs where `recovered` was loaded; the dense model is read for its id and shapes
     there too."""
-    if batch_size < 1:
-        raise HippError(f"batch size must be at least 1, got {batch_size}")
+    validation.count(batch_size, "--batch-size")
     placement = recovered.placement
     loaded = load_model(spec, placement.device, placement.dtype)
     check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
