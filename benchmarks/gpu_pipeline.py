@@ -47,6 +47,7 @@ from pathlib import Path
 import arch7b
 from results_io import load, write
 
+from hipp_core.data.build import default_root, is_built
 from hipp_core.models.loading import checkpoint_dtype
 from hipp_core.peak_memory import ENV as PEAK_ENV
 from hipp_core.peak_memory import parse_report
@@ -361,10 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     report = Report(args.out / "gpu_pipeline.json", new_report(args))
-    # ShapesWorld is built (when missing) before any step is timed, and before architectures share the cache (--jobs)
-    prepare = run([sys.executable, "-m", "hipp_core.cli", "data", "build"], child_env(Paths(args.out)))
-    if prepare.returncode != 0:
-        raise SystemExit(f"`hipp data build` failed:\n{prepare.stderr[-3000:]}")
+    if not is_built(default_root()):  # before any step is timed, and before architectures share the cache (--jobs)
+        prepare = run([sys.executable, "-m", "hipp_core.cli", "data", "build"], child_env(Paths(args.out)))
+        if prepare.returncode != 0:
+            raise SystemExit(f"`hipp data build` failed:\n{prepare.stderr[-3000:]}")
     with ThreadPoolExecutor(args.jobs) as pool:
         ok = list(pool.map(lambda arch: run_arch(arch, args, report), args.archs))
     final = report.data

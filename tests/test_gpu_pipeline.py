@@ -48,7 +48,7 @@ def _saved() -> str | None:
     return saved.read_text() if saved.exists() else None
 
 
-def test_tiny_run_records_every_step_of_both_archs_and_resumes(tmp_path):
+def test_tiny_run_records_every_step_of_both_archs_and_resumes(tmp_path, monkeypatch):
     gpu_pipeline = _module()
     saved = _saved()
     child = _pipeline(tmp_path, "--jobs", "2", "--keep")
@@ -80,19 +80,37 @@ def test_tiny_run_records_every_step_of_both_archs_and_resumes(tmp_path):
         assert entry["targets"]["peak_gpu_memory_gib"]["met"] is None  # nothing measured on a CPU
     assert _saved() == saved  # --tiny numbers never reach benchmarks/results
 
-    # A rerun skips what the report holds while the checkpoint is still there: drop one step, only it runs again.
+    # A rerun skips what the report holds while the checkpoint is still there: drop one step, and only it runs again
+    # (in process, its command faked: the real one ran above and left its export, --keep).
     llava = report["archs"]["llava-1.5-7b"]["steps"]
     del llava["export_stock"]
     report_file.write_text(json.dumps(report))
-    again = _pipeline(tmp_path, "--archs", "llava-1.5-7b")
-    assert again.returncode == 0, again.stderr[-3000:]
+    ran = []
+
+    def fake_run(command, env, returncode=0):
+        ran.append(command)
+        return gpu_pipeline.Finished(1.5, returncode, "", "error: no such thing" if returncode else "")
+
+    monkeypatch.setattr(gpu_pipeline, "run", fake_run)
+    args = gpu_pipeline.parse_args(["--tiny", "--out", str(tmp_path), "--archs", "llava-1.5-7b"])
+    assert gpu_pipeline.run_arch("llava-1.5-7b", args, gpu_pipeline.Report(report_file, gpu_pipeline.new_report(args)))
+    assert len(ran) == 1 and ran[0][-4:] == ["--format", "stock", "-o", str(tmp_path / "llava-1.5-7b" / "export-stock")]
     rerun = json.loads(report_file.read_text())["archs"]["llava-1.5-7b"]["steps"]
-    assert list(rerun) == list(gpu_pipeline.STEPS)
-    assert {k: v["seconds"] for k, v in rerun.items() if k != "export_stock"} == {
-        k: v["seconds"] for k, v in llava.items()
-    }
-    assert "llava-1.5-7b: export_stock …" in again.stderr and "llava-1.5-7b: eval …" not in again.stderr
+    assert list(rerun) == list(gpu_pipeline.STEPS) and rerun["export_stock"]["seconds"] == 1.5
+    assert {k: v for k, v in rerun.items() if k != "export_stock"} == llava
     assert not (tmp_path / "llava-1.5-7b" / "checkpoint").exists()  # a finished architecture leaves no weights
+
+    # Without its checkpoint (a fresh machine) an unfinished architecture starts over; a failed step ends it.
+    del rerun["eval"]
+    report_file.write_text(
+        json.dumps(json.loads(report_file.read_text()) | {"archs": {"llava-1.5-7b": {"steps": rerun}}})
+    )
+    monkeypatch.setattr(gpu_pipeline, "run", lambda command, env: fake_run(command, env, returncode=1))
+    assert not gpu_pipeline.run_arch(
+        "llava-1.5-7b", args, gpu_pipeline.Report(report_file, gpu_pipeline.new_report(args))
+    )
+    (failed,) = json.loads(report_file.read_text())["archs"]["llava-1.5-7b"]["steps"].items()
+    assert failed[0] == "write_checkpoint" and failed[1]["returncode"] == 1 and "no such thing" in failed[1]["error"]
 
 
 def test_targets_say_met_not_met_or_not_measured():
