@@ -113,6 +113,39 @@ def test_tiny_run_records_every_step_of_both_archs_and_resumes(tmp_path, monkeyp
     assert failed[0] == "write_checkpoint" and failed[1]["returncode"] == 1 and "no such thing" in failed[1]["error"]
 
 
+def _checkpoint7b():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import checkpoint7b
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return checkpoint7b
+
+
+@pytest.mark.parametrize("arch, image_tokens", [("llava-1.5-7b", 576), ("qwen2.5-vl-7b", 144)])
+def test_the_7b_processors_fit_their_configs_and_score_answers(arch, image_tokens, tmp_path):
+    """What the GPU run's checkpoints carry, checked without weights: the real vocabulary with the configs' special
+    ids, a ShapesWorld scene as many image tokens as a 336-px photo, distinct yes / no and option-letter candidates,
+    and the saved folder loads the way `hipp` loads a checkpoint's processor."""
+    from hipp_core.data.prompts import LETTERS, pope_prompt, sqa_prompt
+    from hipp_core.models.adapters import adapter_class
+    from hipp_core.models.loading import load_processor
+
+    checkpoint7b = _checkpoint7b()
+    arch7b = checkpoint7b.arch7b
+    processor = checkpoint7b.processor_for(arch, tiny=False)  # raises when a special id is not the config's
+    config = arch7b.config(arch)
+    assert checkpoint7b.image_tokens(processor, config.image_token_id) == image_tokens
+    processor.save_pretrained(tmp_path)
+    loaded = load_processor(tmp_path, arch7b.family(arch))
+    assert checkpoint7b.image_tokens(loaded, config.image_token_id) == image_tokens
+    adapter = adapter_class(arch7b.family(arch))(None, loaded)
+    yes, no = adapter.answer_token_ids(pope_prompt("Is there a red circle?"), True, ["yes", "no"], any_case=True)
+    assert yes and no and not set(yes) & set(no)
+    letters = adapter.answer_token_ids(sqa_prompt("Which shape?", ["circle", "star", "heart"], ""), True, LETTERS[:3])
+    assert all(letters) and len(set().union(*letters)) == sum(map(len, letters))
+
+
 def test_targets_say_met_not_met_or_not_measured():
     gpu_pipeline = _module()
     steps = {name: {"returncode": 0, "seconds": 5.0, "peak_gpu_gib": 20.0} for name in gpu_pipeline.STEPS}
