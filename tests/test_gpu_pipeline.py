@@ -2,6 +2,7 @@
 each step's time and the command's own peak memory, resumes from its report, and benchmarks/gpu_run.sh (the GPU
 machine's one command) runs the tasks it is given."""
 
+import importlib
 import json
 import os
 import re
@@ -22,13 +23,17 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "HIPP_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
-def _module():
+def _benchmark(name: str):
+    """A module of benchmarks/ (the scripts import each other by bare name, as when run from there)."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        import gpu_pipeline
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCHMARKS))
-    return gpu_pipeline
+
+
+def _module():
+    return _benchmark("gpu_pipeline")
 
 
 def _pipeline(out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -113,15 +118,6 @@ def test_tiny_run_records_every_step_of_both_archs_and_resumes(tmp_path, monkeyp
     assert failed[0] == "write_checkpoint" and failed[1]["returncode"] == 1 and "no such thing" in failed[1]["error"]
 
 
-def _checkpoint7b():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import checkpoint7b
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return checkpoint7b
-
-
 @pytest.mark.parametrize("arch, image_tokens", [("llava-1.5-7b", 576), ("qwen2.5-vl-7b", 144)])
 def test_the_7b_processors_fit_their_configs_and_score_answers(arch, image_tokens, tmp_path):
     """What the GPU run's checkpoints carry, checked without weights: the real vocabulary with the configs' special
@@ -131,7 +127,7 @@ def test_the_7b_processors_fit_their_configs_and_score_answers(arch, image_token
     from hipp_core.models.adapters import adapter_class
     from hipp_core.models.loading import load_processor
 
-    checkpoint7b = _checkpoint7b()
+    checkpoint7b = _benchmark("checkpoint7b")
     arch7b = checkpoint7b.arch7b
     processor = checkpoint7b.processor_for(arch, tiny=False)  # raises when a special id is not the config's
     config = arch7b.config(arch)
@@ -219,11 +215,7 @@ def test_gpu_run_refuses_unknown_tasks_in_one_line(tmp_path):
 
 
 def test_readme_renders_the_saved_report_or_says_not_measured(monkeypatch):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import readme
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    readme = _benchmark("readme")
     monkeypatch.setattr(readme, "load", lambda name: None)
     assert "*Not measured yet*" in "\n".join(readme.gpu_pipeline())
     gpu_pipeline = _module()
