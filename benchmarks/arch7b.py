@@ -50,6 +50,15 @@ _TINY_VISION = {
 }
 
 
+def parse_archs(parser, text: str) -> list[str]:
+    """The comma-separated `--archs` of a benchmark script; an unknown name is the parser's error."""
+    archs = text.split(",")
+    unknown = [a for a in archs if a not in ARCHS]
+    if unknown:
+        parser.error(f"unknown --archs {unknown}; use {', '.join(ARCHS)}")
+    return archs
+
+
 def family(arch: str) -> str:
     return ARCHS[arch][0]
 

@@ -263,10 +263,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, key, tiny if args.tiny else full)
     if args.tiny and args.save:
         parser.error("--tiny numbers mean nothing; they are never saved to benchmarks/results (use --out)")
-    args.archs = args.archs.split(",")
-    unknown = [a for a in args.archs if a not in arch7b.ARCHS]
-    if unknown:
-        parser.error(f"unknown --archs {unknown}; use {', '.join(arch7b.ARCHS)}")
+    args.archs = arch7b.parse_archs(parser, args.archs)
     args.sparsities = [float(x) for x in args.sparsities.split(",")]
     args.eager_batches, args.compiled_batches = _ints(args.eager_batches), _ints(args.compiled_batches)
     args.statistic = "min" if args.tiny else "median"  # a shared CPU slows single runs: the fastest is the signal

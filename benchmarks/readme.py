@@ -169,6 +169,75 @@ def gpu_speed() -> list[str]:
     return [*out, *_table(header, rows), ""]
 
 
+STEP_NOTES = {  # what each pipeline step adds to its row, from its record
+    "write_checkpoint": lambda s: f"{s['params'] / 1e9:.2f} B parameters, {s['size_on_disk_gib']} GiB {s['dtype']}",
+    "calibrate": lambda s: f"{s['samples']} samples",
+    "eval": lambda s: (
+        f"{s['questions']} questions scored in {s['scoring_seconds']} s: "
+        f"**{s['seconds_per_400_question_plan']} s per 400-question plan**"
+    ),
+    "plan_uniform": lambda s: f"{s['sparsity_achieved']:.1%} of decoder parameters removed",
+    "recover": lambda s: f"{s['steps']} LoRA steps trained in {s['train_seconds']} s",
+    "export_exact": lambda s: f"{s['size_on_disk_gib']} GiB {s['dtype']}",
+    "export_stock": lambda s: f"{s['size_on_disk_gib']} GiB {s['dtype']}",
+}
+
+
+TARGET_NAMES = {
+    "seconds_per_400_question_plan": "seconds per 400-question plan (eval's scoring time)",
+    "calibration_128_samples_seconds": "`hipp calibrate --samples 128`, seconds (the whole command)",
+    "peak_gpu_memory_gib": "peak GPU memory over every step, GiB",
+}
+
+
+def _met(target: dict) -> str:
+    if target["met"] is None:
+        return "not measured" if target["measured"] is None else "not yet: steps did not all run"
+    return "yes" if target["met"] else "**no**"
+
+
+def gpu_pipeline() -> list[str]:
+    r = load("gpu_pipeline")
+    out = ["### `hipp` end to end on a GPU (7B architectures, random weights)", ""]
+    if r is None or not r.get("archs"):
+        return out + [
+            "Needs a CUDA GPU; " + _missing("gpu_pipeline", "python benchmarks/gpu_pipeline.py --save")[0],
+            "",
+        ]
+    hw = r["hardware"] or {}
+    settings = r["settings"]
+    intro = (
+        f"{hw.get('device')}, torch {hw.get('torch')}, transformers {hw.get('transformers')}. Each step is the CLI "
+        "command itself, timed from process start (model load included); peak GPU memory is the command's own "
+        f"(torch's allocator). Calibration {settings['samples']} samples, eval {settings['eval_limit']} questions per "
+        f"POPE category and of ScienceQA, GRPO 1 iteration, recovery {settings['recover_steps']} steps at batch "
+        f"{settings['recover_batch']}, a uniform plan at {settings['sparsity']}; ShapesWorld data."
+    )
+    out += [intro, ""]
+    for arch, entry in r["archs"].items():
+        rows = []
+        for name, step in entry["steps"].items():
+            if step["returncode"] != 0:
+                note = f"**failed** (exit {step['returncode']}): {step['error'].splitlines()[-1]}"
+            else:
+                note = STEP_NOTES[name](step) if name in STEP_NOTES else ""
+            peak = "-" if step["peak_gpu_gib"] is None else str(step["peak_gpu_gib"])
+            rows.append([name, str(step["seconds"]), peak, note])
+        out += [f"**{arch}**", "", *_table(["step", "seconds", "peak GPU GiB", ""], rows), ""]
+        targets = entry.get("targets", {})
+        rows = [
+            [
+                TARGET_NAMES.get(name, name) + (f" ({t['step']})" if t.get("step") else ""),
+                f"≤ {t['limit']}",
+                "-" if t["measured"] is None else str(t["measured"]),
+                _met(t),
+            ]
+            for name, t in targets.items()
+        ]
+        out += [*_table(["target", "limit", "measured", "met"], rows), ""]
+    return out
+
+
 def main() -> None:
     text = README.read_text()
     if START not in text or END not in text:
@@ -182,6 +251,7 @@ def main() -> None:
         *recovery(),
         *speed(),
         *gpu_speed(),
+        *gpu_pipeline(),
     ]
     head, rest = text.split(START, 1)
     tail = rest.split(END, 1)[1]

@@ -23,15 +23,12 @@ from hipp_core import (
     validation,
 )
 from hipp_core.blueprint import Blueprint
-from hipp_core.calibrate import CalibrationFeatures, calibrate
 from hipp_core.config import (
-    cache_dir,
     set_threads,  # noqa: F401
 )
 from hipp_core.data import build as data_build
 from hipp_core.data.pope_build import PopeBuildConfig, build_pope  # noqa: F401  (re-exported for the CLI)
-from hipp_core.data.records import PopeItem
-from hipp_core.data.source import SHAPESWORLD_KEY, DataSource, data_key, for_model
+from hipp_core.data.source import DataSource
 from hipp_core.data.world import SPLITS  # noqa: F401
 from hipp_core.errors import (
     USER_ERRORS,  # noqa: F401
@@ -64,13 +61,23 @@ from hipp_core.job_progress import describe as _describe_progress
 from hipp_core.jobs import find_jobs  # noqa: F401
 from hipp_core.methods import Method, channel_multiple  # noqa: F401  (re-exported)
 from hipp_core.models import zoo
-from hipp_core.models.loading import EMBEDDED_ALIASES, load_model, resolve_spec
+from hipp_core.models.device import AUTO, DTYPES, Placement, dtype_runs, resolve, resolve_device
+from hipp_core.models.loading import checkpoint_dtype, load_model, resolve_spec
 from hipp_core.models.train import TrainConfig
 from hipp_core.policies import BUNDLED_POLICY, policy_checkpoint_path, policy_record  # noqa: F401  (re-exported)
 from hipp_core.policy import Planner
 from hipp_core.recover import RecoveryConfig, RecoveryResult, recover_plan
 from hipp_core.stock import StockSizes
 from hipp_core.stock import stock_sizes as _stock_sizes
+from hipp_core.tuning import (  # noqa: F401  (re-exported: calibration and tuning data)
+    CALIBRATION_BATCH,
+    calibrate_model,
+    calibration_batch,
+    calibration_questions,
+    model_features,
+    policy_calibration,
+    reward_data,
+)
 from hipp_core.ui_pareto import (  # noqa: F401
     SPARSITY_TOLERANCE,
     Objective,
@@ -110,6 +117,12 @@ from hipp_core.ui_state import (  # noqa: F401
 )
 from plan_store import JobRecord, PlanRecord, PlanStore, default_store_path  # noqa: F401
 from plan_store.records import PolicyRecord
+
+
+def placement(device: str = AUTO, dtype: str = AUTO) -> Placement:
+    """Where models run with these settings, resolved and checked: an absent GPU or a dtype this machine cannot
+    compute in is a `HippError` (what the dashboard's Home page shows before storing the choice)."""
+    return resolve(device, dtype)
 
 
 def ensure_data(progress: Progress | None = None, root: Path | None = None, force: bool = False) -> Path:
@@ -180,49 +193,6 @@ def list_benchmarks() -> list[benchmarks.Benchmark]:
     return [benchmarks.get(name) for name in benchmarks.names()]
 
 
-def calibrate_model(
-    spec: str,
-    samples: int = 128,
-    batch_size: int = 16,
-    progress: Progress | None = None,
-    store: PlanStore | None = None,
-    data: DataSource | None = None,
-) -> tuple[CalibrationFeatures, bool]:
-    """Per-layer features of a model, computed once and then read back (second value True).
-
-    They come from ShapesWorld `calib` for an embedded model, else from the POPE questions `data` names (refused
-    when it shares an image with `data.test_pope`); a local checkpoint given no data is refused. Samples cycle
-    through the POPE categories, so absent-object questions (where hallucination happens) are as common as present
-    ones. Stored under the data's `data_key`.
-    """
-    if not 1 <= samples <= 100_000:
-        raise HippError(f"--samples must be between 1 and 100000, got {samples}")
-    if batch_size < 1:
-        raise HippError(f"batch size must be at least 1, got {batch_size}")
-    key, ordered = calibration_questions(spec, samples, data)
-    loaded = load_model(spec, attn_implementation="eager")  # attention weights are needed; sdpa returns none
-    store = store or PlanStore()
-    store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
-    record = store.get_calibration(loaded.model_id, key)
-    if record is not None and record.payload_path and Path(record.payload_path).exists():
-        return CalibrationFeatures.from_json(json.loads(Path(record.payload_path).read_text())), True
-    features = calibrate(loaded.adapter, loaded.model_id, ordered, batch_size, progress)
-    path = cache_dir() / "calibration" / f"{loaded.model_id}-{key.replace(':', '-')}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    features.save(path)
-    store.put_calibration(loaded.model_id, key, payload_path=path)
-    return features, False
-
-
-def calibration_questions(spec: str, samples: int, data: DataSource | None) -> tuple[str, list[PopeItem]]:
-    """The store key of `spec`'s calibration on `data` and the questions it reads; no model is loaded."""
-    resolve_spec(spec)  # a bad spec fails as such before any question about its data
-    source = for_model(data, spec in EMBEDDED_ALIASES, spec, "calibration", ("pope",))
-    pope = load_tuning(source, "pope", "calib", None, "the calibration questions")["pope"]
-    ordered = [item for group in zip(*pope.values()) for item in group][:samples]
-    return f"pope-calib:{data_key(source, {'pope': {'calib': ordered}})}:n{samples}", ordered
-
-
 def method_names(kind: str | None = None) -> list[str]:
     """The registered planning methods (`hipp_core.methods`), optionally only one kind: heuristic, search, peer or
     policy."""
@@ -262,6 +232,9 @@ def plan_baseline(
     options: dict | None = None,
     data: DataSource | None = None,
     equal_counts: bool = False,
+    device: str = AUTO,
+    dtype: str = AUTO,
+    batch_size: int = 32,
 ) -> Blueprint:
     """The blueprint of the registered planning `method` (`method_names()`) at `sparsity`, on the calibration of
     `samples` questions. Its settings come from `options` (the method's config fields; text values are parsed) or
@@ -270,8 +243,10 @@ def plan_baseline(
     of ShapesWorld or of the user's `data` (`limit` questions per set, on the evaluator `backend`); `torch-pruning`
     is the external peer. Calibration and selection read `data` as `calibrate_model` and `train_policy` do.
     `equal_counts` keeps the same unit counts in every layer (stock engines load the plan unpadded), giving up the
-    method's allocation; methods with nothing left to decide refuse it."""
+    method's allocation; methods with nothing left to decide refuse it. The model runs on `device` in `dtype`, at
+    most `batch_size` questions per forward pass (calibration: at most `CALIBRATION_BATCH`)."""
     validation.sparsity(sparsity)
+    validation.count(batch_size, "--batch-size")
     chosen = methods.get(method)
     backend_options = {k: v for k, v in (backend_options or {}).items() if v is not None} or None
     shorthands = {"criterion": criterion, "n_random": n_random, "seed": seed, "limit": limit, "backend": backend}
@@ -279,17 +254,27 @@ def plan_baseline(
     settings = {k: v for k, v in {**shorthands, "backend_options": backend_options}.items() if v is not None}
     config = chosen.configure({**settings, **(options or {})})
     store = store or PlanStore()
-    return chosen.plan(_context(spec, store, samples, progress, data), sparsity, config)
+    context = _context(spec, store, samples, progress, data, device, dtype, batch_size)
+    return chosen.plan(context, sparsity, config)
 
 
 def _context(
-    spec: str, store: PlanStore, samples: int = 128, progress: Progress | None = None, data: DataSource | None = None
+    spec: str,
+    store: PlanStore,
+    samples: int = 128,
+    progress: Progress | None = None,
+    data: DataSource | None = None,
+    device: str = AUTO,
+    dtype: str = AUTO,
+    batch_size: int = 32,
 ) -> methods.ModelContext:
-    """What a planning method reads about `spec`: the model, its stored calibration on first use (`model_features`),
-    and the data plans are selected on (`reward_data`, checked apart from the test files)."""
-    calibration = lambda: model_features(spec, store, samples, data, progress)
+    """What a planning method reads about `spec`: the model (on `device` in `dtype`), its stored calibration on first
+    use (`model_features`), and the data plans are selected on (`reward_data`, checked apart from the test files)."""
+    calibration = lambda: model_features(
+        spec, store, samples, data, progress, calibration_batch(batch_size), device, dtype
+    )
     selection = lambda limit: reward_data(spec, data, limit, "the plan-selection questions")[:2]
-    return methods.ModelContext(spec, store, calibration, selection, progress)
+    return methods.ModelContext(spec, store, calibration, selection, progress, device, dtype, batch_size)
 
 
 # -- the policy -----------------------------------------------------------------------------------------------------
@@ -299,43 +284,17 @@ def planner(
     samples: int = 128,
     with_policy: bool = True,
     data: DataSource | None = None,
+    device: str = AUTO,
+    dtype: str = AUTO,
+    batch_size: int = CALIBRATION_BATCH,
 ) -> Planner:
-    """What blueprints of `spec` need, loaded once: shapes, calibration (computed on first use), Wanda unit scores,
-    and the model's most recently trained policy if there is one (`planner.trained`). Training a policy asks for
-    none: it brings its own, and a stored one that an older version wrote must not stop it. Its calibration comes
-    from `model_features`."""
-    return methods.policy.planner(_context(spec, store or PlanStore(), samples, data=data), with_policy)
-
-
-def model_features(
-    spec: str,
-    store: PlanStore,
-    samples: int = 128,
-    data: DataSource | None = None,
-    progress: Progress | None = None,
-) -> CalibrationFeatures:
-    """The calibration blueprints of `spec` build on: on `data` when given, ShapesWorld for an embedded model, and
-    for a local checkpoint given no data the one its trained policy was trained on (refused when it has none)."""
-    if spec not in EMBEDDED_ALIASES and not (data and (data.real or data.shapesworld)):
-        loaded = load_model(spec)
-        record = policy_record(loaded.model_id, loaded.path, store)
-        if record is not None:
-            return policy_calibration(spec, record, store)
-    return calibrate_model(spec, samples, progress=progress, store=store, data=data)[0]
-
-
-def policy_calibration(spec: str, record: PolicyRecord, store: PlanStore) -> CalibrationFeatures:
-    """The calibration a policy was trained on (its config names it; none named: ShapesWorld, asked for by name)."""
-    key = record.config.get("calibration", "")
-    if not key:
-        return calibrate_model(spec, store=store, data=DataSource(shapesworld=True))[0]
-    stored = store.get_calibration(record.model_id, key)
-    if stored is None or not stored.payload_path or not Path(stored.payload_path).exists():
-        raise HippError(
-            f"the calibration policy {record.policy_id} was trained on ({key}) is no longer stored; pass the data "
-            "options it was trained with (--pope-dir ...) to calibrate again"
-        )
-    return CalibrationFeatures.from_json(json.loads(Path(stored.payload_path).read_text()))
+    """What blueprints of `spec` need, loaded once: shapes, calibration (computed on first use, on `device` in
+    `dtype`, at most `batch_size` questions per forward pass), Wanda unit scores, and the model's most recently
+    trained policy if there is one (`planner.trained`). Training a policy asks for none: it brings its own, and a
+    stored one that an older version wrote must not stop it. Its calibration comes from `model_features`."""
+    validation.count(batch_size, "--batch-size")
+    context = _context(spec, store or PlanStore(), samples, None, data, device, dtype, batch_size)
+    return methods.policy.planner(context, with_policy)
 
 
 def train_policy(
@@ -350,10 +309,15 @@ def train_policy(
     progress: Progress | None = None,
     data: DataSource | None = None,
     samples: int = 128,
+    device: str = AUTO,
+    dtype: str = AUTO,
+    batch_size: int = 32,
 ) -> PolicyRecord:
     """Train (or continue training) the preference-conditioned policy of `spec` with plan-level GRPO on dev:
     ShapesWorld `dev` for an embedded model, else the POPE and ScienceQA questions `data` names (refused when they
     share an image or a problem with the test files `data` names; a local checkpoint given no data is refused).
+    Rewards are scored on `device` in `dtype` (on Ray: each worker resolves them on its own machine), at most
+    `batch_size` questions per forward pass.
 
     The run is identified by its configuration (iterations aside): rerunning the same command after a kill resumes
     from the last checkpoint, and asking for more iterations continues a finished run. `resume=False` starts over.
@@ -364,11 +328,15 @@ def train_policy(
         config = replace(config, **overrides)  # re-validated by __post_init__
     source, split, key = reward_data(spec, data, config.limit, "the reward questions", config.split)
     if source.real:  # the run is then identified by the content of its data, reward and calibration questions
-        calibration, _ = calibration_questions(spec, samples, source)
+        calibration, _ = calibration_questions(spec, samples, source, resolve(device, dtype).key_suffix)
         config = replace(config, split=split, data=key, calibration=calibration)
     store = store or PlanStore()
-    plans = planner(spec, store, samples, with_policy=False, data=source)
-    evaluator = make_evaluator(spec, split, config.limit, store, backend, data=source, **(backend_options or {}))
+    settings = {"device": device, "dtype": dtype}
+    plans = planner(
+        spec, store, samples, with_policy=False, data=source, batch_size=calibration_batch(batch_size), **settings
+    )
+    options = {**(backend_options or {}), **settings, "batch_size": batch_size}
+    evaluator = make_evaluator(spec, split, config.limit, store, backend, data=source, **options)
     checkpoint = policy_checkpoint_path(policy_id_for(plans.model_id, config))
     trainer = GRPOTrainer(plans, evaluator, store, config, checkpoint, progress)
     try:
@@ -380,29 +348,18 @@ def train_policy(
     return store.get_policy(trainer.policy_id)
 
 
-def reward_data(
-    spec: str, data: DataSource | None, limit: int | None, what: str, split: str = "dev"
-) -> tuple[DataSource, str, str]:
-    """The data plans of `spec` are rewarded on, the split read (the user's ScienceQA split, else ShapesWorld's
-    `split`) and its `data_key`, checked apart from the test files before any model is loaded."""
-    resolve_spec(spec)
-    source = for_model(data, spec in EMBEDDED_ALIASES, spec, "rewards", ("pope", "sqa"))
-    if not source.real:
-        return source, split, SHAPESWORLD_KEY
-    split = source.tuning_split
-    return source, split, data_key(source, load_tuning(source, "all", split, limit, what))
-
-
 def policy_blueprint(
     spec: str,
     preference: Sequence[float],
     sparsity: float | None = None,
     store: PlanStore | None = None,
     equal_counts: bool = False,
+    device: str = AUTO,
+    dtype: str = AUTO,
 ) -> Blueprint:
     """The trained policy's blueprint for `preference` (U, R, C); `sparsity` overrides its budget; `equal_counts`
     keeps the same unit counts in every layer (for stock engines, at the cost of the per-layer allocation)."""
-    return planner(spec, store).blueprint(preference, sparsity, equal_counts)
+    return planner(spec, store, device=device, dtype=dtype).blueprint(preference, sparsity, equal_counts)
 
 
 # -- recovery -------------------------------------------------------------------------------------------------------
@@ -419,14 +376,42 @@ def recover(
     store: PlanStore | None = None,
     progress: Progress | None = None,
     limit: int | None = None,
+    batch_size: int = RecoveryConfig.batch_size,
+    grad_accum: int = 1,
+    grad_checkpointing: bool = False,
+    device: str = AUTO,
+    dtype: str = AUTO,
+    eval_batch_size: int = 32,
 ) -> RecoveryResult:
     """LoRA-recover the physically pruned model of `blueprint` on ShapesWorld `train` (or the LLaVA-format
-    instruction file `data`), merge, and store it as the plan's `recovered` artifact (an export: plain transformers
-    loads it). Returns the pruned and recovered scores on the test split (`limit` questions per set, None = all).
-    The same (model, plan, steps, rank, data, seed, lr) again returns the stored artifact without training; a killed
-    run, rerun, resumes from its last checkpoint."""
-    config = RecoveryConfig(steps=steps, rank=rank, lr=lr, seed=seed)
-    return recover_plan(spec, blueprint, config, Path(data) if data else None, store, progress, limit)
+    instruction file `data`), merge, and store it as the plan's `recovered` artifact (an export in the base
+    checkpoint's dtype: plain transformers loads it). Returns the pruned and recovered scores on the test split
+    (`limit` questions per set, None = all; `eval_batch_size` per forward pass). Each step trains on `batch_size` ×
+    `grad_accum` samples, in `grad_accum` micro-batches of `batch_size`; `grad_checkpointing` trades compute for
+    memory. The same (model, plan, steps, rank, data, seed, lr, batch, accumulation, device type and dtype) again
+    returns the stored artifact without training; a killed run, rerun, resumes from its last checkpoint."""
+    config = RecoveryConfig(
+        steps=steps,
+        rank=rank,
+        lr=lr,
+        seed=seed,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        grad_checkpointing=grad_checkpointing,
+    )
+    data = Path(data) if data else None
+    return recover_plan(
+        spec,
+        blueprint,
+        config,
+        data,
+        store,
+        progress,
+        limit,
+        device=device,
+        dtype=dtype,
+        eval_batch_size=eval_batch_size,
+    )
 
 
 # -- export ---------------------------------------------------------------------------------------------------------
@@ -438,17 +423,21 @@ def export_plan(
     artifact: Path | None = None,
     store: PlanStore | None = None,
     export_format: str = "exact",
+    device: str = AUTO,
+    dtype: str = AUTO,
 ) -> Path:
     """Write `blueprint` of `spec` as a checkpoint plain transformers loads: pruned from the dense weights, or, with
     `artifact`, the plan's recovered checkpoint (copied into place, or padded into the `stock` format). Either way
-    atomically, recorded as the plan's `exported` artifact, and the model card carries the plan's stored scores.
-    `export_format` is `exact` or `stock` (see `hipp_core.export`)."""
+    atomically, in the dtype of `spec`'s own checkpoint, recorded as the plan's `exported` artifact, and the model
+    card carries the plan's stored scores. `export_format` is `exact` or `stock` (see `hipp_core.export`); the
+    model is loaded on `device` (in `export_load_dtype`)."""
     check_format(export_format)
     store = store or PlanStore()
     if artifact is not None and export_format == "exact":
         copy_export(Path(artifact), Path(out_dir), overwrite)
     else:
-        loaded = load_model(spec)
+        load_dtype = export_load_dtype(spec, device, dtype)
+        loaded = load_model(spec, device, load_dtype)
         if blueprint.model_id != loaded.model_id:
             raise HippError(
                 f"the plan was made for model {blueprint.model_id}, but {spec} is {loaded.model_id}; "
@@ -456,7 +445,7 @@ def export_plan(
             )
         store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
         metrics = card_metrics(store, blueprint.plan_id)
-        recovered = None if artifact is None else load_pruned(artifact).adapter
+        recovered = None if artifact is None else load_pruned(artifact, device, load_dtype).adapter
         export_pruned(
             loaded.adapter,
             blueprint,
@@ -472,21 +461,41 @@ def export_plan(
     return Path(out_dir)
 
 
+def export_load_dtype(spec: str, device: str = AUTO, dtype: str = AUTO) -> str:
+    """The dtype to load `spec` in for an export, which is written in the checkpoint's own dtype whatever the model
+    computes in. With `dtype` auto that is the checkpoint's dtype too, where the device computes in it (else
+    float32), so no weight is rounded on the way: a float32 checkpoint loaded in bfloat16 would be written back as
+    rounded float32."""
+    if dtype != AUTO:
+        return dtype
+    stored = str(checkpoint_dtype(resolve_spec(spec))).removeprefix("torch.")  # "None" when there are no weights
+    name = stored if stored in DTYPES else "float32"
+    return name if dtype_runs(resolve_device(device), name) else "float32"
+
+
+def disk_size(path: Path) -> int:
+    """Bytes of the files under `path` (an export's size on disk)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
 def stock_sizes(spec: str, blueprint: Blueprint) -> StockSizes:
     """Parameters of the dense model `spec`, of its exactly pruned `blueprint` and of a `stock` export of it: what
     zero padding to one layout gives back of the saving (nothing for equal-count plans). From shapes alone."""
     return _stock_sizes(load_model(spec).adapter, blueprint)
 
 
-def materialize_plan(spec: str, blueprint: Blueprint, store: PlanStore | None = None) -> tuple[Path, bool]:
-    """The physically pruned checkpoint of `blueprint`, built once inside the store's folder and recorded as the
-    plan's `materialized` artifact; the second value says it already existed."""
+def materialize_plan(
+    spec: str, blueprint: Blueprint, store: PlanStore | None = None, device: str = AUTO, dtype: str = AUTO
+) -> tuple[Path, bool]:
+    """The physically pruned checkpoint of `blueprint`, built once inside the store's folder (in the checkpoint's
+    dtype, like an export) and recorded as the plan's `materialized` artifact; the second value says it already
+    existed."""
     store = store or PlanStore()
     done = [a for a in store.list_artifacts(blueprint.plan_id) if a.kind == "materialized" and Path(a.path).is_dir()]
     if done:
         return Path(done[0].path), True
     target = store.path.parent / "artifacts" / blueprint.plan_id / "materialized"
-    loaded = load_model(spec)
+    loaded = load_model(spec, device, export_load_dtype(spec, device, dtype))
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
     # overwrite=True only replaces an earlier export of this plan that never got recorded (killed before put_artifact)
     path = export_pruned(loaded.adapter, blueprint, target, spec=spec, overwrite=True)
@@ -534,12 +543,16 @@ def pipeline(
     data: DataSource | None = None,
     equal_counts: bool = False,
     export_format: str = "exact",
+    device: str = AUTO,
+    dtype: str = AUTO,
+    batch_size: int = 32,
 ) -> PipelineResult:
     """calibrate → policy (trained if the model has none) → blueprint → materialize + LoRA recovery → evaluate on
-    test → export, each stage reusing what the store already holds. Calibration and rewards read `data` (see
-    `train_policy`). The target directory and the data are checked first, so a long run never ends on a refusal.
-    `equal_counts` asks the policy for a plan with the same unit counts in every layer; `export_format` is `exact` or
-    `stock` (see `hipp_core.export`)."""
+    test → export, each stage reusing what the store already holds, all on `device` in `dtype`. Calibration and
+    rewards read `data` (see `train_policy`). `batch_size` bounds every forward pass: scoring's batch, and at most
+    that for calibration and LoRA training (their defaults are smaller). The target directory and the data are
+    checked first, so a long run never ends on a refusal. `equal_counts` asks the policy for a plan with the same
+    unit counts in every layer; `export_format` is `exact` or `stock` (see `hipp_core.export`)."""
     preference = validation.preference(preference)
     if sparsity is not None:
         validation.sparsity(sparsity)
@@ -548,9 +561,13 @@ def pipeline(
     check_target(out_dir, overwrite)
     if not out_dir.parent.is_dir():
         raise HippError(f"the parent folder {out_dir.parent} does not exist; create it first or choose another path")
+    validation.count(batch_size, "--batch-size")
     reward_data(spec, data, GRPOConfig().limit, "the reward questions")
     store = store or PlanStore()
     stages: list[tuple[str, bool, float]] = []
+    settings = {"device": device, "dtype": dtype}
+    cal_batch = calibration_batch(batch_size)
+    train_batch = min(RecoveryConfig.batch_size, batch_size)
 
     def stage(name: str, fn):
         t0 = time.perf_counter()
@@ -558,23 +575,47 @@ def pipeline(
         stages.append((name, reused, time.perf_counter() - t0))
         return value
 
-    stage("calibrate", lambda: calibrate_model(spec, progress=progress, store=store, data=data))
-    plans = planner(spec, store, data=data)
+    stage(
+        "calibrate",
+        lambda: calibrate_model(spec, batch_size=cal_batch, progress=progress, store=store, data=data, **settings),
+    )
+    plans = planner(spec, store, data=data, batch_size=cal_batch, **settings)
     if not plans.trained:
-        stage("train policy", lambda: (train_policy(spec, iters, store=store, progress=progress, data=data), False))
-        plans = planner(spec, store, data=data)
+        train = lambda: train_policy(
+            spec, iters, store=store, progress=progress, data=data, batch_size=batch_size, **settings
+        )
+        stage("train policy", lambda: (train(), False))
+        plans = planner(spec, store, data=data, batch_size=cal_batch, **settings)
     else:
         stages.append(("train policy", True, 0.0))
     blueprint = stage("blueprint", lambda: (plans.blueprint(preference, sparsity, equal_counts), False))
-    dense = stage("evaluate dense", lambda: _cached(evaluate_model(spec, split="test", limit=limit, store=store)))
+    dense = stage(
+        "evaluate dense",
+        lambda: _cached(
+            evaluate_model(spec, split="test", limit=limit, batch_size=batch_size, store=store, **settings)
+        ),
+    )
     recovery = stage(
         "materialize + recover + evaluate",
-        lambda: _cached(recover(spec, blueprint, steps, rank, store=store, progress=progress, limit=limit)),
+        lambda: _cached(
+            recover(
+                spec,
+                blueprint,
+                steps,
+                rank,
+                store=store,
+                progress=progress,
+                limit=limit,
+                batch_size=train_batch,
+                eval_batch_size=batch_size,
+                **settings,
+            )
+        ),
     )
     export_dir = stage(
         "export",
         lambda: (
-            export_plan(spec, blueprint, out_dir, overwrite, recovery.artifact_dir, store, export_format),
+            export_plan(spec, blueprint, out_dir, overwrite, recovery.artifact_dir, store, export_format, **settings),
             False,
         ),
     )

@@ -11,15 +11,19 @@ What is measured (our definitions; docs/design.md, Calibration features):
   gate/up rows and down_proj column. `magnitude` is the same without activation norms.
 - SynFlow saliency (Tanaka et al. 2020), layer-local and data-free: each decoder layer on its own, weights
   replaced by |θ|, an all-ones input, R = sum of the output; saliency |θ · ∂R/∂θ| summed per unit. Layer-local
-  because the stability proxy only compares units within a layer, and chaining 32 layers of |θ| overflows.
+  because the stability proxy only compares units within a layer, and chaining 32 layers of |θ| overflows. Each
+  layer runs as a float32 copy: in float16 the all-ones activations of |θ| overflow within one MLP.
 
-Everything runs with eager attention (sdpa returns no attention weights) on the `calib` split, deterministically.
+Everything runs with eager attention (sdpa returns no attention weights; the model is switched in place and back)
+on the `calib` split, deterministically, on the model's own device.
 """
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from hipp_core.data.records import PopeItem
 from hipp_core.errors import HippError
 from hipp_core.evaluation.engine import open_image
 from hipp_core.models.adapters import ModelAdapter
+from hipp_core.models.device import attention_implementation
 
 Progress = Callable[[str, int, int], None]
 
@@ -111,14 +116,15 @@ class _Recorder:
 def _rollout_shares(attentions: tuple[torch.Tensor, ...], image_mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
     """[layers] image share in the last position's rollout after each layer, averaged over the batch."""
     batch, seq = image_mask.shape
-    rollout = torch.eye(seq).expand(batch, seq, seq).clone()
+    eye = torch.eye(seq, device=image_mask.device)
+    rollout = eye.expand(batch, seq, seq).clone()
     shares = []
     for attn in attentions:
         a = attn.float().mean(1)  # average heads
-        a = 0.5 * a + 0.5 * torch.eye(seq)
+        a = 0.5 * a + 0.5 * eye
         a = a / a.sum(-1, keepdim=True)
         rollout = a @ rollout
-        row = rollout[torch.arange(batch), last]  # [batch, seq]
+        row = rollout[torch.arange(batch, device=last.device), last]  # [batch, seq]
         shares.append((row * image_mask).sum(-1).mean())
     return torch.stack(shares)
 
@@ -128,29 +134,27 @@ def _activation_pass(
     adapter: ModelAdapter, items: list[PopeItem], batch_size: int, progress: Progress | None
 ) -> tuple[_Recorder, list[float], list[float], list[float]]:
     model = adapter.model
-    if adapter.language_model.config._attn_implementation != "eager":
-        raise HippError(
-            "calibration needs a model loaded with attn_implementation='eager' (sdpa returns no attentions)"
-        )
+    device = next(model.parameters()).device
     recorder = _Recorder(adapter)
     n_layers = len(adapter.decoder_layers)
-    v_attn = torch.zeros(n_layers)
-    shares_sum = torch.zeros(n_layers)
-    norm_sum = torch.zeros(n_layers)
+    v_attn = torch.zeros(n_layers, device=device)
+    shares_sum = torch.zeros(n_layers, device=device)
+    norm_sum = torch.zeros(n_layers, device=device)
     batches = 0
     try:
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
             enc = adapter.encode([pope_prompt(it.text) for it in batch], [open_image(it.image, False) for it in batch])
-            inputs = enc.inputs
+            inputs = enc.inputs  # on the model's device
             mask = inputs["attention_mask"].bool()
             recorder.mask = mask
-            out = model(**inputs, output_attentions=True)
+            out = model(**inputs, output_attentions=True, use_cache=False)
             image = inputs["input_ids"] == adapter.image_token_id
             if not image.any():
                 raise HippError("calibration samples carry no image tokens; is this a vision-language processor?")
-            last_image = (image.long() * torch.arange(image.shape[1])).amax(1)
-            after = (torch.arange(image.shape[1])[None] > last_image[:, None]) & mask  # text after the image
+            index = torch.arange(image.shape[1], device=image.device)
+            last_image = (image.long() * index).amax(1)
+            after = (index[None] > last_image[:, None]) & mask  # text after the image
             for layer, attn in enumerate(out.attentions):
                 mass = (attn.float() * image[:, None, None, :]).sum(-1)  # [batch, heads, query]
                 per_query = mass.mean(1)
@@ -166,14 +170,14 @@ def _activation_pass(
     finally:
         recorder.close()
     shares = shares_sum / batches
-    v_flow = shares - torch.cat([torch.zeros(1), shares[:-1]])
+    v_flow = shares - torch.cat([torch.zeros(1, device=device), shares[:-1]])
     return recorder, (v_attn / batches).tolist(), v_flow.tolist(), (norm_sum / batches).tolist()
 
 
 def _unit_scores(adapter: ModelAdapter, layer: int, shape: LayerShape, norms: dict[str, torch.Tensor] | None):
     """(head, kv, mlp) scores: Wanda-sp with activation norms, magnitude when `norms` is None."""
     parts = adapter.layer_parts(layer)
-    ones = lambda n: torch.ones(n)
+    ones = lambda n: torch.ones(n, device=parts.q.weight.device)
     x_in = norms["q"] if norms else ones(parts.q.in_features)
     z = norms["o"] if norms else ones(parts.o.in_features)
     h = norms["down"] if norms else ones(parts.down.in_features)
@@ -202,31 +206,28 @@ def _outlier_ratio(adapter: ModelAdapter, layer: int, norms: dict[str, torch.Ten
 
 
 def _synflow(adapter: ModelAdapter, layer: int, shape: LayerShape, seq: int = 8) -> tuple[list[float], list[float]]:
-    decoder_layer = adapter.decoder_layers[layer]
+    original = adapter.decoder_layers[layer]
     parts = adapter.layer_parts(layer)
-    originals = {n: p.detach().clone() for n, p in decoder_layer.named_parameters()}
-    try:
-        with torch.no_grad():
-            for p in decoder_layer.parameters():
-                p.abs_()
-        params = dict(decoder_layer.named_parameters())
-        for p in params.values():
-            p.grad = None
-            p.requires_grad_(True)
-        hidden = torch.ones(1, seq, shape.hidden, dtype=next(decoder_layer.parameters()).dtype)
-        out = adapter.run_layer(layer, hidden)
-        out.float().sum().backward()
-        sal = {id(p): (p * p.grad).abs().detach().float() for p in params.values() if p.grad is not None}
-        hd = shape.head_dim
-        q = sal[id(parts.q.weight)].sum(1).view(shape.n_heads, hd).sum(1)
-        o = sal[id(parts.o.weight)].sum(0).view(shape.n_heads, hd).sum(1)
-        mlp = sal[id(parts.gate.weight)].sum(1) + sal[id(parts.up.weight)].sum(1) + sal[id(parts.down.weight)].sum(0)
-        return (q + o).tolist(), mlp.tolist()
-    finally:
-        with torch.no_grad():
-            for n, p in decoder_layer.named_parameters():
-                p.copy_(originals[n])
-                p.grad = None
+    names = {id(p): n for n, p in original.named_parameters()}
+    # A float32 copy with |θ| as weights: the model itself is never touched, and the copy costs one layer.
+    absolute = copy.deepcopy(original).float()
+    with torch.no_grad():
+        for p in absolute.parameters():
+            p.abs_()
+    params = dict(absolute.named_parameters())
+    for p in params.values():
+        p.requires_grad_(True)
+    device = next(absolute.parameters()).device
+    hidden = torch.ones(1, seq, shape.hidden, device=device)
+    out = adapter.run_layer(layer, hidden, absolute)
+    out.sum().backward()
+    sal = {n: (p * p.grad).abs().detach() for n, p in params.items() if p.grad is not None}
+    of = lambda linear: sal[names[id(linear.weight)]]
+    hd = shape.head_dim
+    q = of(parts.q).sum(1).view(shape.n_heads, hd).sum(1)
+    o = of(parts.o).sum(0).view(shape.n_heads, hd).sum(1)
+    mlp = of(parts.gate).sum(1) + of(parts.up).sum(1) + of(parts.down).sum(0)
+    return (q + o).tolist(), mlp.tolist()
 
 
 def calibrate(
@@ -234,6 +235,36 @@ def calibrate(
 ) -> CalibrationFeatures:
     if not items:
         raise HippError("no calibration samples: the calib split is empty")
+    with attention_implementation(adapter.model, "eager"), _leaves_no_hooks(adapter.model):
+        return _calibrate(adapter, model_id, items, batch_size, progress)
+
+
+_HOOKED = "_output_capturing_hooks_installed"  # transformers' mark on a model it has put capturing hooks on
+
+
+@contextmanager
+def _leaves_no_hooks(model: nn.Module) -> Iterator[None]:
+    """Remove, afterwards, the forward hooks transformers installs (and keeps) on a model the first time attention
+    maps are asked of it. Calibration works on the one copy every other command uses; hooks left behind would make
+    it differ from a freshly loaded model, e.g. it could no longer be pickled for the Torch-Pruning peer's child
+    process (the hooks are local functions)."""
+    before = {id(m): set(m._forward_hooks) for m in model.modules()}
+    marked = {id(m) for m in model.modules() if getattr(m, _HOOKED, False)}
+    try:
+        yield
+    finally:
+        for module in model.modules():
+            for key in set(module._forward_hooks) - before.get(id(module), set()):
+                module._forward_hooks.pop(key)
+                module._forward_hooks_with_kwargs.pop(key, None)
+                module._forward_hooks_always_called.pop(key, None)
+            if id(module) not in marked and _HOOKED in vars(module):
+                delattr(module, _HOOKED)
+
+
+def _calibrate(
+    adapter: ModelAdapter, model_id: str, items: list[PopeItem], batch_size: int, progress: Progress | None
+) -> CalibrationFeatures:
     recorder, v_attn, v_flow, act_norm = _activation_pass(adapter, items, batch_size, progress)
     n = len(adapter.decoder_layers)
     norms = [{k: recorder.norms(i, k) for k in ("q", "o", "down")} for i in range(n)]

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
-from hipp_core.config import quiet_libraries, set_threads
+from hipp_core.config import quiet_libraries, report_peak_memory_if_asked, set_threads
 from hipp_core.errors import USER_ERRORS, HippError
 
 app = typer.Typer(
@@ -72,6 +72,20 @@ EqualCountsOpt = Annotated[
         "head, attention pruning: the budget then comes from MLP channels).",
     ),
 ]
+
+
+DeviceOpt = Annotated[
+    str, typer.Option(help="Where the model runs: auto (cuda when torch sees a GPU, else cpu), cpu, cuda or cuda:N.")
+]
+DtypeOpt = Annotated[
+    str,
+    typer.Option(help="Weights' number format: auto (bfloat16 on cuda, float32 on cpu), float32, bfloat16, float16."),
+]
+
+
+def _settings(device: str, dtype: str) -> dict:
+    """The device and dtype options as the API takes them."""
+    return {"device": device, "dtype": dtype}
 
 
 def _backend_options(address: str | None, num_workers: int | None) -> dict:
@@ -417,6 +431,8 @@ def eval_cmd(
         bool,
         typer.Option("--physical", help="With --plan: score a physically pruned copy instead of masking the weights."),
     ] = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
 ) -> None:
     """Evaluate a model on POPE (per category) and ScienceQA, with the image-free baseline: dense, or pruned by a
@@ -424,8 +440,6 @@ def eval_cmd(
     from hipp_core import api
 
     def body() -> None:
-        if batch_size < 1:
-            raise HippError(f"--batch-size must be at least 1, got {batch_size}")
         if physical and plan is None:
             raise HippError("--physical needs --plan: it says how to apply a blueprint to the model")
         blueprint = api.read_plan(plan) if plan is not None else None
@@ -449,6 +463,7 @@ def eval_cmd(
                 blueprint=blueprint,
                 mode=mode,
                 folders=_named_folders(data),
+                **_settings(device, dtype),
             )
         evaluated = None if blueprint is None else {"plan_id": blueprint.plan_id, "file": str(plan), "mode": mode}
         _print_notices(result)
@@ -514,6 +529,8 @@ def calibrate_cmd(
     model: ModelArg,
     samples: Annotated[int, typer.Option(help="Calibration questions (POPE, cycling its categories).")] = 128,
     batch_size: Annotated[int, typer.Option(help="Questions per forward pass.")] = 16,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the features as JSON only, on stdout.")] = False,
     pope_dir: PopeDirOpt = None,
     pope_images: PopeImagesOpt = None,
@@ -532,7 +549,7 @@ def calibrate_cmd(
     def body() -> None:
         data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
         with progress_bar() as cb:
-            features, cached = calibrate_model(model, samples, batch_size, cb, data=data)
+            features, cached = calibrate_model(model, samples, batch_size, cb, data=data, **_settings(device, dtype))
         if as_json:
             sys.stdout.write(json.dumps(features.to_json()) + "\n")
             return
@@ -600,6 +617,11 @@ def plan_baseline_cmd(
     test_split: TestSplitOpt = None,
     shapesworld: ShapesWorldOpt = False,
     equal_counts: EqualCountsOpt = False,
+    batch_size: Annotated[
+        int, typer.Option(help="Questions per forward pass (scoring; calibration uses at most 16).")
+    ] = 32,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """A blueprint of a registered planning method at a given sparsity (heuristics, search, the peer, the policy)."""
     from hipp_core.api import plan_baseline
@@ -621,6 +643,8 @@ def plan_baseline_cmd(
                 data=data,
                 options=options,
                 equal_counts=equal_counts,
+                batch_size=batch_size,
+                **_settings(device, dtype),
             )
         _write_plan(blueprint, output)
         out.print(
@@ -703,19 +727,37 @@ def train_policy_cmd(
     test_pope: TestPopeOpt = None,
     test_split: TestSplitOpt = None,
     shapesworld: ShapesWorldOpt = False,
+    batch_size: Annotated[
+        int, typer.Option(help="Questions per forward pass (scoring; calibration uses at most 16).")
+    ] = 32,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Train the preference-conditioned policy with plan-level GRPO on a dev set (resumable): ShapesWorld dev for
     an embedded model, your POPE dev set and ScienceQA --split for a local checkpoint."""
-    from hipp_core.api import GRPOConfig, train_policy
+    from hipp_core import api
 
     def body() -> None:
-        if limit < 1:
-            raise HippError(f"--limit must be a positive number of questions, got {limit}")
+        api.validation.count(limit, "--limit")
         data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
-        config = GRPOConfig(reward=reward, seed=seed, limit=limit, prefs_per_iter=prefs, fixed_budget_groups=prefs // 2)
+        config = api.GRPOConfig(
+            reward=reward, seed=seed, limit=limit, prefs_per_iter=prefs, fixed_budget_groups=prefs // 2
+        )
         options = _backend_options(address, num_workers)
         with progress_bar() as cb:
-            record = train_policy(model, iters, group_size, resume, config, backend, options, progress=cb, data=data)
+            record = api.train_policy(
+                model,
+                iters,
+                group_size,
+                resume,
+                config,
+                backend,
+                options,
+                progress=cb,
+                data=data,
+                batch_size=batch_size,
+                **_settings(device, dtype),
+            )
         last = record.curve[-1] if record.curve else {}
         out.print(
             f"policy {record.policy_id}: {last.get('iter', 0)} iterations, {last.get('evaluations', 0)} distinct plans "
@@ -734,13 +776,18 @@ def blueprint_cmd(
     sparsity: Annotated[float | None, typer.Option(help="Fix the budget (matched sparsity), in (0, 0.9).")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the blueprint JSON here.")] = None,
     equal_counts: EqualCountsOpt = False,
+    batch_size: Annotated[
+        int, typer.Option(help="Questions per forward pass, if the model is not calibrated yet.")
+    ] = 16,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """The trained policy's blueprint for a preference, in milliseconds."""
     from hipp_core.api import planner
 
     def body() -> None:
         preference = _parse_preference(pref)
-        plans = planner(model)
+        plans = planner(model, batch_size=batch_size, **_settings(device, dtype))
         t0 = time.perf_counter()
         blueprint = plans.blueprint(preference, sparsity, equal_counts)
         ms = (time.perf_counter() - t0) * 1000
@@ -763,6 +810,14 @@ def export_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory to create for the export.")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export at --output.")] = False,
     export_format: FormatOpt = "exact",
+    device: DeviceOpt = "auto",
+    dtype: Annotated[
+        str,
+        typer.Option(
+            help="Number format the model is loaded in for the export (auto: the checkpoint's own); the export is "
+            "written in the checkpoint's dtype either way."
+        ),
+    ] = "auto",
 ) -> None:
     """Write the pruned model as a checkpoint plain transformers loads (exact: with trust_remote_code=True; stock:
     without remote code). Weights keep the source checkpoint's dtype."""
@@ -770,10 +825,13 @@ def export_cmd(
 
     def body() -> None:
         blueprint = api.read_plan(plan)
-        path = api.export_plan(model, blueprint, output, overwrite, export_format=export_format)
+        path = api.export_plan(
+            model, blueprint, output, overwrite, export_format=export_format, **_settings(device, dtype)
+        )
+        written = str(api.checkpoint_dtype(path)).removeprefix("torch.")
         out.print(
             f"exported {blueprint.plan_id} ({blueprint.achieved:.1%} of decoder parameters removed, format "
-            f"{export_format}) → {path}"
+            f"{export_format}) → {path} ({api.disk_size(path) / 2**20:,.1f} MiB on disk, {written})"
         )
         if export_format == "stock":
             out.print(api.stock_sizes(model, blueprint).describe(), highlight=False, soft_wrap=True)
@@ -827,8 +885,7 @@ def jobs_list(
     from hipp_core import api
 
     def body() -> None:
-        if limit < 1:
-            raise HippError(f"--limit must be at least 1, got {limit}")
+        api.validation.count(limit, "--limit")
         store = api.open_store()
         store.reap_dead_jobs()
         jobs = store.list_jobs(limit=limit)
@@ -881,6 +938,15 @@ def recover_cmd(
     limit: Annotated[
         int | None, typer.Option(help="Evaluate on the first N test questions per POPE category and of ScienceQA.")
     ] = None,
+    batch_size: Annotated[int, typer.Option(help="LoRA training samples per forward pass.")] = 16,
+    grad_accum: Annotated[
+        int, typer.Option(help="Micro-batches of --batch-size per update (the update sees their product).")
+    ] = 1,
+    grad_checkpointing: Annotated[
+        bool, typer.Option(help="Recompute activations in the backward pass: less memory, same result, slower.")
+    ] = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
 ) -> None:
     """LoRA-recover a pruned model (language decoder only), merge, store it as an export, and compare test scores
@@ -890,7 +956,21 @@ def recover_cmd(
     def body() -> None:
         blueprint = api.read_plan(plan)
         with progress_bar() as cb:
-            result = api.recover(model, blueprint, steps, rank, data, seed, lr, progress=cb, limit=limit)
+            result = api.recover(
+                model,
+                blueprint,
+                steps,
+                rank,
+                data,
+                seed,
+                lr,
+                progress=cb,
+                limit=limit,
+                batch_size=batch_size,
+                grad_accum=grad_accum,
+                grad_checkpointing=grad_checkpointing,
+                **_settings(device, dtype),
+            )
         if as_json:
             report = {"artifact_dir": str(result.artifact_dir), "seconds": result.seconds, "steps": result.steps}
             report |= {"cached": result.cached, "before": result.before.to_json(), "after": result.after.to_json()}
@@ -931,6 +1011,11 @@ def pipeline_cmd(
     shapesworld: ShapesWorldOpt = False,
     equal_counts: EqualCountsOpt = False,
     export_format: FormatOpt = "exact",
+    batch_size: Annotated[
+        int, typer.Option(help="Questions per forward pass (scoring; calibration and LoRA use at most 16).")
+    ] = 32,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """calibrate → blueprint → materialize → recover → evaluate → export, reusing everything already computed.
     Calibration and rewards read the data options as `train-policy` does."""
@@ -954,6 +1039,8 @@ def pipeline_cmd(
                 data=data,
                 equal_counts=equal_counts,
                 export_format=export_format,
+                batch_size=batch_size,
+                **_settings(device, dtype),
             )
         stages = Table("stage", "", "seconds", title="pipeline")
         for name, reused, seconds in result.stages:
@@ -976,9 +1063,15 @@ def pipeline_cmd(
     run(body)
 
 
-def main() -> None:
+def prepare_process() -> None:
+    """What a `hipp` process sets up before its command runs (tests that run commands in process do the same)."""
     quiet_libraries()
     set_threads()
+
+
+def main() -> None:
+    report_peak_memory_if_asked()  # only the real entry point: in-process tests must not report at their exit
+    prepare_process()
     app()
 
 

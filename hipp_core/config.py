@@ -1,4 +1,4 @@
-"""Where things live on disk and how many CPU threads torch may use."""
+"""Where things live on disk, how many CPU threads torch may use, and other settings of a `hipp` process."""
 
 from __future__ import annotations
 
@@ -32,6 +32,14 @@ def set_threads(n: int | None = None) -> int:
     n = n or default_threads()
     torch.set_num_threads(n)
     return n
+
+
+def report_peak_memory_if_asked() -> bool:
+    """With `$HIPP_REPORT_PEAK_MEMORY=1`, write this process's peak memory to stderr at exit (`peak_memory.py`):
+    how benchmarks that run `hipp` commands as subprocesses read each command's own GPU peak."""
+    from hipp_core.peak_memory import report_at_exit_if_asked
+
+    return report_at_exit_if_asked()
 
 
 def quiet_libraries() -> None:

@@ -36,6 +36,7 @@ from hipp_core.model_card import model_card
 from hipp_core.models import pruned_modeling
 from hipp_core.models.adapters import ModelAdapter
 from hipp_core.models.decoding import use_compiled_decoding
+from hipp_core.models.device import AUTO, to_model
 from hipp_core.models.loading import LoadedModel, checkpoint_dtype, inspect_checkpoint, load_model, prune_plan
 from hipp_core.prune import check_pruned, materialize
 from hipp_core.stock import pad_to_stock, stock_sizes
@@ -196,7 +197,7 @@ def _check_inputs(adapter: ModelAdapter) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def _logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(**{k: v.to(model.device) for k, v in inputs.items()}).logits.float().cpu()
+    return model(**to_model(inputs, model), use_cache=False).logits.float().cpu()
 
 
 def _write_checkpoint(tmp: Path, pruned: ModelAdapter, blueprint: Blueprint, export_format: str, dtype) -> None:
@@ -289,13 +290,14 @@ def _write_model_card(tmp: Path, card: str) -> None:
 # -- loading ----------------------------------------------------------------------------------------------------------
 def load_pruned(
     path: str | Path,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype | None = None,
+    device: str | torch.device = AUTO,
+    dtype: str | torch.dtype | None = AUTO,
     attn_implementation: str = "sdpa",
     compile: bool = False,
 ) -> LoadedModel:
     """Load an export of either format with hipp's own copy of the pruned classes (no `trust_remote_code`,
-    safetensors only), refusing any missing, unexpected or mis-shaped weight.
+    safetensors only), refusing any missing, unexpected or mis-shaped weight; on `device` in `dtype` as `load_model`
+    resolves them.
 
     `compile=True` returns a private copy of the model whose `generate` decodes with a static KV cache and a
     `torch.compile`d forward (compiled on its first call), on any device."""
@@ -308,7 +310,7 @@ def load_pruned(
             f"{path} is not a HiPP-Prune export (no text_config.prune_plan in config.json and no {PLAN_FILE}); "
             "load it as a model"
         )
-    loaded = load_model(str(path), str(device), dtype, attn_implementation, fresh=compile)
+    loaded = load_model(str(path), device, dtype, attn_implementation, fresh=compile)
     if compile:
         use_compiled_decoding(loaded.model)
     return loaded

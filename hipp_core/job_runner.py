@@ -17,7 +17,7 @@ from typing import Any
 from hipp_core import api
 from hipp_core.errors import USER_ERRORS, HippError
 from hipp_core.job_progress import Step, Tracker, evaluation_steps
-from hipp_core.jobs import JobCancelled, Reporter, blueprint_of, kind
+from hipp_core.jobs import SETTINGS, JobCancelled, Reporter, blueprint_of, kind
 from plan_store import PlanStore
 
 JobProgress = Callable[..., None]  # (stage, done, total, metrics=None): what the API's long functions call
@@ -87,6 +87,11 @@ def _one_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "no message"
 
 
+def _settings(params: dict[str, Any]) -> dict[str, str]:
+    """The checked job's device and dtype, as the API takes them."""
+    return {name: params[name] for name in SETTINGS}
+
+
 def steps_of(name: str) -> Callable[[JobSteps], JobSteps]:
     def wrap(steps: JobSteps) -> JobSteps:
         kind(name)
@@ -110,6 +115,7 @@ def _run_evaluate(params: dict[str, Any], store: PlanStore, progress: JobProgres
         blueprint=blueprint_of(plan) if plan else None,
         mode=params["mode"],
         progress=progress,
+        **_settings(params),
     )
     what = f"plan {plan.plan_id}" if plan else "dense model"
     sqa = f"{result.sqa.accuracy:.3f}" if result.sqa else "-"
@@ -118,7 +124,9 @@ def _run_evaluate(params: dict[str, Any], store: PlanStore, progress: JobProgres
 
 @runs("calibrate")
 def _run_calibrate(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
-    features, cached = api.calibrate_model(params["spec"], params["samples"], progress=progress, store=store)
+    features, cached = api.calibrate_model(
+        params["spec"], params["samples"], progress=progress, store=store, **_settings(params)
+    )
     return f"{features.n_layers} layers calibrated on {features.samples} samples" + (" (cached)" if cached else "")
 
 
@@ -133,6 +141,7 @@ def _run_train(params: dict[str, Any], store: PlanStore, progress: JobProgress) 
         backend_options={"address": params.get("address"), "num_workers": params.get("num_workers")},
         store=store,
         progress=progress,
+        **_settings(params),
     )
     return f"policy {record.policy_id} trained for {len(record.curve)} iterations"
 
@@ -148,6 +157,7 @@ def _run_plan(params: dict[str, Any], store: PlanStore, progress: JobProgress) -
         progress=progress,
         options=params["options"],
         data=api.DataSource(shapesworld=True) if params.get("shapesworld") else None,
+        **_settings(params),
     )
     api.save_plan(blueprint, store)
     return f"{params['method']}: plan {blueprint.plan_id}, {blueprint.achieved:.1%} of decoder parameters removed"
@@ -157,7 +167,7 @@ def _run_plan(params: dict[str, Any], store: PlanStore, progress: JobProgress) -
 def _run_materialize(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
     plan = store.get_plan(params["plan_id"])
     progress("materialize", 0, 1)
-    path, reused = api.materialize_plan(params["spec"], blueprint_of(plan), store)
+    path, reused = api.materialize_plan(params["spec"], blueprint_of(plan), store, **_settings(params))
     progress("materialize", 1, 1)
     return f"plan {plan.plan_id} {'is already materialized' if reused else 'materialized'} at {path}"
 
@@ -174,6 +184,7 @@ def _run_recover(params: dict[str, Any], store: PlanStore, progress: JobProgress
         store=store,
         progress=progress,
         limit=params["limit"],
+        **_settings(params),
     )
     before, after = result.before.pope_balanced_accuracy, result.after.pope_balanced_accuracy
     return f"plan {plan.plan_id} recovered in {result.steps} steps: POPE balanced accuracy {before:.3f} → {after:.3f}"
@@ -185,7 +196,13 @@ def _run_export(params: dict[str, Any], store: PlanStore, progress: JobProgress)
     progress("export", 0, 1)
     artifact = Path(params["artifact"]) if params["artifact"] else None
     out_dir = api.export_plan(
-        params["spec"], blueprint_of(plan), Path(params["out_dir"]), params["overwrite"], artifact, store
+        params["spec"],
+        blueprint_of(plan),
+        Path(params["out_dir"]),
+        params["overwrite"],
+        artifact,
+        store,
+        **_settings(params),
     )
     progress("export", 1, 1)
     return f"{'recovered' if artifact else 'pruned'} plan {plan.plan_id} exported to {out_dir}"

@@ -218,6 +218,22 @@ def _bool(params: dict[str, Any], name: str, default: bool) -> bool:
     return value
 
 
+SETTINGS = ("device", "dtype")  # every job that runs a model takes them, like the CLI's --device / --dtype
+
+
+def _settings(params: dict[str, Any]) -> dict[str, str]:
+    """Device and dtype (default auto), checked on this machine (the worker runs here): an absent GPU or a dtype the
+    CPU cannot compute in is refused at submit time, with the loader's message."""
+    from hipp_core.models.device import AUTO, resolve
+
+    chosen = {name: params.get(name, AUTO) for name in SETTINGS}
+    for name, value in chosen.items():
+        if not isinstance(value, str) or not value.strip():
+            raise HippError(f"{name} must be a name such as auto, got {value!r}")
+    resolve(chosen["device"], chosen["dtype"])
+    return chosen
+
+
 def blueprint_of(plan: PlanRecord):
     from hipp_core.blueprint import Blueprint
 
@@ -229,7 +245,7 @@ def blueprint_of(plan: PlanRecord):
 def _check_evaluate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     from hipp_core.data.world import SPLITS
 
-    _known(params, ("spec", "plan_id", "split", "limit", "mode"), "evaluate")
+    _known(params, ("spec", "plan_id", "split", "limit", "mode", *SETTINGS), "evaluate")
     spec = _spec(params)
     plan_id = params.get("plan_id")
     if plan_id is not None:
@@ -240,20 +256,22 @@ def _check_evaluate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         "split": _choice(params, "split", "dev", tuple(SPLITS)),
         "limit": _int(params, "limit", 100, 1, 1_000_000, optional=True),  # None: the whole split
         "mode": _choice(params, "mode", "masked", ("masked", "physical")),
+        **_settings(params),
     }
 
 
 # -- calibrate --------------------------------------------------------------------------------------------------
 @register("calibrate", "Per-layer visual sensitivity, activation statistics and unit scores.")
 def _check_calibrate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
-    _known(params, ("spec", "samples"), "calibrate")
-    return {"spec": _spec(params), "samples": _int(params, "samples", 128, 1, 100_000)}
+    _known(params, ("spec", "samples", *SETTINGS), "calibrate")
+    return {"spec": _spec(params), "samples": _int(params, "samples", 128, 1, 100_000), **_settings(params)}
 
 
 # -- train-policy -----------------------------------------------------------------------------------------------
 @register("train-policy", "Train the preference-conditioned policy with plan-level GRPO.")
 def _check_train(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
-    _known(params, ("spec", "iters", "group_size", "resume", "backend", "address", "num_workers"), "train-policy")
+    allowed = ("spec", "iters", "group_size", "resume", "backend", "address", "num_workers", *SETTINGS)
+    _known(params, allowed, "train-policy")
     address = params.get("address")
     if address is not None and not (isinstance(address, str) and address.strip()):
         raise HippError(f"address must be local, auto or ray://host:port, got {address!r}")
@@ -265,6 +283,7 @@ def _check_train(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         "backend": _choice(params, "backend", "local", tuple(BACKENDS)),
         "address": address,
         "num_workers": _int(params, "num_workers", None, 1, 4096),
+        **_settings(params),
     }
 
 
@@ -273,7 +292,7 @@ def _check_train(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
 def _check_plan(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     from hipp_core import methods, validation
 
-    _known(params, ("spec", "method", "sparsity", "options", "samples", "shapesworld"), "plan")
+    _known(params, ("spec", "method", "sparsity", "options", "samples", "shapesworld", *SETTINGS), "plan")
     method = methods.get(params.get("method"))
     options = params.get("options") or {}
     if not isinstance(options, dict):
@@ -286,21 +305,22 @@ def _check_plan(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         "options": options,
         "samples": _int(params, "samples", 128, 1, 100_000),
         "shapesworld": _bool(params, "shapesworld", False),  # a local copy of an embedded model tunes on ShapesWorld
+        **_settings(params),
     }
 
 
 # -- materialize ------------------------------------------------------------------------------------------------
 @register("materialize", "Build the physically pruned checkpoint of a plan inside the store.")
 def _check_plan_job(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
-    _known(params, ("spec", "plan_id"), "materialize")
+    _known(params, ("spec", "plan_id", *SETTINGS), "materialize")
     spec = _spec(params)
-    return {"spec": spec, "plan_id": _plan(params, store, spec).plan_id}
+    return {"spec": spec, "plan_id": _plan(params, store, spec).plan_id, **_settings(params)}
 
 
 # -- recover ----------------------------------------------------------------------------------------------------
 @register("recover", "LoRA recovery of a pruned plan, merged, evaluated before and after.")
 def _check_recover(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
-    _known(params, ("spec", "plan_id", "steps", "rank", "seed", "limit"), "recover")
+    _known(params, ("spec", "plan_id", "steps", "rank", "seed", "limit", *SETTINGS), "recover")
     spec = _spec(params)
     return {
         "spec": spec,
@@ -309,6 +329,7 @@ def _check_recover(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         "rank": _int(params, "rank", 8, 1, 1024),
         "seed": _int(params, "seed", 0, 0, 2**31 - 1),
         "limit": _int(params, "limit", None, 1, 1_000_000),  # test questions per set before / after; None = all
+        **_settings(params),
     }
 
 
@@ -337,7 +358,7 @@ def check_export_target(out_dir: str, overwrite: bool) -> Path:
 def _check_export(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     from hipp_core.models.loading import prune_plan
 
-    _known(params, ("spec", "plan_id", "out_dir", "overwrite", "artifact"), "export")
+    _known(params, ("spec", "plan_id", "out_dir", "overwrite", "artifact", *SETTINGS), "export")
     spec = _spec(params)
     plan = _plan(params, store, spec)
     overwrite = _bool(params, "overwrite", False)
@@ -355,4 +376,5 @@ def _check_export(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         "out_dir": str(out_dir),
         "overwrite": overwrite,
         "artifact": artifact,
+        **_settings(params),
     }

@@ -9,6 +9,10 @@ Data: ShapesWorld `train` drawn with the embedded models' own recipe (`models/tr
 instruction file (`data.instructions`). Every batch is a pure function of (seed, step), and the adapters, optimizer
 and schedule are checkpointed every `checkpoint_every` steps (written to a temporary file, then renamed), so a
 killed run, rerun, continues from its last checkpoint to the same weights as an unbroken one.
+
+Memory at 7B scale: the adapters are kept in the model's dtype (bfloat16 on a GPU), a step's batch can be split into
+`grad_accum` micro-batches (the same samples, gradients summed before the update), and `grad_checkpointing`
+recomputes each decoder layer's activations in the backward pass instead of keeping them.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from hipp_core.evaluation.engine import EvalResult, open_image
 from hipp_core.evaluation.stored import evaluate_model, evaluate_recovered
 from hipp_core.export import export_pruned, load_pruned
 from hipp_core.models.adapters import ModelAdapter
+from hipp_core.models.device import AUTO
 from hipp_core.models.loading import load_model
 from hipp_core.models.train import TrainConfig, answer_loss, draw_batch, lr_factor, samples_loss
 from hipp_core.prune import materialize
@@ -59,6 +64,8 @@ class RecoveryConfig:
     lr: float = 2e-3  # LoRA tolerates ~10x full fine-tuning's rate; 300 steps leave no time to crawl
     seed: int = 0
     batch_size: int = 16  # 300 steps of the embedded LLaVA took 43-104 s on one busy core (budget: 5 minutes)
+    grad_accum: int = 1  # micro-batches of `batch_size` per update: the update sees batch_size * grad_accum samples
+    grad_checkpointing: bool = False  # recompute activations in the backward pass: less memory, same result
     alpha_per_rank: float = 2.0  # lora_alpha = 2·rank, so the update's scale does not change with the rank
     warmup: int = 20
     checkpoint_every: int = 50
@@ -73,11 +80,29 @@ class RecoveryConfig:
             raise HippError(f"--lr must be a positive finite number (e.g. 2e-3), got {self.lr!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise HippError(f"--seed must be a non-negative whole number, got {self.seed!r}")
+        for name in ("batch_size", "grad_accum"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
+                raise HippError(f"--{name.replace('_', '-')} must be a whole number from 1 to 4096, got {value!r}")
+
+    @property
+    def samples_per_step(self) -> int:
+        return self.batch_size * self.grad_accum
+
+    def identity(self) -> dict:
+        """The settings that change the recovered weights. Checkpointing recomputes the same activations, so it is
+        left out; `grad_accum` only when it is not 1, so the keys of recoveries stored before it existed still
+        match."""
+        settings = asdict(self)
+        settings.pop("grad_checkpointing")
+        if self.grad_accum == 1:
+            settings.pop("grad_accum")
+        return settings
 
     def shapes_world(self) -> TrainConfig:
         """The embedded recipe's sampling mix, with same-colour / same-shape lures from the first step: the base
         model finished its training on them."""
-        return replace(TrainConfig(), seed=self.seed, batch_size=self.batch_size, lure_start=0.0)
+        return replace(TrainConfig(), seed=self.seed, batch_size=self.samples_per_step, lure_start=0.0)
 
     def schedule(self) -> TrainConfig:
         return replace(TrainConfig(), letter_steps=0, steps=self.steps, warmup=min(self.warmup, self.steps))
@@ -104,7 +129,14 @@ def data_key(data: Path | None) -> str:
     return "file-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-Batch = Callable[[ModelAdapter, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+# loss_at(adapter, step, micro): the (total, answer, caption) losses of micro-batch `micro` of step `step`.
+Batch = Callable[[ModelAdapter, int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def _micro(samples: list, cfg: RecoveryConfig, micro: int) -> list:
+    """Micro-batch `micro` of a step's samples: with accumulation a step trains on the same samples as one batch of
+    `samples_per_step` would."""
+    return samples[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]
 
 
 def shapes_world_batches(cfg: RecoveryConfig) -> Batch:
@@ -112,10 +144,13 @@ def shapes_world_batches(cfg: RecoveryConfig) -> Batch:
     again exactly."""
     sampling = cfg.shapes_world()
 
-    def loss_at(adapter: ModelAdapter, step: int):
+    @lru_cache(maxsize=1)
+    def samples_at(step: int) -> list:
         seed = cfg.seed * 1_000_003 + step
-        samples = draw_batch(scenes_for_split("train", seed=seed), random.Random(seed), sampling, step)
-        return samples_loss(adapter, samples, cfg.caption_weight)
+        return draw_batch(scenes_for_split("train", seed=seed), random.Random(seed), sampling, step)
+
+    def loss_at(adapter: ModelAdapter, step: int, micro: int = 0):
+        return samples_loss(adapter, _micro(samples_at(step), cfg, micro), cfg.caption_weight)
 
     return loss_at
 
@@ -129,9 +164,9 @@ def instruction_batches(items: list[Instruction], cfg: RecoveryConfig) -> Batch:
         random.Random(f"{cfg.seed}:{epoch}").shuffle(indices)
         return indices
 
-    def loss_at(adapter: ModelAdapter, step: int):
-        positions = range(step * cfg.batch_size, (step + 1) * cfg.batch_size)
-        batch = [items[order(p // len(items))[p % len(items)]] for p in positions]
+    def loss_at(adapter: ModelAdapter, step: int, micro: int = 0):
+        positions = range(step * cfg.samples_per_step, (step + 1) * cfg.samples_per_step)
+        batch = _micro([items[order(p // len(items))[p % len(items)]] for p in positions], cfg, micro)
         images = [open_image(it.image, blank=False) if it.image is not None else None for it in batch]
         texts, answers = [it.prompt for it in batch], [it.answer for it in batch]
         return answer_loss(adapter, texts, images, answers, [False] * len(batch), cfg.caption_weight)
@@ -165,7 +200,9 @@ def add_lora(adapter: ModelAdapter, cfg: RecoveryConfig) -> nn.Module:
         exclude_modules=empty or None,
     )
     torch.manual_seed(cfg.seed)
-    return get_peft_model(adapter.model, config)
+    # The adapters in the model's own dtype (peft would make them float32): bfloat16 weights on a GPU train bfloat16
+    # adapters, which the merge then adds without a cast.
+    return get_peft_model(adapter.model, config, autocast_adapter_dtype=False)
 
 
 def _lora_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -178,13 +215,15 @@ def train_lora(
     """Train LoRA adapters on `adapter`'s (pruned) decoder, resuming from `checkpoint` if it exists, and merge them
     into the weights. Returns the training seconds, summed over resumed runs."""
     peft_model = add_lora(adapter, cfg)
+    if cfg.grad_checkpointing:
+        adapter.model.activation_checkpointing_enable()  # non-reentrant: frozen inputs need no requires_grad
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     schedule = cfg.schedule()
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, schedule))
     start, seconds = 0, 0.0
     if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=True)
+        state = torch.load(checkpoint, weights_only=True, map_location=params[0].device)
         named = dict(peft_model.named_parameters())
         with torch.no_grad():
             for name, value in state["lora"].items():
@@ -195,9 +234,12 @@ def train_lora(
     peft_model.train()
     t0 = time.perf_counter()
     for step in range(start, cfg.steps):
-        loss, qa_loss, cap_loss = batches(adapter, step)
         opt.zero_grad()
-        loss.backward()
+        qa_loss = cap_loss = 0.0
+        for micro in range(cfg.grad_accum):
+            loss, qa, cap = batches(adapter, step, micro)
+            (loss / cfg.grad_accum).backward()  # exact for 1: a step without accumulation is unchanged
+            qa_loss, cap_loss = qa_loss + qa.item() / cfg.grad_accum, cap_loss + cap.item() / cfg.grad_accum
         nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
@@ -207,8 +249,10 @@ def train_lora(
             state = {"lora": _lora_state(peft_model), "opt": opt.state_dict(), "sched": sched.state_dict()}
             _save_atomic({**state, "step": done, "seconds": elapsed}, checkpoint)
         if progress:
-            progress("recover", done, cfg.steps, {"loss": qa_loss.item(), "caption_loss": cap_loss.item()})
+            progress("recover", done, cfg.steps, {"loss": qa_loss, "caption_loss": cap_loss})
     seconds += time.perf_counter() - t0
+    if cfg.grad_checkpointing:
+        adapter.model.activation_checkpointing_disable()
     adapter.model = peft_model.merge_and_unload()
     adapter.model.eval()
     return round(seconds, 3)
@@ -221,10 +265,13 @@ def _save_atomic(state: dict, path: Path) -> None:
 
 
 # -- the whole job ------------------------------------------------------------------------------------------------
-def recovery_key(model_id: str, plan_id: str, cfg: RecoveryConfig, data: str) -> str:
-    """Everything that makes two recoveries the same model."""
-    settings = json.dumps({"v": RECIPE_VERSION, "model": model_id, "plan": plan_id, "data": data, **asdict(cfg)})
-    return hashlib.sha256(settings.encode()).hexdigest()[:16]
+def recovery_key(model_id: str, plan_id: str, cfg: RecoveryConfig, data: str, placement: str = "") -> str:
+    """Everything that makes two recoveries the same model. `placement` is the `Placement.key_suffix` of the device
+    and dtype it trained in: empty for float32 on the CPU, and then left out, as before devices were options."""
+    settings = {"v": RECIPE_VERSION, "model": model_id, "plan": plan_id, "data": data, **cfg.identity()}
+    if placement:
+        settings["placement"] = placement
+    return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:16]
 
 
 def recovery_dir(plan_id: str, key: str) -> Path:
@@ -258,7 +305,7 @@ def run_recovery(
     """Materialize, train LoRA on `batches`, merge, and publish the recovered model at `artifact_dir` as an export
     (reload checked against the merged model's logits); `data` names the training data in the records. Returns the
     training seconds. The work folder beside the artifact holds the checkpoint, so a rerun after a kill resumes; the
-    caller removes it once the artifact is registered."""
+    caller removes it once the artifact is registered. The artifact is written in the dense checkpoint's dtype."""
     work = work_dir(artifact_dir)
     work.mkdir(parents=True, exist_ok=True)
     pruned = materialize(dense, blueprint)
@@ -281,18 +328,33 @@ def recover_plan(
     store: PlanStore | None = None,
     progress: Progress | None = None,
     limit: int | None = None,
+    device: str = AUTO,
+    dtype: str = AUTO,
+    eval_batch_size: int = 32,
 ) -> RecoveryResult:
     """Evaluate the pruned model, recover it (or find the stored recovery with the same settings), evaluate the
     recovered one; both evaluations on ShapesWorld `test` through the plan store. Registered as a `recovered`
-    artifact of the plan only once complete, so a stored artifact is always a finished, reload-checked model."""
+    artifact of the plan only once complete, so a stored artifact is always a finished, reload-checked model.
+    Training and both evaluations run on `device` in `dtype`; the artifact keeps the base checkpoint's dtype.
+    `eval_batch_size` is the evaluations' questions per forward pass (training's is `cfg.batch_size`)."""
     data_id = data_key(data)  # a missing or malformed instruction file fails here, before minutes of evaluation
     batches = shapes_world_batches(cfg) if data is None else instruction_batches(load_instructions(data), cfg)
     store = store or PlanStore()
+    settings = {"device": device, "dtype": dtype}
     before = evaluate_model(
-        spec, "all", "test", limit, store=store, blueprint=blueprint, mode="physical", progress=progress
+        spec,
+        "all",
+        "test",
+        limit,
+        batch_size=eval_batch_size,
+        store=store,
+        blueprint=blueprint,
+        mode="physical",
+        progress=progress,
+        **settings,
     )  # also checks the plan against the model and stores both
-    loaded = load_model(spec)
-    key = recovery_key(loaded.model_id, blueprint.plan_id, cfg, data_id)
+    loaded = load_model(spec, **settings)
+    key = recovery_key(loaded.model_id, blueprint.plan_id, cfg, data_id, loaded.placement.key_suffix)
     artifact_dir = recovery_dir(blueprint.plan_id, key)
     stored = {Path(a.path) for a in store.list_artifacts(blueprint.plan_id) if a.kind == "recovered"}
     info = read_recovery(artifact_dir) if artifact_dir in stored else None
@@ -303,6 +365,8 @@ def recover_plan(
         shutil.rmtree(work_dir(artifact_dir), ignore_errors=True)
     else:
         seconds = info["train_seconds"]
-    recovered = load_pruned(artifact_dir)
-    after = evaluate_recovered(spec, blueprint, recovered, "all", "test", limit, store=store, progress=progress)
+    recovered = load_pruned(artifact_dir, loaded.placement.device, loaded.placement.dtype)
+    after = evaluate_recovered(
+        spec, blueprint, recovered, "all", "test", limit, batch_size=eval_batch_size, store=store, progress=progress
+    )
     return RecoveryResult(artifact_dir, before, after, seconds, cfg.steps, cached=info is not None)

@@ -33,6 +33,9 @@ APP = Path(__file__).resolve().parents[1] / "app.py"
 
 
 MODEL_KEY = "model_spec"  # a plain session key, not a widget key: it survives pages that do not draw the picker
+# Device and dtype chosen on Home (plain session keys too), used by every model call and job of the session.
+DEVICE_KEY, DTYPE_KEY = "model_device", "model_dtype"
+AUTO = "auto"
 
 
 @st.cache_resource(show_spinner=False)
@@ -98,6 +101,11 @@ def remember(*keys: str) -> None:
 KEPT_KEY = "_kept_widgets"
 
 
+def chosen_settings() -> dict[str, str]:
+    """The device and dtype chosen on Home (auto until then), as the API and the jobs take them."""
+    return {"device": st.session_state.get(DEVICE_KEY, AUTO), "dtype": st.session_state.get(DTYPE_KEY, AUTO)}
+
+
 def pin_threads() -> None:
     """Torch's thread count as the CLI sets it ($HIPP_THREADS, else one core left free), for this script run.
 
@@ -117,7 +125,11 @@ def current_model() -> api.ModelChoice | None:
         st.error(f"{exc} — choose another model on Home.")
         return None
     keep_in_url(model=choice.spec)
-    st.caption(f"Model **{choice.spec}** ({choice.family}, id `{choice.model_id}`) · change it on Home")
+    settings = chosen_settings()
+    st.caption(
+        f"Model **{choice.spec}** ({choice.family}, id `{choice.model_id}`) on {settings['device']} · "
+        f"{settings['dtype']} · change them on Home"
+    )
     return choice
 
 
@@ -125,11 +137,12 @@ FLASH_KEY = "_flash"
 
 
 def submit_job(kind: str, params: dict, what: str, rerun: bool = True, flash: bool = True) -> str | None:
-    """Start a background job; a parameter error is shown in the page, not raised. On success the page reruns (so
-    the button that started the job becomes its progress bar) and says so at the top (`show_flash`); a page that
-    draws the job's bar where its button was passes `rerun=False, flash=False`."""
+    """Start a background job on the device and dtype chosen on Home; a parameter error is shown in the page, not
+    raised. On success the page reruns (so the button that started the job becomes its progress bar) and says so
+    at the top (`show_flash`); a page that draws the job's bar where its button was passes `rerun=False,
+    flash=False`."""
     try:
-        job_id = api.submit_job(kind, params, store())
+        job_id = api.submit_job(kind, {**chosen_settings(), **params}, store())
     except api.USER_ERRORS as exc:
         st.error(str(exc))
         return None

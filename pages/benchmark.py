@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from hipp_core import api
-from pages._common import hand_over_to_app, pin_threads
+from pages._common import chosen_settings, hand_over_to_app, pin_threads
 
 hand_over_to_app()
 
@@ -23,6 +23,8 @@ spec = EMBEDDED.get(choice) or left.text_input("Checkpoint directory", placehold
 split = mid.selectbox("Split", api.SPLITS, index=api.SPLITS.index("test"))
 limit = right.number_input("Questions per part", min_value=10, max_value=5000, value=200, step=10)
 
+settings = chosen_settings()
+st.caption(f"Runs on {settings['device']} · {settings['dtype']} (chosen on Home).")
 if st.button("Evaluate", type="primary", disabled=not spec):
     pin_threads()
     bar = st.progress(0.0, text="loading model")
@@ -31,7 +33,7 @@ if st.button("Evaluate", type="primary", disabled=not spec):
         bar.progress(min(1.0, done / max(total, 1)), text=f"{stage}: {done}/{total}")
 
     try:
-        result = api.evaluate_model(spec, "all", split, int(limit), progress=on_progress)
+        result = api.evaluate_model(spec, "all", split, int(limit), progress=on_progress, **chosen_settings())
     except api.USER_ERRORS as exc:
         bar.empty()
         st.error(str(exc))

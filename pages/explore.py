@@ -10,6 +10,7 @@ import streamlit as st
 
 from hipp_core import api
 from pages._common import (
+    chosen_settings,
     current_model,
     follow_job,
     hand_over_to_app,
@@ -39,9 +40,10 @@ if choice is None:
 
 
 @st.cache_resource(show_spinner="Loading model, calibration and policy…", max_entries=4)
-def _planner(spec: str, store_path: str, policy_key: str) -> api.Planner:
-    """Cached per model and per trained policy version, so a policy finished by a job is picked up on the next run."""
-    return api.planner(spec, store())
+def _planner(spec: str, store_path: str, policy_key: str, device: str, dtype: str) -> api.Planner:
+    """Cached per model, settings and trained policy version, so a policy finished by a job is picked up on the next
+    run."""
+    return api.planner(spec, store(), device=device, dtype=dtype)
 
 
 # Store reads are cached per store version: a slider move opens no database connection unless a job has written.
@@ -64,7 +66,8 @@ if latest is None:
         submit_job("train-policy", {"spec": choice.spec}, "policy training")
     st.stop()
 try:
-    planner = _planner(choice.spec, str(store().path), f"{latest.policy_id}@{latest.updated_at.isoformat()}")
+    policy_key = f"{latest.policy_id}@{latest.updated_at.isoformat()}"
+    planner = _planner(choice.spec, str(store().path), policy_key, **chosen_settings())
 except api.USER_ERRORS as exc:
     st.error(str(exc))
     st.stop()
@@ -285,7 +288,9 @@ def _baseline(choice: api.ModelChoice, blueprint: api.Blueprint, equal: bool) ->
     wanted = st.session_state.pop("baseline_method", None)
     if wanted is not None and not (kept and kept[0] == blueprint.plan_id and kept[1] == wanted):
         try:
-            other = api.plan_baseline(choice.spec, wanted, blueprint.achieved, store=store(), equal_counts=equal)
+            other = api.plan_baseline(
+                choice.spec, wanted, blueprint.achieved, store=store(), equal_counts=equal, **chosen_settings()
+            )
         except api.USER_ERRORS as exc:
             st.error(str(exc))
             return None

@@ -5,7 +5,11 @@ import streamlit as st
 
 from hipp_core import api
 from pages._common import (
+    AUTO,
+    DEVICE_KEY,
+    DTYPE_KEY,
     MODEL_KEY,
+    chosen_settings,
     chosen_spec,
     follow_job,
     hand_over_to_app,
@@ -57,6 +61,30 @@ if candidate:
         keep_in_url(model=choice.spec)
         st.success(f"Using **{choice.spec}**: {choice.family}, model id `{choice.model_id}`, from {choice.path}")
 
+# -- where it runs ----------------------------------------------------------------------------------------------------
+DEVICES, DTYPES = (AUTO, "cpu", "cuda"), (AUTO, "float32", "bfloat16", "float16")
+settings_now = chosen_settings()
+left, right = st.columns(2)
+device = left.selectbox(
+    "Device",
+    DEVICES,
+    index=DEVICES.index(settings_now["device"]) if settings_now["device"] in DEVICES else 0,
+    help="auto: the GPU when torch sees one, else the CPU. Every page and background job of this session uses it.",
+)
+dtype = right.selectbox(
+    "Number format",
+    DTYPES,
+    index=DTYPES.index(settings_now["dtype"]) if settings_now["dtype"] in DTYPES else 0,
+    help="auto: bfloat16 on a GPU, float32 on the CPU. Results are stored per device type and number format.",
+)
+try:
+    placement = api.placement(device, dtype)
+except api.USER_ERRORS as exc:
+    st.error(f"{exc} — pages keep using {settings_now['device']} · {settings_now['dtype']}.")
+else:
+    st.session_state[DEVICE_KEY], st.session_state[DTYPE_KEY] = device, dtype
+    st.caption(f"Models run on **{placement.device}** in **{placement.dtype}**.")
+
 # -- api.readiness of the chosen model -----------------------------------------------------------------------------------
 if choice is not None:
     ready = api.readiness(store(), choice)
@@ -78,7 +106,7 @@ if choice is not None:
         with col:
             started = follow_job(kind, what, spec=choice.spec)
         if started is None and missing and col.button(label, key=f"start-{kind}", type="primary"):
-            submit_job(kind, {"spec": choice.spec}, what)
+            submit_job(kind, {"spec": choice.spec}, what)  # on the device and dtype chosen above
     if ready.policy is not None and ready.policy.curve:
         with st.expander("Policy training curve"):
             curve = pd.DataFrame(ready.policy.curve)

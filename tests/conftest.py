@@ -1,12 +1,23 @@
-"""Shared fixtures: tiny random checkpoints in real Hugging Face layouts, built once per session."""
+"""Shared fixtures: tiny random checkpoints in real Hugging Face layouts, built once per session; a plan store of
+its own for every test; a session cache that holds nothing of the developer's; the `hipp` command in process.
+
+Module- and session-scoped fixtures that need store state (a trained policy, a saved plan) build it in a home of their
+own with `hipp_home`, and tests copy it into theirs with `copy_home`: a test never sees what another test wrote.
+"""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from hipp_core.cli import prepare_process
 from hipp_core.models.zoo import DecoderSize, build_model, build_processor
 
 TINY = DecoderSize(hidden=32, layers=2, heads=4, kv_heads=2, intermediate=48)
@@ -54,10 +65,13 @@ def uneven_blueprint(adapter):
     return blueprint_from_layers("tiny", adapter.model_type, shapes, 0.5, layers, 8, 0.9, "manual", None, "wanda")
 
 
-def save_tiny(arch: str, path: Path, legacy_processor: bool = False) -> Path:
-    """A random model of `arch` saved the way hub checkpoints are laid out (sharded safetensors)."""
+def save_tiny(arch: str, path: Path, legacy_processor: bool = False, dtype=None) -> Path:
+    """A random model of `arch` saved the way hub checkpoints are laid out (sharded safetensors), in `dtype` (a torch
+    dtype; default float32)."""
     processor = build_processor(arch)
     model = build_model(arch, processor, seed=3, size=TINY)
+    if dtype is not None:
+        model.to(dtype)
     model.save_pretrained(path, max_shard_size="100KB")
     if legacy_processor:  # llava-hf layout: preprocessor_config.json + tokenizer files + a thin processor_config
         processor.tokenizer.save_pretrained(path)
@@ -88,24 +102,110 @@ def tiny_qwen(tmp_path_factory) -> Path:
     return save_tiny("qwen2_5_vl", tmp_path_factory.mktemp("ckpt") / "qwen2.5-vl-tiny")
 
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
+@dataclass(frozen=True)
+class CliRun:
+    """What one `hipp` command did: the same fields whether it ran in this process or in a child."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        """Both streams, stdout first: for checks that do not care where a line went."""
+        return self.stdout + self.stderr
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> CliRun:
+    """`hipp ARGS` in this process through Typer's test runner, set up as `hipp_core.cli.main` sets up a process;
+    `env` holds variables to set for the call. An exception the CLI does not turn into a message fails the test with
+    its traceback instead of becoming an exit code."""
+    from typer.testing import CliRunner
+
+    from hipp_core.cli import app
+
+    prepare_process()
+    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    return CliRun(result.exit_code, result.stdout, result.stderr)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> CliRun:
+    """`hipp ARGS` in a new Python process, with `env` added to this one's environment: only for what needs the
+    process boundary (each start costs seconds of imports); everything else uses `invoke`."""
+    child = subprocess.run(
         [sys.executable, "-m", "hipp_core.cli", *args],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, **(env or {})},
         timeout=300,
         check=False,
     )
+    return CliRun(child.returncode, child.stdout, child.stderr)
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """pytest-randomly shuffles the tests; its seed is in the header, which `-q` hides, so say it at the end too."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int):
+        terminalreporter.write_line(f"test order: -p randomly --randomly-seed={seed} repeats it")
 
 
 @pytest.fixture(autouse=True, scope="session")
-def isolated_store(tmp_path_factory):
-    """Every test writes to its own plan store, never to the user's ~/.hipp."""
-    import os
+def isolated_cache(tmp_path_factory) -> Iterator[Path]:
+    """A `$HIPP_CACHE` of the session's own: tests run on the shipped embedded models, never on a retrained zoo in
+    the developer's cache, and compute calibrations rather than read the developer's. ShapesWorld is built into it on
+    first use, once per session (child processes inherit the variable). `$HIPP_HOME` gets a session default too, so a
+    fixture that does not choose a home never writes to ~/.hipp. Threads and library logging are set up as the `hipp`
+    command sets up its process."""
+    with pytest.MonkeyPatch.context() as mp:
+        cache = tmp_path_factory.mktemp("hipp_cache")
+        mp.setenv("HIPP_CACHE", str(cache))
+        mp.setenv("HIPP_HOME", str(tmp_path_factory.mktemp("hipp_home_session")))
+        prepare_process()
+        yield cache
 
-    os.environ["HIPP_HOME"] = str(tmp_path_factory.mktemp("hipp_home"))
+
+@pytest.fixture(scope="session")
+def shapes_world(isolated_cache) -> Path:
+    """The session's ShapesWorld build. Request it before starting a process that may build it too (a server), so
+    that two processes never build into the same folder at once."""
+    from hipp_core import api
+
+    return api.ensure_data()
+
+
+@pytest.fixture(autouse=True)
+def isolated_store(tmp_path_factory, monkeypatch) -> Path:
+    """Every test writes to its own plan store (`$HIPP_HOME`), never to the user's ~/.hipp nor another test's."""
+    home = tmp_path_factory.mktemp("hipp_home")
+    monkeypatch.setenv("HIPP_HOME", str(home))
+    return home
+
+
+@contextmanager
+def hipp_home(path: Path) -> Iterator[Path]:
+    """`$HIPP_HOME` set to `path` for the block: how a module- or session-scoped fixture prepares store state once
+    for the tests that then copy it with `copy_home`."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HIPP_HOME", str(path))
+        yield path
+
+
+def copy_home(prepared: Path) -> None:
+    """Start this test's own store from a prepared home (a small DuckDB file and a few checkpoints: milliseconds).
+    Checkpoint paths recorded in it still point into `prepared`, which tests only read."""
+    from plan_store.store import home_dir
+
+    shutil.copytree(prepared, home_dir(), dirs_exist_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def restore_main_module() -> Iterator[None]:
+    """Streamlit's AppTest installs each script it runs as `sys.modules['__main__']` and leaves it there; a later
+    `multiprocessing` spawn child would then re-run that page as its main module and die."""
+    main = sys.modules["__main__"]
     yield
+    sys.modules["__main__"] = main
 
 
 def steered_policy(spec: str) -> str:
@@ -163,8 +263,6 @@ def assert_plain_transformers_loads(
     `reference["logits"]` from `reference["inputs"]` within `tolerance`. With `trust_remote_code` (exact exports) the
     model must be the export's pruned class, through both Auto classes; without (stock exports) a class of
     transformers itself, through AutoModelForImageTextToText."""
-    import os
-
     import torch
 
     torch.save(reference, tmp_path / "reference.pt")

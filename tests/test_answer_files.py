@@ -9,13 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from hipp_core.api import score_answers
-from hipp_core.cli import app
 from hipp_core.data.answers import read_answers
 from hipp_core.errors import HippError, collecting_notices
 from plan_store import DENSE_PLAN_ID, PlanStore
+from tests.conftest import invoke
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
 OBJECTS = ["dog", "cat", "car", "tree", "boat", "cup"]
@@ -189,8 +188,7 @@ def test_llava_sqa_answers_count_missing_as_wrong_and_read_images_from_prompts(t
     assert any("1 of the 4 problems" in n and "count as wrong" in n for n in notices)
 
 
-def test_score_answers_sqa_counts_like_llavas_script(tmp_path: Path, sqa: Path, monkeypatch) -> None:
-    monkeypatch.setenv("HIPP_HOME", str(tmp_path / "home"))
+def test_score_answers_sqa_counts_like_llavas_script(tmp_path: Path, sqa: Path) -> None:
     answers = _llava_answers(
         tmp_path / "sqa.jsonl",
         [("4", "B is the run-on sentence."), ("5", "B"), ("11", "The answer is D."), ("15", "B. yes")],
@@ -214,8 +212,7 @@ def test_sqa_answers_for_another_split_are_refused(tmp_path: Path, sqa: Path) ->
 # --- scoring and storing --------------------------------------------------------------------------------------------
 
 
-def test_score_answers_gives_pope_metrics_and_stores_them_under_the_name(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("HIPP_HOME", str(tmp_path / "home"))
+def test_score_answers_gives_pope_metrics_and_stores_them_under_the_name(tmp_path: Path) -> None:
     labels = _jsonl(tmp_path / "coco_pope_random.json", _pope_rows(), newline="\r\n")
     rows = [{"question": f"Is there a {o} in the image?", "answer": a} for o, a in zip(OBJECTS, ANSWERS)]
     answers = _jsonl(tmp_path / "ans.json", rows)
@@ -248,25 +245,21 @@ def _error(fn, *fragments: str) -> str:
 # --- the command ----------------------------------------------------------------------------------------------------
 
 
-def test_score_command_prints_the_eval_tables_and_json(tmp_path: Path, coco: Path, monkeypatch) -> None:
-    monkeypatch.setenv("HIPP_HOME", str(tmp_path / "home"))
+def test_score_command_prints_the_eval_tables_and_json(tmp_path: Path, coco: Path) -> None:
     pairs = [(1 + i, a) for i, a in enumerate(ANSWERS)] + [(100 + i, a) for i, a in enumerate(ANSWERS)]
     answers = _llava_answers(tmp_path / "llava-v1.5-13b.jsonl", pairs)
     args = ["score", str(answers), "--questions", str(tmp_path / "llava_pope_test.jsonl"), "--pope-labels", str(coco)]
 
-    table = CliRunner().invoke(app, args)
-    data = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
+    table = invoke(*args)
+    data = json.loads(invoke(*args, "--json").stdout)
 
-    assert table.exit_code == 0, table.output
+    assert table.returncode == 0, table.output
     assert "POPE (test, generate, official parser)" in table.stdout and "adversarial" in table.stdout
     assert "llava-v1.5-13b (answers)" in table.stdout
     assert data["cached"] is True and data["parser"] == "official" and data["pope"]["random"]["n"] == 6
 
 
-def test_score_command_bad_inputs_are_one_line_exit_2_and_store_nothing(
-    tmp_path: Path, coco: Path, sqa: Path, monkeypatch
-) -> None:
-    monkeypatch.setenv("HIPP_HOME", str(tmp_path / "home"))
+def test_score_command_bad_inputs_are_one_line_exit_2_and_store_nothing(tmp_path: Path, coco: Path, sqa: Path) -> None:
     good = _llava_answers(tmp_path / "a.jsonl", [(1, "Yes")])
     good_sqa = _llava_answers(tmp_path / "s.jsonl", [("4", "B")])
     pope_format = _jsonl(tmp_path / "p.jsonl", [{"question": "Is there a dog?", "answer": "yes"}])
@@ -290,7 +283,7 @@ def test_score_command_bad_inputs_are_one_line_exit_2_and_store_nothing(
         ([str(good_sqa), "--sqa-dir", str(sqa), "--name", " "], "--name"),
     ]
     for args, fragment in cases:
-        result = CliRunner().invoke(app, ["score", *args])
-        assert result.exit_code == 2, (args, result.output)
+        result = invoke("score", *args)
+        assert result.returncode == 2, (args, result.output)
         assert result.stderr.strip().count("\n") == 0 and fragment in result.stderr, (fragment, result.stderr)
     assert PlanStore().plan_evaluations(DENSE_PLAN_ID) == []

@@ -6,15 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from hipp_core.api import evaluate_model, load_benchmark
-from hipp_core.cli import app
 from hipp_core.errors import HippError
 from hipp_core.evaluation import benchmarks
 from hipp_core.evaluation.benchmarks.mme import mme_metrics, parse_mme_answer
 from hipp_core.evaluation.engine import EvalResult
 from plan_store import PlanStore
+from tests.conftest import invoke
 
 
 def test_registry_lists_the_benchmarks_and_refuses_unknown_ones():
@@ -97,13 +96,12 @@ def test_mme_evaluates_through_the_one_path_and_is_stored(tiny_llava, tmp_path):
 
 def test_cli_takes_a_benchmark_folder_by_name(tiny_llava, tmp_path):
     folder = mme_folder(tmp_path / "MME")
-    runner = CliRunner()
-    ok = runner.invoke(app, ["eval", str(tiny_llava), "--bench", "mme", "--data", f"mme={folder}", "--json"])
-    assert ok.exit_code == 0, ok.output
-    missing = runner.invoke(app, ["eval", str(tiny_llava), "--bench", "mme"])
-    assert missing.exit_code == 2 and "--data mme=DIR" in missing.output
-    malformed = runner.invoke(app, ["eval", str(tiny_llava), "--bench", "mme", "--data", str(folder)])
-    assert malformed.exit_code == 2 and "NAME=DIR" in malformed.output
+    ok = invoke("eval", str(tiny_llava), "--bench", "mme", "--data", f"mme={folder}", "--json")
+    assert ok.returncode == 0, ok.output
+    missing = invoke("eval", str(tiny_llava), "--bench", "mme")
+    assert missing.returncode == 2 and "--data mme=DIR" in missing.output
+    malformed = invoke("eval", str(tiny_llava), "--bench", "mme", "--data", str(folder))
+    assert malformed.returncode == 2 and "NAME=DIR" in malformed.output
     (folder / "existence" / "img0.txt").write_text("Is there a cat?\tMaybe\n")
-    bad = runner.invoke(app, ["eval", str(tiny_llava), "--bench", "mme", "--data", f"mme={folder}"])
-    assert bad.exit_code == 2 and "img0.txt line 1" in bad.output
+    bad = invoke("eval", str(tiny_llava), "--bench", "mme", "--data", f"mme={folder}")
+    assert bad.returncode == 2 and "img0.txt line 1" in bad.output

@@ -49,12 +49,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server() -> tuple[subprocess.Popen, str]:
+@pytest.fixture(scope="module")
+def server_home(tmp_path_factory) -> Path:
+    """The store the dashboard server and these tests share: what a test writes there is what the browser shows."""
+    return tmp_path_factory.mktemp("browser_home")
+
+
+@pytest.fixture(autouse=True)
+def use_server_store(server_home, monkeypatch) -> None:
+    monkeypatch.setenv("HIPP_HOME", str(server_home))
+
+
+def _start_server(home: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent)) or "streamlit"
     cmd = [streamlit, "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1", "--server.port", str(port)]
     cmd += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    env = {**os.environ, "HIPP_HOME": str(home)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -78,24 +90,26 @@ def browser():
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture(scope="module")
-def server():
-    proc, url = _start_server()
+def server(server_home, shapes_world):
+    proc, url = _start_server(server_home)
     yield url
     _stop(proc)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def page(browser, server):
-    # No visit to the root first: the first test below opens a deep link on this fresh server.
-    tab = browser.new_page(viewport={"width": 1400, "height": 1800})  # tall: Streamlit scrolls inside the page
+    """A tab of its own (a new Streamlit session: no widget state from another test). Tests open their page by its
+    deep link, as a shared link does: the pages hand over to app.py's navigation even on a fresh server."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})  # tall: Streamlit scrolls inside the page
+    tab = context.new_page()
     yield tab
-    tab.close()
+    context.close()
 
 
 def _settle(tab) -> None:
@@ -118,8 +132,8 @@ def _navigation(tab) -> list[str]:
 
 # -- 1. deep links and URL state ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["explore?w=0.2,0.2,0.6", "pareto", "jobs", "export", "benchmark", "common"])
-def test_a_deep_link_on_a_fresh_server_shows_the_apps_navigation_and_the_page(browser, path):
-    proc, url = _start_server()
+def test_a_deep_link_on_a_fresh_server_shows_the_apps_navigation_and_the_page(browser, shapes_world, tmp_path, path):
+    proc, url = _start_server(tmp_path)
     tab = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
         name = path.split("?")[0]
@@ -193,11 +207,12 @@ def _chart_data(tab) -> str:
 
 
 @pytest.fixture(scope="module")
-def embedded_policy(server) -> str:
+def embedded_policy(server_home) -> str:
     """The embedded LLaVA with a quickly trained, preference-steered policy in the server's store."""
-    from conftest import steered_policy
+    from conftest import hipp_home, steered_policy
 
-    return steered_policy("embedded:llava")
+    with hipp_home(server_home):
+        return steered_policy("embedded:llava")
 
 
 def test_explore_slider_redraws_the_blueprint_and_the_url_follows(page, server, embedded_policy):
@@ -268,7 +283,7 @@ def test_evaluate_keeps_the_scroll_position_and_shows_live_progress(browser, ser
         texts = {bar.inner_text()}
         assert abs(tab.evaluate(SCROLLED) - before) < 60, "the page stayed where it was"
         store = PlanStore()
-        job = next(j for j in store.list_jobs() if j.kind == "evaluate" and j.params.get("plan_id"))
+        job = next(j for j in store.list_jobs() if j.kind == "evaluate" and j.params.get("plan_id"))  # the newest
         deadline = time.time() + 240
         while store.get_job(job.job_id).status in ("queued", "running") and time.time() < deadline:
             if bar.count():
@@ -288,11 +303,11 @@ def test_evaluation_job_finishes_and_appears_on_pareto(page, server, embedded_po
     _open(page, f"{server}/explore", "Explore")
     page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
     _settle(page)
+    store = PlanStore()
+    earlier = {j.job_id for j in store.list_jobs()}
     page.get_by_role("button", name="Evaluate this plan").click()
     page.locator('[data-testid="stProgress"]').first.wait_for(timeout=60_000)
-    store = PlanStore()
-    job = store.list_jobs()[0]
-    assert job.kind == "evaluate"
+    job = next(j for j in store.list_jobs() if j.kind == "evaluate" and j.job_id not in earlier)
     _open(page, f"{server}/jobs", "Jobs")
     deadline = time.time() + 240
     while store.get_job(job.job_id).status in ("queued", "running") and time.time() < deadline:
@@ -327,23 +342,26 @@ AXIS_X = """([chart, axis, low, high]) => {
 
 
 @pytest.fixture(scope="module")
-def made_up_cloud(embedded_policy) -> list[str]:
+def made_up_cloud(embedded_policy, server_home) -> list[str]:
     """Four uniform plans with made-up scores (plan i better on POPE, worse on ScienceQA) on one measurement."""
+    from conftest import hipp_home
+
     from hipp_core import api
     from hipp_core.ui_state import check_model
     from plan_store import EvalKey, PlanStore
 
-    store, model_id = PlanStore(), check_model(embedded_policy).model_id
     ids = []
-    for i in range(4):
-        plan = store.put_plan(api.plan_draft(api.plan_baseline(embedded_policy, "uniform", 0.1 + 0.2 * i, store=store)))
-        metrics = {"sqa.accuracy": 0.9 - 0.1 * i, "pope_balanced_accuracy": 0.5 + 0.1 * i}
-        metrics |= {f"pope.{c}.balanced_accuracy": 0.5 + 0.1 * i for c in ("random", "popular", "adversarial")}
-        metrics |= {f"pope.{c}.yes_ratio": 0.5 for c in ("random", "popular", "adversarial")}
-        store.put_evaluation(
-            EvalKey(model_id, plan.plan_id, "browser-bench", "dev", "masked", "logits", 9), metrics, 9, 1
-        )
-        ids.append(plan.plan_id)
+    with hipp_home(server_home):
+        store, model_id = PlanStore(), check_model(embedded_policy).model_id
+        for i in range(4):
+            blueprint = api.plan_baseline(embedded_policy, "uniform", 0.1 + 0.2 * i, store=store)
+            plan = store.put_plan(api.plan_draft(blueprint))
+            metrics = {"sqa.accuracy": 0.9 - 0.1 * i, "pope_balanced_accuracy": 0.5 + 0.1 * i}
+            metrics |= {f"pope.{c}.balanced_accuracy": 0.5 + 0.1 * i for c in ("random", "popular", "adversarial")}
+            metrics |= {f"pope.{c}.yes_ratio": 0.5 for c in ("random", "popular", "adversarial")}
+            key = EvalKey(model_id, plan.plan_id, "browser-bench", "dev", "masked", "logits", 9)
+            store.put_evaluation(key, metrics, 9, 1)
+            ids.append(plan.plan_id)
     return ids
 
 

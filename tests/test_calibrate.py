@@ -5,7 +5,6 @@ import torch
 
 from hipp_core.api import load_benchmark
 from hipp_core.calibrate import CalibrationFeatures, calibrate
-from hipp_core.errors import HippError
 from tests.conftest import tiny_adapter
 
 
@@ -53,6 +52,23 @@ def test_unit_scores_see_only_their_own_weights(items):
         assert scores[1][5] == 0.0 and scores[1][4] > 0
 
 
-def test_sdpa_model_is_refused_with_a_clear_message(items):
-    with pytest.raises(HippError, match="eager"):
-        calibrate(_adapter("llava", "sdpa"), "m", items[:2])
+def test_sdpa_model_is_calibrated_in_eager_and_switched_back(items):
+    """One model copy: calibration switches an sdpa model to eager attention in place, gets exactly what a model
+    loaded in eager gets, and leaves every part of it (vision tower included) on sdpa again."""
+    sdpa, eager = _adapter("llava", "sdpa"), _adapter("llava", "eager")
+    assert calibrate(sdpa, "m", items[:4], batch_size=2) == calibrate(eager, "m", items[:4], batch_size=2)
+    configs = (sdpa.model.config, sdpa.model.config.text_config, sdpa.model.config.vision_config)
+    assert [c._attn_implementation for c in configs] == ["sdpa"] * 3
+
+
+def test_calibration_leaves_the_shared_model_without_new_hooks(items):
+    """transformers hooks a model the first time attention maps are asked of it; calibration removes them again, so
+    the model every other command shares is as loaded (and still pickles, as the Torch-Pruning peer needs)."""
+    import pickle
+
+    adapter = _adapter("qwen2_5_vl", "sdpa")
+    hooks = lambda: sorted((name, len(m._forward_hooks)) for name, m in adapter.model.named_modules())
+    before = hooks()
+    calibrate(adapter, "m", items[:2], batch_size=2)
+    assert hooks() == before
+    pickle.dumps(adapter.language_model)

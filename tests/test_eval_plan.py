@@ -4,19 +4,17 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from hipp_core.blueprint import make_blueprint
-from hipp_core.cli import app
 from hipp_core.models.loading import load_model
+from tests.conftest import invoke
 
 LIMIT = ["--split", "dev", "--limit", "12"]
 
 
 @pytest.fixture
-def plan_file(tmp_path, monkeypatch):
+def plan_file(tmp_path):
     """A 30% plan for the embedded LLaVA, saved the way `hipp plan` writes it; an empty plan store per test."""
-    monkeypatch.setenv("HIPP_HOME", str(tmp_path / "home"))
     loaded = load_model("embedded")
     shapes = loaded.adapter.layer_shapes()
     blueprint = make_blueprint(loaded.model_id, "llava", shapes, 0.3, np.ones(len(shapes)), None, m=8)
@@ -26,8 +24,8 @@ def plan_file(tmp_path, monkeypatch):
 
 
 def eval_json(*args: str) -> dict:
-    result = CliRunner().invoke(app, ["eval", "embedded", *LIMIT, "--json", *args])
-    assert result.exit_code == 0, result.output
+    result = invoke("eval", "embedded", *LIMIT, "--json", *args)
+    assert result.returncode == 0, result.output
     return json.loads(result.stdout)
 
 
@@ -50,8 +48,8 @@ def test_eval_plan_masked_and_physical_agree_and_say_what_they_scored(plan_file)
 
 def test_eval_plan_prints_plan_and_mode(plan_file):
     path, blueprint = plan_file
-    result = CliRunner().invoke(app, ["eval", "embedded", *LIMIT, "--bench", "pope", "--plan", str(path)])
-    assert result.exit_code == 0, result.output
+    result = invoke("eval", "embedded", *LIMIT, "--bench", "pope", "--plan", str(path))
+    assert result.returncode == 0, result.output
     assert f"evaluated under plan {blueprint.plan_id} from {path}" in result.stdout
     assert result.stdout.rstrip().endswith("masked")
 
@@ -60,8 +58,8 @@ def test_eval_plan_for_another_model_is_refused_in_one_line(plan_file, tmp_path)
     _, blueprint = plan_file
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**blueprint.to_json(), "model_id": "0" * 16}))
-    result = CliRunner().invoke(app, ["eval", "embedded", *LIMIT, "--plan", str(other)])
-    assert result.exit_code == 2
+    result = invoke("eval", "embedded", *LIMIT, "--plan", str(other))
+    assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "was made for model 0000000000000000" in result.stderr
 
 
@@ -70,5 +68,5 @@ def test_eval_plan_for_another_model_is_refused_in_one_line(plan_file, tmp_path)
     [(["--physical"], "--physical needs --plan"), (["--plan", "missing.json"], "does not exist")],
 )
 def test_eval_plan_bad_options_are_one_line_exit_2(plan_file, args, message):
-    result = CliRunner().invoke(app, ["eval", "embedded", *LIMIT, *args])
-    assert result.exit_code == 2 and message in result.stderr and result.stderr.count("\n") == 1
+    result = invoke("eval", "embedded", *LIMIT, *args)
+    assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1

@@ -3,14 +3,17 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from hipp_core.api import load_benchmark
+from hipp_core.data.prompts import sqa_prompt
 from hipp_core.data.records import SQAItem
 from hipp_core.evaluation import benchmarks
 from hipp_core.evaluation.benchmarks.pope import pope_metrics
 from hipp_core.evaluation.benchmarks.sqa import sqa_metrics
-from hipp_core.evaluation.engine import EvalResult, evaluate, score
+from hipp_core.evaluation.engine import EvalResult, evaluate, open_image, score
 from hipp_core.models.loading import load_model
+from tests.conftest import tiny_adapter
 
 
 def test_pope_metrics_match_hand_computation():
@@ -51,6 +54,32 @@ def test_logit_and_generate_scoring_run_on_real_layouts(fixture, request):
     assert EvalResult.from_json(result.to_json()) == result
     generated = score(loaded.adapter, pope, tasks["pope"]["random"][:4], scoring="generate", batch_size=2)
     assert len(generated) == 4 and set(generated) <= {0, 1}  # a POPE answer always reads as yes or no
+
+
+@pytest.mark.parametrize("arch", ["llava", "qwen2_5_vl"])
+def test_left_padded_last_position_logits_equal_right_padded_answer_logits(arch):
+    """Scoring pads on the left and keeps one position's logits; a batch mixing image and text-only questions of
+    different lengths (Qwen then derives its multimodal positions from the mask) must give each row the logits the
+    full right-padded forward has at that row's last real token."""
+    adapter = tiny_adapter(arch)
+    sqa = [item for group in load_benchmark("sqa", "dev", limit=8)["sqa"].values() for item in group]
+    texts = [sqa_prompt(it.question, it.choices, it.hint) for it in sqa]
+    images = [open_image(it.image, False) if it.image is not None else None for it in sqa]
+    assert 0 < sum(im is not None for im in images) < len(images)
+    with torch.no_grad():
+        right = adapter.encode(texts, images)
+        lengths = right.inputs["attention_mask"].sum(1)
+        assert len(set(lengths.tolist())) > 1  # the batch really is padded
+        full = adapter.model(**right.inputs).logits[torch.arange(len(texts)), lengths - 1]
+        left = adapter.encode(texts, images, padding_side="left")
+        kept = adapter.model(**left.inputs, **adapter.padded_positions(left.inputs), use_cache=False, logits_to_keep=1)
+        text_only = [i for i, im in enumerate(images) if im is None]
+        alone = adapter.encode([texts[i] for i in text_only], [None] * len(text_only), padding_side="left")
+        kept_alone = adapter.model(**alone.inputs, **adapter.padded_positions(alone.inputs), logits_to_keep=1)
+    assert kept.logits.shape == (len(texts), 1, full.shape[-1])
+    assert torch.allclose(kept.logits[:, -1], full, atol=1e-5, rtol=0)
+    # Without images Qwen numbers positions itself; the explicit text positions must make that batch right too.
+    assert torch.allclose(kept_alone.logits[:, -1], full[text_only], atol=1e-5, rtol=0)
 
 
 def test_batching_does_not_change_predictions(tiny_llava):

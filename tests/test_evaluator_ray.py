@@ -35,11 +35,42 @@ def ray_store(tmp_path_factory) -> PlanStore:
     return PlanStore(tmp_path_factory.mktemp("ray") / "plans.duckdb")
 
 
+class SharedEvaluator:
+    """The module's two-worker evaluator, started on first use. Its workers hold both of the cluster's CPUs, so a test
+    that needs them free stops it and the next test that uses it starts it again: the tests pass in any order."""
+
+    def __init__(self, store: PlanStore) -> None:
+        self.store = store
+        self.running = None
+
+    def get(self):
+        if self.running is None:
+            self.running = make_evaluator(SPEC, "dev", LIMIT, self.store, backend="ray", num_workers=2)
+        return self.running
+
+    def stop(self) -> None:
+        if self.running is not None:
+            self.running.close()
+            self.running = None
+
+
 @pytest.fixture(scope="module")
-def evaluator(ray_cluster, ray_store):
-    ev = make_evaluator(SPEC, "dev", LIMIT, ray_store, backend="ray", num_workers=2)
-    yield ev
-    ev.close()
+def shared_evaluator(ray_cluster, ray_store):
+    shared = SharedEvaluator(ray_store)
+    yield shared
+    shared.stop()
+
+
+@pytest.fixture
+def evaluator(shared_evaluator):
+    return shared_evaluator.get()
+
+
+@pytest.fixture
+def free_cluster(shared_evaluator, ray_cluster):
+    """The cluster with none of its CPUs held by the shared evaluator's workers."""
+    shared_evaluator.stop()
+    return ray_cluster
 
 
 def plans(seed: int, n: int) -> list:
@@ -52,8 +83,7 @@ def in_process(blueprints, store: PlanStore):
     return make_evaluator(SPEC, "dev", LIMIT, store).evaluate(blueprints)
 
 
-def test_bad_worker_settings_fail_once_with_a_message(ray_cluster, tmp_path):
-    # First in the file: it needs a free CPU, which the shared `evaluator` fixture's two workers then hold.
+def test_bad_worker_settings_fail_once_with_a_message(free_cluster, tmp_path):
     store = PlanStore(tmp_path / "plans.duckdb")
     with pytest.raises(HippError, match="exceeds the cluster's 2 CPUs"):
         make_evaluator(SPEC, "dev", LIMIT, store, backend="ray", num_workers=3)
@@ -62,6 +92,30 @@ def test_bad_worker_settings_fail_once_with_a_message(ray_cluster, tmp_path):
         make_evaluator(str(missing), "dev", LIMIT, store, backend="ray", num_workers=1)
     with pytest.raises(HippError, match="--address must be local, auto or ray://"):
         make_evaluator(SPEC, "dev", LIMIT, store, backend="ray", address="10.0.0.1:6379")
+    if not free_cluster.cluster_resources().get("GPU"):
+        with pytest.raises(HippError, match="--device cuda was asked for but the ray cluster has no GPUs"):
+            make_evaluator(SPEC, "dev", LIMIT, store, backend="ray", num_workers=1, device="cuda")
+
+
+def test_workers_score_in_the_requested_dtype_under_its_key(free_cluster, tmp_path):
+    """The workers get the settings, resolve them on their machine and report them: the results land under the
+    bfloat16 key, with the numbers the in-process backend gets in bfloat16. Its worker needs a CPU the shared
+    evaluator's workers would otherwise hold."""
+    from hipp_core.models.device import dtype_runs
+
+    if not dtype_runs("cpu", "bfloat16"):
+        pytest.skip("this CPU cannot compute in bfloat16")
+    store = PlanStore(tmp_path / "plans.duckdb")
+    settings = {"device": "cpu", "dtype": "bfloat16"}
+    remote = make_evaluator(SPEC, "dev", 2, store, backend="ray", num_workers=1, **settings)
+    try:
+        [result] = remote.evaluate([None])
+        key = remote._key(None)
+    finally:
+        remote.close()
+    assert key.bench.endswith(":cpu-bfloat16") and store.get_evaluation(key) is not None
+    [local] = make_evaluator(SPEC, "dev", 2, PlanStore(tmp_path / "local.duckdb"), **settings).evaluate([None])
+    assert local.to_metrics() == result.to_metrics()
 
 
 def test_ray_results_equal_in_process_ones_under_the_same_keys(evaluator, tmp_path):

@@ -8,19 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import hipp_core
 from hipp_core import export
 from hipp_core.blueprint import Blueprint, LayerPlan, LayerShape, UnitScores, blueprint_from_layers, make_blueprint
-from hipp_core.cli import app
 from hipp_core.errors import HippError
 from hipp_core.export import export_pruned
 from hipp_core.models.loading import checkpoint_dtype, load_model
 from hipp_core.prune import masked
 from hipp_core.stock import StockLayout, stock_layout, stock_sizes
 from plan_store import PlanStore
-from tests.conftest import assert_plain_transformers_loads, tiny_adapter, uneven_blueprint
+from tests.conftest import assert_plain_transformers_loads, invoke, tiny_adapter, uneven_blueprint
 
 STOCK_CLASSES = {"llava": "LlavaForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
 
@@ -130,28 +128,21 @@ def _plan_file(model_dir: Path, layers: list[LayerPlan], out: Path) -> Path:
 def test_cli_reports_what_padding_gives_back(tiny_llava, tmp_path):
     """tiny_llava: 2 layers of 4 query heads in 2 KV groups and 48 MLP channels. Keeping all heads in one layer and
     all channels in the other pads the stock export back to the dense size, and the CLI must say so."""
-    runner = CliRunner()
     full_heads = LayerPlan((0, 1), (0, 1, 2, 3), tuple(range(8)))
     full_mlp = LayerPlan((1,), (2,), tuple(range(48)))
     plan = _plan_file(tiny_llava, [full_heads, full_mlp], tmp_path / "dense-again.json")
-    result = runner.invoke(
-        app, ["export", str(tiny_llava), "--plan", str(plan), "-o", str(tmp_path / "a"), "--format", "stock"]
-    )
-    assert result.exit_code == 0, result.output
+    result = invoke("export", str(tiny_llava), "--plan", str(plan), "-o", str(tmp_path / "a"), "--format", "stock")
+    assert result.returncode == 0, result.output
     assert "as large as the dense model" in result.output and "--equal-counts" in result.output
 
     half = LayerPlan((0,), (0, 1), tuple(range(24)))
     plan = _plan_file(tiny_llava, [half, full_mlp], tmp_path / "uneven.json")
-    result = runner.invoke(
-        app, ["export", str(tiny_llava), "--plan", str(plan), "-o", str(tmp_path / "b"), "--format", "stock"]
-    )
-    assert result.exit_code == 0, result.output
+    result = invoke("export", str(tiny_llava), "--plan", str(plan), "-o", str(tmp_path / "b"), "--format", "stock")
+    assert result.returncode == 0, result.output
     assert "padding gives back" in result.output and "exactly pruned" in result.output
 
-    result = runner.invoke(
-        app, ["export", str(tiny_llava), "--plan", str(plan), "-o", str(tmp_path / "c"), "--format", "gguf"]
-    )
-    assert result.exit_code == 2 and "unknown export format 'gguf'" in result.output
+    result = invoke("export", str(tiny_llava), "--plan", str(plan), "-o", str(tmp_path / "c"), "--format", "gguf")
+    assert result.returncode == 2 and "unknown export format 'gguf'" in result.output
     assert not (tmp_path / "c").exists()
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import copy_home, hipp_home, invoke
 
 from hipp_core import job_runner, jobs
 from hipp_core.data.source import DataSource
@@ -20,11 +20,21 @@ from plan_store import PlanStore
 
 
 @pytest.fixture(scope="module")
-def plan_id(tiny_llava) -> str:
+def planned(tiny_llava, tmp_path_factory) -> tuple[Path, str]:
+    """A store holding the tiny LLaVA and one uniform plan for it, made once for the module."""
     from hipp_core import api
 
-    blueprint = api.plan_baseline(str(tiny_llava), "uniform", 0.3, data=DataSource(shapesworld=True))
-    return PlanStore().put_plan(api.plan_draft(blueprint)).plan_id
+    with hipp_home(tmp_path_factory.mktemp("planned")) as home:
+        blueprint = api.plan_baseline(str(tiny_llava), "uniform", 0.3, data=DataSource(shapesworld=True))
+        return home, PlanStore().put_plan(api.plan_draft(blueprint)).plan_id
+
+
+@pytest.fixture
+def plan_id(planned) -> str:
+    """The module's plan, in this test's own store."""
+    home, plan_id = planned
+    copy_home(home)
+    return plan_id
 
 
 def wait(store: PlanStore, job_id: str, seconds: float = 120) -> str:
@@ -45,6 +55,9 @@ def wait(store: PlanStore, job_id: str, seconds: float = 120) -> str:
         ("calibrate", {"spec": "/no/such/model"}, "does not exist"),
         ("recover", {"spec": "embedded", "plan_id": None}, "is not in the plan store"),
         ("train-policy", {"spec": "embedded", "group_size": 1}, "group_size must be a whole number from 2"),
+        ("evaluate", {"spec": "embedded", "device": "gpu"}, "unknown device 'gpu'"),
+        ("calibrate", {"spec": "embedded", "dtype": "int8"}, "unknown dtype 'int8'"),
+        ("calibrate", {"spec": "embedded", "dtype": None}, "dtype must be a name such as auto, got None"),
     ],
 )
 def test_submit_refuses_bad_parameters_in_one_line(kind, params, message):
@@ -54,6 +67,21 @@ def test_submit_refuses_bad_parameters_in_one_line(kind, params, message):
         jobs.submit(kind, params, store)
     assert "\n" not in str(err.value)
     assert len(store.list_jobs()) == before, "a refused job is not recorded"
+
+
+@pytest.mark.parametrize("kind", ["evaluate", "calibrate", "train-policy", "plan", "materialize", "recover", "export"])
+def test_every_model_job_takes_device_and_dtype(kind, tiny_llava, plan_id, tmp_path):
+    params = {"spec": str(tiny_llava), "device": "cpu", "dtype": "float32"}
+    if kind in ("materialize", "recover", "export"):
+        params["plan_id"] = plan_id
+    if kind == "plan":
+        params |= {"method": "uniform", "sparsity": 0.3}
+    if kind == "export":
+        params["out_dir"] = str(tmp_path / "out")
+    checked = jobs.kind(kind).check(params, PlanStore())
+    assert (checked["device"], checked["dtype"]) == ("cpu", "float32")
+    defaults = jobs.kind(kind).check({k: v for k, v in params.items() if k not in ("device", "dtype")}, PlanStore())
+    assert (defaults["device"], defaults["dtype"]) == ("auto", "auto")
 
 
 def test_export_target_is_validated_and_never_overwritten_unasked(tiny_llava, plan_id, tmp_path):
@@ -166,13 +194,13 @@ def test_a_killed_worker_is_reaped_as_failed(tiny_llava):
 def test_cli_lists_and_cancels_jobs():
     store = PlanStore()
     job_id = store.create_job("evaluate", {"spec": "embedded"})
-    listed = run_cli("jobs", "list", "--json")
+    listed = invoke("jobs", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert any(row["job_id"] == job_id and row["status"] == "queued" for row in json.loads(listed.stdout))
-    cancelled = run_cli("jobs", "cancel", job_id)
+    cancelled = invoke("jobs", "cancel", job_id)
     assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
     assert store.get_job(job_id).status == "cancelled"
-    missing = run_cli("jobs", "cancel", "no-such-job")
+    missing = invoke("jobs", "cancel", "no-such-job")
     assert missing.returncode == 2 and "no job 'no-such-job'" in missing.stderr
 
 

@@ -5,17 +5,16 @@ import re
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from hipp_core import api, jobs, methods
 from hipp_core.blueprint import allocate
-from hipp_core.cli import app
 from hipp_core.data.source import DataSource
 from hipp_core.errors import HippError
 from hipp_core.methods import owl, visual
 from hipp_core.methods.base import MethodConfig
 from hipp_core.models.loading import load_model
 from plan_store import PlanStore
+from tests.conftest import invoke
 
 # Plan ids at sparsity 0.3 (calibration on 6 samples; random: 2 candidates on 4 dev questions per set), recorded from
 # the code before the methods were registered (commit 9d872aa, baselines.py + api.plan_baseline). A plan id hashes the
@@ -44,11 +43,11 @@ SW = DataSource(shapesworld=True)  # the tiny checkpoints are local ones: they t
 
 
 def _cli(*args: str):
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    return invoke(*args, env={"COLUMNS": "200"})
 
 
 def _one_line_error(result, fragment: str) -> None:
-    assert result.exit_code == 2, result.output
+    assert result.returncode == 2, result.output
     assert "Traceback" not in result.output and result.stderr.strip().count("\n") == 0, result.stderr
     assert fragment in result.stderr, result.stderr
 
@@ -175,14 +174,14 @@ def test_out_of_range_sparsity_is_refused(tiny_llava):
 # -- what the CLI and jobs offer ------------------------------------------------------------------------------------
 def test_cli_help_lists_every_registered_method_and_criterion():
     result = _cli("plan", "baseline", "--help")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.output
     text = re.sub(r"\s+", " ", re.sub(r"[│╭╮╰╯─]", " ", result.output))  # the text without its boxes and wrapping
     for name in api.method_names():
         assert f"{name} ({api.planning_method(name).help})" in text
     for name in api.criteria():
         assert f"{name} (" in text
     listing = _cli("plan", "methods")
-    assert listing.exit_code == 0 and all(name in listing.output for name in api.method_names())
+    assert listing.returncode == 0 and all(name in listing.output for name in api.method_names())
 
 
 @pytest.mark.parametrize(
@@ -207,7 +206,7 @@ def test_cli_writes_the_plan_of_a_method_with_its_settings(tiny_llava, tmp_path)
     result = _cli(
         "plan", "baseline", str(tiny_llava), "--method", "owl", "--sparsity", "0.3", "-o", str(out), "--shapesworld"
     )
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.output
     expected = api.plan_baseline(str(tiny_llava), "owl", 0.3, data=SW)
     assert api.read_plan(out).plan_id == expected.plan_id and expected.plan_id in result.output
     result = _cli(
@@ -224,7 +223,7 @@ def test_cli_writes_the_plan_of_a_method_with_its_settings(tiny_llava, tmp_path)
         "lam=0.3",
         "--shapesworld",
     )
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.output
     assert (
         api.read_plan(out).plan_id
         == api.plan_baseline(str(tiny_llava), "owl", 0.3, options={"lam": 0.3}, data=SW).plan_id

@@ -10,7 +10,7 @@ from transformers import LlamaConfig
 from hipp_core.errors import HippError
 from hipp_core.models.loading import load_model, resolve_spec
 from hipp_core.models.tokenizer import build_tokenizer, corpus
-from tests.conftest import run_cli
+from tests.conftest import invoke, run_cli
 
 
 @pytest.mark.parametrize("family", ["llava", "qwen2_5_vl"])
@@ -97,6 +97,7 @@ def test_corrupt_weights_are_reported_not_traced(tmp_path, tiny_llava):
         if not f.name.endswith(".safetensors") and f.name != "model.safetensors.index.json":
             (broken / f.name).write_bytes(f.read_bytes())
     save_file({"nothing": torch.zeros(1)}, broken / "model.safetensors")
+    # A real process: whatever transformers prints while it fails to load must not add lines to the error.
     result = run_cli("eval", str(broken), "--limit", "2", "--json")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -104,6 +105,26 @@ def test_corrupt_weights_are_reported_not_traced(tmp_path, tiny_llava):
 
 
 def test_cli_missing_model_is_one_line_exit_2(tmp_path):
-    result = run_cli("eval", str(tmp_path / "missing"))
+    result = invoke("eval", str(tmp_path / "missing"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error:") and "does not exist" in result.stderr
+
+
+def test_qwen_folder_without_a_video_processor_loads_image_only_where_torchvision_exists(monkeypatch, tmp_path):
+    """With torchvision installed, the stock Qwen2.5-VL processor insists on a video processor config, which the
+    embedded model's image-only processor never saved: the image-only class must load it there too."""
+    from hipp_core.models import loading
+    from hipp_core.models.qwen_processor import Qwen2_5_VLImageProcessorOnly
+    from hipp_core.models.zoo import shipped_dir
+
+    folder = shipped_dir("qwen2_5_vl")
+    assert not loading.has_video_processor(folder)
+    monkeypatch.setattr(loading, "is_torchvision_available", lambda: True)
+    assert type(loading.load_processor(folder, "qwen2_5_vl")) is Qwen2_5_VLImageProcessorOnly
+    # where transformers finds a video processor config, the stock class is used (it reads the legacy file too)
+    for name, text in (("video_preprocessor_config.json", "{}"), ("preprocessor_config.json", "{}")):
+        (tmp_path / name).write_text(text)
+        assert loading.has_video_processor(tmp_path)
+        (tmp_path / name).unlink()
+    (tmp_path / "processor_config.json").write_text(json.dumps({"image_processor": {}, "video_processor": {}}))
+    assert loading.has_video_processor(tmp_path)

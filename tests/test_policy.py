@@ -1,7 +1,6 @@
 """The preference-conditioned policy, plan-level GRPO (resume, gate, store) and the search peers."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from hipp_core.grpo import (
 from hipp_core.policy import STATE_FEATURES, PrunePolicy, layer_state
 from hipp_core.search import hypervolume, nsga2_search, random_search
 from plan_store import PlanStore
-from tests.conftest import run_cli
+from tests.conftest import invoke
 
 LIMIT = 4  # dev questions per set behind each reward: the tiny models are random, only the mechanics are tested
 SHAPESWORLD = DataSource(shapesworld=True)  # the tiny checkpoints are local ones: ShapesWorld by name
@@ -211,34 +210,48 @@ def test_grpo_resumes_after_interruption_without_recomputing(tiny_llava, tmp_pat
     assert bp.source == "policy" and abs(bp.achieved - 0.3) < 0.05 and bp.preference == pytest.approx((0.2, 0.7, 0.1))
 
 
-def test_train_policy_killed_then_rerun_finishes_the_same_run(tiny_qwen, tmp_path):
-    env = {**os.environ, "HIPP_HOME": str(tmp_path), "HIPP_THREADS": "1"}
-    args = [sys.executable, "-m", "hipp_core.cli", "train-policy", str(tiny_qwen), "--iters", "3", "--shapesworld"]
-    args += ["--group-size", "2", "--prefs", "2", "--limit", str(LIMIT)]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def test_train_policy_killed_then_rerun_finishes_the_same_run(tiny_qwen, isolated_store):
+    """SIGKILL hits a real `hipp train-policy` process; the rerun (in this process) continues from its checkpoint."""
+    args = [
+        "train-policy",
+        str(tiny_qwen),
+        "--iters",
+        "3",
+        "--shapesworld",
+        "--group-size",
+        "2",
+        "--prefs",
+        "2",
+        "--limit",
+        str(LIMIT),
+    ]
+    policies = isolated_store / "policies"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hipp_core.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
-    while not list((tmp_path / "policies").glob("*.pt")) and time.time() < deadline and proc.poll() is None:
+    while not list(policies.glob("*.pt")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     from hipp_core.grpo import load_policy
 
-    _, ckpt = load_policy(next((tmp_path / "policies").glob("*.pt")))
+    _, ckpt = load_policy(next(policies.glob("*.pt")))
     done = json.loads(ckpt["state"])["curve"]
     assert 1 <= len(done) < 3
-    rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
+    rerun = invoke(*args)
     assert rerun.returncode == 0, rerun.stderr
     assert "3 iterations" in rerun.stdout
-    _, ckpt = load_policy(next((tmp_path / "policies").glob("*.pt")))
+    _, ckpt = load_policy(next(policies.glob("*.pt")))
     assert json.loads(ckpt["state"])["curve"][: len(done)] == done  # the killed run's iterations were kept
-    out = run_cli("blueprint", str(tiny_qwen), "--pref", "0.2,0.7,0.1", "--sparsity", "0.3", env=env)
+    out = invoke("blueprint", str(tiny_qwen), "--pref", "0.2,0.7,0.1", "--sparsity", "0.3")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["preference"] == pytest.approx([0.2, 0.7, 0.1])
     for bad in ("1,-1,1", "a,b,c"):  # the rules themselves are tested on validation.preference
-        err = run_cli("blueprint", str(tiny_qwen), "--pref", bad, env=env)
+        err = invoke("blueprint", str(tiny_qwen), "--pref", bad)
         assert err.returncode == 2 and len(err.stderr.strip().splitlines()) == 1 and "pref" in err.stderr
-    err = run_cli("blueprint", str(tiny_qwen), "--pref", "1,1,1", "--sparsity", "1.5", env=env)
+    err = invoke("blueprint", str(tiny_qwen), "--pref", "1,1,1", "--sparsity", "1.5")
     assert err.returncode == 2 and "sparsity must be between 0 and 0.9" in err.stderr
 
 

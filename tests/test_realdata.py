@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from hipp_core.cli import app
 from hipp_core.data.pope import load_pope_dir
 from hipp_core.data.pope_build import PopeBuildConfig, build_pope
 from hipp_core.data.source import DataSource, data_key
 from hipp_core.errors import HippError
 from hipp_core.evaluation.stored import load_benchmark
+from tests.conftest import invoke
 
 # A tiny COCO: 12 images, 8 categories. Images 10 (two objects) and 12 (none) are never eligible for 3 questions.
 CATEGORIES = ["person", "dog", "umbrella", "car", "apple", "bench", "cat", "oven"]
@@ -200,10 +199,9 @@ def test_pope_build_is_seeded_and_never_uses_an_excluded_image(real, dev, tmp_pa
 
 
 def test_pope_build_cli_writes_the_files_and_refuses_missing_images(real, tmp_path):
-    runner = CliRunner()
     args = ["data", "pope-build", "--instances", str(real["instances"]), "--exclude", str(real["test"])]
-    ok = runner.invoke(app, [*args, "--images-count", "4", "-o", str(tmp_path / "out"), "--prefix", "mine"])
-    assert ok.exit_code == 0, ok.output
+    ok = invoke(*args, "--images-count", "4", "-o", str(tmp_path / "out"), "--prefix", "mine")
+    assert ok.returncode == 0, ok.output
     assert sorted(p.name for p in (tmp_path / "out").glob("*_pope_*.json")) == [
         "mine_pope_adversarial.json",
         "mine_pope_popular.json",
@@ -211,14 +209,14 @@ def test_pope_build_cli_writes_the_files_and_refuses_missing_images(real, tmp_pa
     ]
     empty = tmp_path / "no_images"
     empty.mkdir()
-    bad = runner.invoke(app, [*args, "--images-count", "4", "-o", str(tmp_path / "x"), "--images", str(empty)])
-    assert bad.exit_code == 2 and "4 of the 4 drawn images are missing" in bad.output
+    bad = invoke(*args, "--images-count", "4", "-o", str(tmp_path / "x"), "--images", str(empty))
+    assert bad.returncode == 2 and "4 of the 4 drawn images are missing" in bad.output
     assert len(bad.output.strip().splitlines()) == 1
 
 
 # -- overlap, refusals ----------------------------------------------------------------------------------------------
 def one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
+    assert result.returncode == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
     return lines[0]
@@ -228,7 +226,7 @@ def test_calibration_sharing_test_images_is_refused(real, tiny_llava, tmp_path):
     leaky = tmp_path / "leaky"  # built without --exclude: draws every eligible image, the test ones too
     build_pope(real["instances"], leaky, PopeBuildConfig(images_count=9))
     args = ["calibrate", str(tiny_llava), "--pope-dir", str(leaky), "--pope-images", str(real["images"])]
-    line = one_line_error(CliRunner().invoke(app, [*args, "--test-pope", str(real["test"])]))
+    line = one_line_error(invoke(*args, "--test-pope", str(real["test"])))
     assert "the calibration questions share 3 image(s) with the test files, e.g. COCO_val2014_000000000002.jpg" in line
     assert "pope-build --exclude" in line
 
@@ -236,23 +234,20 @@ def test_calibration_sharing_test_images_is_refused(real, tiny_llava, tmp_path):
 def test_rewards_on_the_test_split_of_scienceqa_are_refused(real, dev, tiny_llava):
     data = ["--pope-dir", str(dev), "--pope-images", str(real["images"]), "--test-pope", str(real["test"])]
     args = ["train-policy", str(tiny_llava), *data, "--sqa-dir", str(real["sqa"]), "--split", "test"]
-    line = one_line_error(CliRunner().invoke(app, args))
+    line = one_line_error(invoke(*args))
     assert "share 3 ScienceQA problem(s) with the test split 'test', e.g. problem 6" in line
 
 
 def test_a_local_checkpoint_without_data_is_refused_with_the_options_to_pass(tiny_llava, real):
-    runner = CliRunner()
-    line = one_line_error(runner.invoke(app, ["calibrate", str(tiny_llava)]))
+    line = one_line_error(invoke("calibrate", str(tiny_llava)))
     assert "local checkpoint" in line and "--pope-dir" in line and "--shapesworld" in line
-    line = one_line_error(runner.invoke(app, ["train-policy", str(tiny_llava)]))
+    line = one_line_error(invoke("train-policy", str(tiny_llava)))
     assert "rewards" in line and "--pope-dir DIR and --sqa-dir DIR with --split val" in line
     line = one_line_error(
-        runner.invoke(
-            app, ["plan", "baseline", str(tiny_llava), "--method", "random", "--sparsity", "0.3", "-o", "x.json"]
-        )
+        invoke("plan", "baseline", str(tiny_llava), "--method", "random", "--sparsity", "0.3", "-o", "x.json")
     )
     assert "local checkpoint" in line
-    half = runner.invoke(app, ["train-policy", str(tiny_llava), "--pope-dir", str(real["test"])])
+    half = invoke("train-policy", str(tiny_llava), "--pope-dir", str(real["test"]))
     assert "pass --sqa-dir too" in one_line_error(half)
 
 
@@ -292,22 +287,19 @@ def test_a_local_checkpoint_calibrates_on_user_pope_files_stored_by_content(real
     shutil.copytree(dev, copy)
     again, cached = calibrate_model(str(tiny_llava), samples=6, data=DataSource(pope=copy, pope_images=real["images"]))
     assert cached and again.v_attn == features.v_attn, "the same questions elsewhere are the same calibration"
-    result = CliRunner().invoke(
-        app,
-        [
-            "calibrate",
-            str(tiny_llava),
-            "--samples",
-            "6",
-            "--pope-dir",
-            str(dev),
-            "--pope-images",
-            str(real["images"]),
-            "--test-pope",
-            str(real["test"]),
-        ],
+    result = invoke(
+        "calibrate",
+        str(tiny_llava),
+        "--samples",
+        "6",
+        "--pope-dir",
+        str(dev),
+        "--pope-images",
+        str(real["images"]),
+        "--test-pope",
+        str(real["test"]),
     )
-    assert result.exit_code == 0 and "read from the plan store cache" in result.output
+    assert result.returncode == 0 and "read from the plan store cache" in result.output
 
 
 def test_a_policy_trained_on_user_data_records_it_and_plans_without_data_options(real, dev, tiny_llava):

@@ -20,7 +20,7 @@ from hipp_core.models.loading import load_model
 from hipp_core.prune import materialize
 from hipp_core.recover import RecoveryConfig, add_lora, instruction_batches, shapes_world_batches, train_lora
 from plan_store import PlanStore
-from tests.conftest import assert_plain_transformers_loads, random_blueprint, run_cli, tiny_adapter
+from tests.conftest import assert_plain_transformers_loads, invoke, random_blueprint, tiny_adapter
 
 FAST = RecoveryConfig(steps=4, batch_size=4, warmup=1, checkpoint_every=2, lr=5e-3)
 
@@ -206,16 +206,94 @@ def test_recover_validates_numbers_at_the_boundary(kwargs, expected):
         api.recover("embedded", None, **kwargs)
 
 
-def test_cli_recover_runs_and_rejects_bad_rank(tmp_path, tiny_llava):
-    env = {**os.environ, "HIPP_HOME": str(tmp_path / "home")}
+def test_cli_recover_runs_and_rejects_bad_rank(tmp_path, tiny_llava, isolated_store):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(_plan_for(str(tiny_llava), seed=3).to_json()))
     args = ["recover", str(tiny_llava), "--plan", str(plan), "--steps", "2", "--rank", "2", "--limit", "4"]
-    result = run_cli(*args, "--json", env=env)
+    result = invoke(*args, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["steps"] == 2 and not report["cached"] and (tmp_path / "home" / "recovered").is_dir()
+    assert report["steps"] == 2 and not report["cached"] and (isolated_store / "recovered").is_dir()
     assert os.path.isdir(report["artifact_dir"]) and report["after"]["pope"]
-    bad = run_cli("recover", str(tiny_llava), "--plan", str(plan), "--rank", "0", env=env)
+    bad = invoke("recover", str(tiny_llava), "--plan", str(plan), "--rank", "0")
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "--rank must be a whole number between 1 and 256" in bad.stderr
+
+
+def test_accumulation_trains_each_step_on_the_samples_of_one_large_batch(monkeypatch):
+    """batch 2 × accumulation 2 sees, per update, exactly the samples batch 4 sees, in two micro-batches."""
+    drawn: list[list[str]] = []
+    monkeypatch.setattr(
+        "hipp_core.recover.samples_loss", lambda adapter, samples, w: drawn.append(samples) or (0, 0, 0)
+    )
+    split = RecoveryConfig(steps=3, batch_size=2, grad_accum=2)
+    whole = RecoveryConfig(steps=3, batch_size=4)
+    for micro in (0, 1):
+        shapes_world_batches(split)(None, 2, micro)
+    shapes_world_batches(whole)(None, 2, 0)
+    texts = [[(s.text, s.answer) for s in samples] for samples in drawn]
+    assert len(texts[0]) == len(texts[1]) == 2 and texts[0] + texts[1] == texts[2]
+
+
+def test_grad_checkpointing_recomputes_activations_and_trains_the_same_weights(pruned_pair, tmp_path):
+    dense, blueprint = pruned_pair
+    calls, merged = [], []
+    for checkpointing in (False, True):
+        pruned = materialize(dense, blueprint)
+        attention = pruned.decoder_layers[0].self_attn  # checkpointing wraps the layer's forward, not its hooks
+        count = [0]
+        handle = attention.register_forward_hook(lambda *a, count=count: count.__setitem__(0, count[0] + 1))
+        cfg = RecoveryConfig(**{**FAST.__dict__, "grad_checkpointing": checkpointing})
+        train_lora(pruned, cfg, shapes_world_batches(cfg), tmp_path / f"ckpt-{checkpointing}.pt")
+        handle.remove()
+        calls.append(count[0])
+        merged.append({k: v.clone() for k, v in pruned.model.state_dict().items()})
+        assert not pruned.decoder_layers[0].gradient_checkpointing  # switched off again before the merge
+    assert calls[1] == 2 * calls[0] == 2 * FAST.steps  # every layer ran again in each backward pass
+    assert all(torch.allclose(merged[0][k], merged[1][k], atol=1e-6) for k in merged[0])
+
+
+def test_recovery_key_changes_with_what_changes_the_weights_only():
+    import hashlib
+
+    from hipp_core.recover import RECIPE_VERSION, recovery_key
+
+    cfg = RecoveryConfig()
+    old = {"v": RECIPE_VERSION, "model": "m", "plan": "p", "data": "d", "steps": 300, "rank": 8, "lr": 2e-3}
+    old |= {"seed": 0, "batch_size": 16, "alpha_per_rank": 2.0, "warmup": 20, "checkpoint_every": 50}
+    old |= {"caption_weight": 0.5}  # the settings a recovery was keyed by before accumulation and devices
+    assert recovery_key("m", "p", cfg, "d") == hashlib.sha256(json.dumps(old).encode()).hexdigest()[:16]
+    same = RecoveryConfig(grad_checkpointing=True)
+    assert recovery_key("m", "p", same, "d") == recovery_key("m", "p", cfg, "d")
+    others = [
+        recovery_key("m", "p", RecoveryConfig(batch_size=8, grad_accum=2), "d"),
+        recovery_key("m", "p", RecoveryConfig(batch_size=8), "d"),
+        recovery_key("m", "p", cfg, "d", ":cuda-bfloat16"),
+    ]
+    assert len({recovery_key("m", "p", cfg, "d"), *others}) == 4
+
+
+def test_accumulated_recovery_runs_stores_and_is_found_again(tiny_llava):
+    spec, store = str(tiny_llava), PlanStore()
+    blueprint = _plan_for(spec, seed=5)
+    settings = {"steps": 2, "rank": 2, "batch_size": 2, "grad_accum": 2, "limit": 4, "store": store}
+    first = api.recover(spec, blueprint, **settings)
+    assert not first.cached and first.steps == 2
+    assert [a.path for a in store.list_artifacts(blueprint.plan_id)] == [str(first.artifact_dir)]
+    again = api.recover(spec, blueprint, grad_checkpointing=True, **settings)  # same weights, so the stored ones
+    assert again.cached and again.artifact_dir == first.artifact_dir
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("--batch-size=0", "--batch-size must be a whole number from 1"), ("--grad-accum=0", "--grad-accum must be")],
+)
+def test_cli_recover_refuses_bad_batch_settings_in_one_line(option, message, tmp_path, tiny_llava):
+    from typer.testing import CliRunner
+
+    from hipp_core.cli import app
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(_plan_for(str(tiny_llava), seed=3).to_json()))
+    result = CliRunner().invoke(app, ["recover", str(tiny_llava), "--plan", str(plan), option])
+    assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0 and message in result.stderr

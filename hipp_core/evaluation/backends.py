@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from hipp_core import validation
 from hipp_core.blueprint import Blueprint
 from hipp_core.data.source import DataSource, data_key
 from hipp_core.errors import HippError
@@ -56,13 +57,17 @@ class InProcessEvaluator:
         store: PlanStore | None = None,
         *,
         data: DataSource | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 32,
     ) -> None:
-        self.spec, self.split, self.limit, self.data = spec, split, limit, data
+        validation.count(batch_size, "--batch-size")
+        self.spec, self.split, self.limit, self.data, self.batch_size = spec, split, limit, data, batch_size
         self.store = store or PlanStore()
-        self.loaded = load_model(spec)
+        self.loaded = load_model(spec, device, dtype)
         self.tasks = load_benchmark("all", split, limit, data)
         self.shapes = self.loaded.adapter.layer_shapes()
-        self.bench = bench_key("all", False, data_key(data, self.tasks))
+        self.bench = bench_key("all", False, data_key(data, self.tasks), self.loaded.placement.key_suffix)
         self.store.put_model(self.loaded.model_id, spec, self.loaded.family, self.loaded.model.config.to_dict())
 
     def evaluate(self, blueprints: Sequence[Blueprint | None], progress: Progress | None = None) -> list[EvalResult]:
@@ -74,7 +79,9 @@ class InProcessEvaluator:
                 check_plan(blueprint, model_id, self.shapes, self.spec)
                 plan_id = self.store.put_plan(plan_draft(blueprint)).plan_id
             key = eval_key(model_id, plan_id, self.bench, self.split, self.limit, "logits", "masked")
-            score = lambda bp=blueprint: score_plan(self.loaded, self.tasks, self.split, bp, image_free=False)
+            score = lambda bp=blueprint: score_plan(
+                self.loaded, self.tasks, self.split, bp, image_free=False, batch_size=self.batch_size
+            )
             results.append(stored_score(self.store, key, score))
             if progress:
                 progress("plans", i + 1, len(blueprints))
@@ -96,6 +103,9 @@ def _ray_evaluator(
     num_workers: int | None = None,
     *,
     data: DataSource | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int = 32,
 ) -> Evaluator:
     """Imported on first use: ray is an optional extra, and importing it costs seconds."""
     try:
@@ -104,7 +114,9 @@ def _ray_evaluator(
         if exc.name != "ray":
             raise
         raise HippError("the ray backend needs `pip install .[distributed]`") from None
-    return RayEvaluator(spec, split, limit, store, address, num_workers, data=data)
+    return RayEvaluator(
+        spec, split, limit, store, address, num_workers, data=data, device=device, dtype=dtype, batch_size=batch_size
+    )
 
 
 BACKENDS["ray"] = _ray_evaluator
@@ -120,7 +132,8 @@ def make_evaluator(
     **options,
 ) -> Evaluator:
     """The evaluator for `backend` (`local` = in this process, `ray` = on Ray workers), on ShapesWorld `split` or
-    the user's files `data` names.
+    the user's files `data` names. Both take `device`, `dtype` (`auto` resolves where the model runs: on Ray, on
+    each worker) and `batch_size` (questions per forward pass).
 
     Options left at None are dropped, so a command line can pass `address=None, num_workers=None` whatever the
     backend; an option the backend does not take is refused with the ones it does.

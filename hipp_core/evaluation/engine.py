@@ -146,21 +146,21 @@ def _answer(
     candidates: list[list[list[int]]] | None,
     generate: bool,
 ) -> list:
-    """Per row: index of the best candidate (logit scoring), or the decoded text (generation)."""
+    """Per row: index of the best candidate (logit scoring), or the decoded text (generation).
+
+    Both pad on the left, so every row's answer position is the last one: scoring then asks the model for that one
+    position's logits (`logits_to_keep=1`) and keeps no KV cache, which it would never read: at 7B scale the
+    full-sequence logits and the cache are a large share of the scoring forward's peak memory."""
     model = adapter.model
-    device = next(model.parameters()).device
+    enc = adapter.encode(texts, images, padding_side="left")  # on the model's device, pixels in its dtype
     if generate:
-        enc = adapter.encode(texts, images, padding_side="left")
-        inputs = {k: v.to(device) for k, v in enc.inputs.items()}
-        out = model.generate(**inputs, max_new_tokens=16, do_sample=False)
-        new = out[:, inputs["input_ids"].shape[1] :]
+        out = model.generate(**enc.inputs, max_new_tokens=16, do_sample=False)
+        new = out[:, enc.inputs["input_ids"].shape[1] :]
         # stripped as LLaVA's model_vqa*.py strip before writing an answer file, so the parsers see the same text
         return [t.strip() for t in adapter.tokenizer.batch_decode(new, skip_special_tokens=True)]
-    enc = adapter.encode(texts, images)
-    inputs = {k: v.to(device) for k, v in enc.inputs.items()}
-    logits = model(**inputs).logits
-    last = inputs["attention_mask"].sum(1) - 1
-    final = logits[torch.arange(len(texts), device=device), last].float()
+    positions = adapter.padded_positions(enc.inputs)
+    logits = model(**enc.inputs, **positions, use_cache=False, logits_to_keep=1).logits
+    final = logits[:, -1].float().cpu()  # one transfer; the per-candidate maxima below then cost no GPU syncs
     picks = []
     for row, options in zip(final, candidates):
         scores = [row[ids].max().item() for ids in options]

@@ -20,12 +20,14 @@ from collections.abc import Sequence
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from hipp_core import validation
 from hipp_core.blueprint import Blueprint, LayerShape
 from hipp_core.config import quiet_libraries
 from hipp_core.data.source import DataSource, data_key
 from hipp_core.errors import USER_ERRORS, HippError
 from hipp_core.evaluation.engine import EvalResult, Progress
 from hipp_core.evaluation.stored import bench_key, check_plan, eval_key, load_benchmark, plan_draft, score_plan
+from hipp_core.models.device import AUTO, dtype_name
 from hipp_core.models.loading import load_model
 from plan_store import DENSE_PLAN_ID, EvalKey, PlanStore
 
@@ -38,14 +40,25 @@ _QUIET = {"logging_level": "error", "log_to_driver": False}  # worker failures c
 class PlanWorker:
     """One Ray actor: the dense model and the question set, loaded once; scores the plans it is sent."""
 
-    def __init__(self, spec: str, split: str, limit: int | None, threads: int, data: DataSource | None) -> None:
+    def __init__(
+        self,
+        spec: str,
+        split: str,
+        limit: int | None,
+        threads: int,
+        data: DataSource | None,
+        device: str,
+        dtype: str,
+        batch_size: int,
+    ) -> None:
         quiet_libraries()
         import torch
 
         torch.set_num_threads(threads)  # the CPUs Ray reserved for this actor, no more: workers share the machine
-        device = "cuda" if ray.get_gpu_ids() else "cpu"
-        self.split = split
-        self.loaded = load_model(spec, device=device)
+        if device == AUTO:  # the GPU Ray gave this actor (it sees it as cuda:0), else its CPUs
+            device = "cuda" if ray.get_gpu_ids() else "cpu"
+        self.split, self.batch_size = split, batch_size
+        self.loaded = load_model(spec, device, dtype)  # a dtype this machine cannot compute in fails here
         self.tasks = load_benchmark(_BENCH, split, limit, data)
         self.data_key = data_key(data, self.tasks)
 
@@ -58,13 +71,16 @@ class PlanWorker:
             "config": loaded.model.config.to_dict(),
             "shapes": [shape.to_json() for shape in loaded.adapter.layer_shapes()],
             "data_key": self.data_key,  # the questions as the workers read them, by content
+            "placement": loaded.placement.key_suffix,  # the device type and dtype the workers resolved
         }
 
     def score(self, blueprint: dict | None) -> tuple[dict[str, float], int, float]:
         """(metrics, questions, seconds) of one plan; `None` is the dense model."""
         plan = None if blueprint is None else Blueprint.from_json(blueprint)
         started = time.perf_counter()
-        result = score_plan(self.loaded, self.tasks, self.split, plan, _SCORING, _IMAGE_FREE, mode=_MODE)
+        result = score_plan(
+            self.loaded, self.tasks, self.split, plan, _SCORING, _IMAGE_FREE, self.batch_size, mode=_MODE
+        )
         return result.to_metrics(), result.questions, time.perf_counter() - started
 
 
@@ -78,6 +94,10 @@ class RayEvaluator:
     joins a running cluster, `ray://host:port` a remote one. `num_workers` defaults to the cluster's GPUs, or its
     CPUs when it has none. `close` ends the workers and the connection this evaluator opened (a cluster it
     started stops with it); a Ray session the caller opened is left running.
+
+    `device`: `auto` puts one worker on each GPU when the cluster has GPUs (each in `dtype`, `auto` = bfloat16 there)
+    and on CPU slots otherwise; `cpu` keeps the workers off the GPUs; `cuda` requires GPUs. Each worker resolves and
+    checks the settings on its own machine; the results are stored under the settings the workers report.
     """
 
     def __init__(
@@ -90,9 +110,19 @@ class RayEvaluator:
         num_workers: int | None = None,
         *,
         data: DataSource | None = None,
+        device: str = AUTO,
+        dtype: str = AUTO,
+        batch_size: int = 32,
     ) -> None:
-        if num_workers is not None and num_workers < 1:
-            raise HippError(f"--num-workers must be at least 1, got {num_workers}")
+        validation.optional_count(num_workers, "--num-workers")
+        validation.count(batch_size, "--batch-size")
+        device = str(device).strip().lower()
+        if device not in (AUTO, "cpu") and not device.startswith("cuda"):
+            raise HippError(f"unknown device {device!r} for ray workers; use auto, cpu or cuda")
+        # Each worker owns one GPU, which it sees as cuda:0: `cuda:N` means nothing there.
+        self.device = "cuda" if device.startswith("cuda") else device
+        self.dtype = dtype if dtype == AUTO else dtype_name(dtype)
+        self.batch_size = batch_size
         self.spec, self.split, self.limit, self.data = spec, split, limit, data
         self.store = store or PlanStore()
         self.sent = 0  # plans sent to workers (cached ones never are): what the tests and benchmarks count
@@ -100,6 +130,11 @@ class RayEvaluator:
         self._started_cluster = _connect(address, num_workers)
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+        if self.device == "cpu":
+            gpus = 0  # CPU workers, even on a cluster with GPUs
+        elif self.device == "cuda" and not gpus:
+            self.close()
+            raise HippError("--device cuda was asked for but the ray cluster has no GPUs; use --device cpu or auto")
         self.num_workers = num_workers or gpus or cpus
         if self.num_workers > (gpus or cpus):  # the extra workers would wait for a free slot forever
             self.close()
@@ -114,12 +149,14 @@ class RayEvaluator:
         self.model_id: str = info["model_id"]
         self.shapes = [LayerShape.from_json(s) for s in info["shapes"]]
         self.store.put_model(self.model_id, spec, info["family"], info["config"])
-        self._bench = bench_key(_BENCH, _IMAGE_FREE, info["data_key"])
+        self._bench = bench_key(_BENCH, _IMAGE_FREE, info["data_key"], info["placement"])
 
     def _spawn(self):
         threads = int(self._per_worker["num_cpus"])
         actor = _RemoteWorker.options(**self._per_worker, max_restarts=1, max_task_retries=1)
-        return actor.remote(self.spec, self.split, self.limit, threads, self.data)
+        return actor.remote(
+            self.spec, self.split, self.limit, threads, self.data, self.device, self.dtype, self.batch_size
+        )
 
     def _first_description(self) -> dict:
         """Wait for every worker to load the model, so a bad spec fails here, once, with the loader's message."""
@@ -134,6 +171,11 @@ class RayEvaluator:
                 f"{self.num_workers} ray workers did not start within {STARTUP_TIMEOUT_S} s; "
                 "is the cluster busy with other work (`ray status`)?"
             ) from None
+        placements = sorted({info["placement"] for info in infos})
+        if len(placements) > 1:  # e.g. bfloat16 on one GPU model, float16 on an older one: two sets of numbers
+            self.close()
+            shown = ", ".join(p.lstrip(":") or "cpu-float32" for p in placements)
+            raise HippError(f"ray workers resolved different settings ({shown}); pass --device and --dtype explicitly")
         return infos[0]
 
     def _key(self, blueprint: Blueprint | None) -> EvalKey:

@@ -22,6 +22,7 @@ from hipp_core.data.world import SPLITS
 from hipp_core.errors import HippError, collecting_notices
 from hipp_core.evaluation import benchmarks
 from hipp_core.evaluation.engine import EvalResult, Progress, Tasks, evaluate, score_answer_texts
+from hipp_core.models.device import AUTO
 from hipp_core.models.loading import LoadedModel, load_model
 from hipp_core.prune import check_pruned, masked, materialize
 from plan_store import DENSE_PLAN_ID, EvalKey, PlanDraft, PlanStore
@@ -62,10 +63,12 @@ def load_tuning(data: DataSource, bench: str, split: str, limit: int | None, wha
     return tasks
 
 
-def bench_key(bench: str, image_free: bool, data: str = SHAPESWORLD_KEY) -> str:
+def bench_key(bench: str, image_free: bool, data: str = SHAPESWORLD_KEY, placement: str = "") -> str:
     """What the questions were: `data` is their `hipp_core.data.source.data_key` (ShapesWorld by version, the
-    user's files by content, never by path or modification time)."""
-    return f"{bench}:{data}:{'with-image-free' if image_free else 'no-image-free'}"
+    user's files by content, never by path or modification time); then where the model ran (`placement`, a
+    `Placement.key_suffix`: empty for float32 on the CPU, so every result stored before devices and dtypes were
+    options is still found under its old key)."""
+    return f"{bench}:{data}:{'with-image-free' if image_free else 'no-image-free'}{placement}"
 
 
 def evaluate_model(
@@ -87,22 +90,25 @@ def evaluate_model(
     parser: str = "official",
     sqa_images: Path | None = None,
     folders: Mapping[str, Path] | None = None,
+    device: str = AUTO,
+    dtype: str = AUTO,
 ) -> EvalResult:
     """Evaluate a model spec (`embedded`, `embedded:qwen2_5_vl`, a local checkpoint or an export), dense or under
-    a blueprint: `masked` (hooks on the dense weights, for scoring many plans) or `physical` (a pruned copy).
+    a blueprint: `masked` (hooks on the dense weights, for scoring many plans) or `physical` (a pruned copy), on
+    `device` in `dtype` (`auto`: the GPU in bfloat16 when there is one, else the CPU in float32).
     Generated answers (`scoring="generate"`) are read with `parser`: the official scripts' rules, or lenient.
 
     Results are kept in the plan store under (model hash, plan, benchmark, split, mode, scoring, limit; the parser
-    is part of the benchmark key); asking again returns the stored result (`result.cached`) without touching the
-    model. Notices about the input (e.g. no pid_splits.json) come back in `result.notices`. `folders` names the
-    folders of benchmarks without options of their own (e.g. {"mme": Path(...)}).
+    and the device type and dtype are part of the benchmark key); asking again returns the stored result
+    (`result.cached`) without touching the model. Notices about the input (e.g. no pid_splits.json) come back in
+    `result.notices`. `folders` names the folders of benchmarks without options of their own (e.g.
+    {"mme": Path(...)}).
     """
-    if batch_size < 1:
-        raise HippError(f"batch size must be at least 1, got {batch_size}")
+    validation.count(batch_size, "--batch-size")
     if blueprint is not None and mode not in ("masked", "physical"):
         raise HippError(f"plan evaluation mode must be masked or physical, got {mode!r}")
     check_parser(parser)
-    loaded = load_model(spec)
+    loaded = load_model(spec, device, dtype)
     data = DataSource(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, folders=dict(folders or {}))
     with collecting_notices() as notices:
         tasks = load_benchmark(bench, split, limit, data)
@@ -113,7 +119,8 @@ def evaluate_model(
         check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
         plan_id = store.put_plan(plan_draft(blueprint)).plan_id
     data_id = data_key(data, tasks)
-    bench_id = bench_key(bench, image_free, data_id) + (f":parser-{parser}" if scoring == "generate" else "")
+    bench_id = bench_key(bench, image_free, data_id, loaded.placement.key_suffix)
+    bench_id += f":parser-{parser}" if scoring == "generate" else ""
     key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, mode)
 
     result = stored_score(
@@ -242,17 +249,18 @@ def evaluate_recovered(
     """Evaluate a recovered model of `blueprint` (a `hipp_core.recover` artifact, loaded with `load_pruned`) on
     ShapesWorld, stored in mode `recovered` under the dense model and the plan. The store's key has no field for
     how a plan was recovered, so the recovered weights' id goes into the benchmark key: two recoveries of one plan
-    are two measurements."""
-    if batch_size < 1:
-        raise HippError(f"batch size must be at least 1, got {batch_size}")
-    loaded = load_model(spec)
+    are two measurements. It runs where `recovered` was loaded; the dense model is read for its id and shapes
+    there too."""
+    validation.count(batch_size, "--batch-size")
+    placement = recovered.placement
+    loaded = load_model(spec, placement.device, placement.dtype)
     check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
     check_pruned(recovered.adapter, blueprint)
     tasks = load_benchmark(bench, split, limit)
     store = store or PlanStore()
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
     plan_id = store.put_plan(plan_draft(blueprint)).plan_id
-    bench_id = f"{bench_key(bench, image_free)}:recovered-{recovered.model_id}"
+    bench_id = f"{bench_key(bench, image_free, placement=placement.key_suffix)}:recovered-{recovered.model_id}"
     key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, "recovered")
 
     return stored_score(

@@ -84,17 +84,21 @@ class ModelContext:
     use, so a method that needs neither (the Torch-Pruning peer needs no calibration) does not pay for them.
     `calibration` is how this caller gets the stored calibration (the API passes its cached one); `selection` gives
     the data and split a method that evaluates candidates chooses on (ShapesWorld dev, or the user's own tuning data,
-    checked apart from the test files)."""
+    checked apart from the test files). The model runs on `device` in `dtype` (`auto`: see `models.device`), and a
+    method that scores plans asks for at most `batch_size` questions per forward pass."""
 
     spec: str
     store: PlanStore
     calibration: Callable[[], CalibrationFeatures]
     selection: Callable[[int | None], tuple[DataSource, str]]  # questions per set -> (data, split) to choose plans on
     progress: Progress | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 32
 
     @cached_property
     def loaded(self) -> LoadedModel:
-        return load_model(self.spec)
+        return load_model(self.spec, self.device, self.dtype)
 
     @cached_property
     def shapes(self) -> list[LayerShape]:

@@ -59,8 +59,16 @@ def plan(context: ModelContext, config: RandomConfig, sparsity: float) -> Bluepr
     data, split = context.selection(config.limit)  # refused before any calibration when it overlaps the test files
     alphas = random_allocations(len(context.shapes), config.n_random, config.seed)
     candidates = [allocation_blueprint(context, sparsity, alpha, config) for alpha in alphas]
+    placement = {"device": context.device, "dtype": context.dtype, "batch_size": context.batch_size}
     evaluator = make_evaluator(
-        context.spec, split, config.limit, context.store, config.backend, data=data, **config.backend_options
+        context.spec,
+        split,
+        config.limit,
+        context.store,
+        config.backend,
+        data=data,
+        **config.backend_options,
+        **placement,
     )
     try:
         results = evaluator.evaluate(candidates, context.progress)

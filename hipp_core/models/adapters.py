@@ -18,6 +18,7 @@ from torch import nn
 from hipp_core.blueprint import LayerShape
 from hipp_core.errors import HippError
 from hipp_core.models.answers import answer_candidates
+from hipp_core.models.device import to_model
 
 _REGISTRY: dict[str, type[ModelAdapter]] = {}
 
@@ -145,11 +146,12 @@ class ModelAdapter(ABC):
         """Position ids for running one decoder layer on its own (1-D rotary positions)."""
         return torch.arange(seq, device=device)[None]
 
-    def run_layer(self, i: int, hidden: torch.Tensor) -> torch.Tensor:
-        """One decoder layer on `hidden` [batch, seq, hidden] with full attention: for data-free saliency."""
+    def run_layer(self, i: int, hidden: torch.Tensor, layer: nn.Module | None = None) -> torch.Tensor:
+        """Decoder layer `i` (or `layer`, a copy of it) on `hidden` [batch, seq, hidden] with full attention: for
+        data-free saliency."""
         positions = self.rope_positions(hidden.shape[1], hidden.device)
         cos_sin = self.language_model.rotary_emb(hidden, positions)
-        return self.decoder_layers[i](hidden, position_embeddings=cos_sin)
+        return (layer if layer is not None else self.decoder_layers[i])(hidden, position_embeddings=cos_sin)
 
     @abstractmethod
     def vision_encoder(self) -> nn.Module:
@@ -175,10 +177,11 @@ class ModelAdapter(ABC):
         answers: list[str] | None = None,
         padding_side: str = "right",
     ) -> Encoded:
-        """Tokenize prompts (and, for training, answers ending in EOS) through the family's own processor.
+        """Tokenize prompts (and, for training, answers ending in EOS) through the family's own processor, on the
+        model's device with pixel values in the model's dtype (`device.to_model`), ready for a forward pass.
 
-        Right padding by default: scoring reads the logits at each row's last real token, and with right
-        padding no real token ever attends to a pad or sees shifted positions.
+        Right padding by default: no real token ever attends to a pad or sees shifted positions. Scoring pads on the
+        left, so every row's answer position is the last one, and passes `padded_positions` (see there).
         """
         prompts = [self.chat_prompt(t, img is not None) for t, img in zip(texts, images)]
         eos = self.tokenizer.eos_token or ""
@@ -188,7 +191,8 @@ class ModelAdapter(ABC):
         inputs = self.processor(
             text=full, images=present or None, return_tensors="pt", padding=True, padding_side=padding_side
         )
-        inputs = dict(inputs)
+        # On the model's device and in its dtype; as the processor made them for a tokenizer-only adapter (no model).
+        inputs = dict(inputs) if self.model is None else to_model(dict(inputs), self.model)
         if answers is None:
             return Encoded(inputs)
         labels = torch.full_like(inputs["input_ids"], -100)
@@ -198,6 +202,13 @@ class ModelAdapter(ABC):
             end = int(lengths[i])
             labels[i, end - n : end] = inputs["input_ids"][i, end - n : end]
         return Encoded(inputs, labels)
+
+    def padded_positions(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Extra forward arguments that give a left-padded batch the positions its rows would have unpadded: each
+        real token counts from 0 at the row's first real token. Without them the decoder numbers the pads too and
+        shifts every rotary position by the row's padding, which changes the logits in the last bits."""
+        mask = inputs["attention_mask"]
+        return {"position_ids": (mask.long().cumsum(-1) - 1).clamp(min=0)}
 
     def answer_token_ids(
         self, text: str, with_image: bool, answers: Sequence[str], any_case: bool = False
@@ -237,6 +248,14 @@ class Qwen25VLAdapter(ModelAdapter):
     def rope_positions(self, seq: int, device: torch.device) -> torch.Tensor:
         # Multimodal RoPE takes (temporal, height, width) positions; for text all three are the token index.
         return torch.arange(seq, device=device)[None, None].expand(3, 1, seq)
+
+    def padded_positions(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # With an image, Qwen derives its multimodal (temporal, height, width) positions from `mm_token_type_ids`
+        # and the attention mask itself, skipping the pads; without one it would number the pads, so it gets the
+        # text positions (expanded to all three axes by the model).
+        if inputs.get("image_grid_thw") is not None:
+            return {}
+        return super().padded_positions(inputs)
 
     def vision_encoder(self) -> nn.Module:
         return self.model.model.visual

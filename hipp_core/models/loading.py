@@ -18,6 +18,7 @@ from transformers.utils import is_torchvision_available
 
 from hipp_core.errors import HippError, json_problem
 from hipp_core.models.adapters import ModelAdapter, adapter_class, supported_families
+from hipp_core.models.device import AUTO, CPU_FLOAT32, Placement, resolve
 from hipp_core.models.qwen_processor import Qwen2_5_VLImageProcessorOnly
 from hipp_core.models.weights_check import check_weights
 from hipp_core.models.zoo import ARCHS, retrained_dir, shipped_dir
@@ -32,6 +33,7 @@ class LoadedModel:
     family: str
     model_id: str  # hash of config and weights: the key every cached result is stored under
     adapter: ModelAdapter
+    placement: Placement = CPU_FLOAT32  # the resolved device and dtype the weights were loaded to
 
     @property
     def model(self):
@@ -124,25 +126,48 @@ def checkpoint_id(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def safetensors_header(shard: Path) -> dict:
+    """The JSON header of a safetensors file: tensor name → {dtype, shape, data_offsets}, plus `__metadata__`."""
+    with shard.open("rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(length))
+
+
 def load_processor(path: Path, family: str):
-    if family == "qwen2_5_vl" and not is_torchvision_available():
-        # Stock Qwen2.5-VL processor needs torchvision for its video half; see qwen_processor.py.
+    if family == "qwen2_5_vl" and not (is_torchvision_available() and has_video_processor(path)):
+        # The stock Qwen2.5-VL processor needs torchvision and a video processor config for its video half, which
+        # the image-only processors of the embedded models and the benchmarks' checkpoints do not save; see
+        # qwen_processor.py.
         return Qwen2_5_VLImageProcessorOnly.from_pretrained(path)
     return AutoProcessor.from_pretrained(path)
 
 
+def has_video_processor(path: Path) -> bool:
+    """Whether transformers finds a video processor config in `path`, where it looks for one: its own file, the
+    legacy image processor file, or a `video_processor` entry of processor_config.json."""
+    if (path / "video_preprocessor_config.json").exists() or (path / "preprocessor_config.json").exists():
+        return True
+    try:
+        return "video_processor" in json.loads((path / "processor_config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
 def load_model(
     spec: str,
-    device: str = "cpu",
-    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = AUTO,
+    dtype: str | torch.dtype | None = AUTO,
     attn_implementation: str = "sdpa",
     fresh: bool = False,
 ) -> LoadedModel:
-    """Load (once per process) a model spec for inference. Callers must not modify the returned model in place;
-    `fresh` loads a private copy (outside the per-process cache) that they may change."""
+    """Load (once per process and placement) a model spec for inference on `device` in `dtype` (`auto`: the GPU in
+    bfloat16 when there is one, else the CPU in float32; see `models.device`). Callers must not modify the returned
+    model in place, or must restore it (as calibration does with its attention implementation); `fresh` loads a
+    private copy (outside the per-process cache) that they may change."""
     path = resolve_spec(spec)
+    placement = resolve(device, dtype)
     load = _load_cached.__wrapped__ if fresh else _load_cached
-    return load(str(path), spec, device, dtype, attn_implementation)
+    return load(str(path), spec, placement, attn_implementation)
 
 
 _SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
@@ -153,9 +178,7 @@ def checkpoint_dtype(path: Path) -> torch.dtype | None:
     weights are read); None when there is no such checkpoint at `path`."""
     sizes: dict[torch.dtype, int] = {}
     for shard in sorted(Path(path).glob("*.safetensors")):
-        with shard.open("rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        for name, info in header.items():
+        for name, info in safetensors_header(shard).items():
             dtype = _SAFETENSORS_DTYPES.get(info.get("dtype")) if name != "__metadata__" else None
             if dtype is not None:
                 start, end = info["data_offsets"]
@@ -184,13 +207,13 @@ def _model_class(path: Path, family: str):
 
 
 @lru_cache(maxsize=4)
-def _load_cached(path_str: str, spec: str, device: str, dtype, attn_implementation: str) -> LoadedModel:
+def _load_cached(path_str: str, spec: str, placement: Placement, attn_implementation: str) -> LoadedModel:
     path = Path(path_str)
     family = inspect_checkpoint(path)
     try:
         model, info = _model_class(path, family).from_pretrained(
             path,
-            dtype=dtype or torch.float32,
+            dtype=placement.torch_dtype,
             attn_implementation=attn_implementation,
             use_safetensors=True,
             output_loading_info=True,
@@ -208,5 +231,6 @@ def _load_cached(path_str: str, spec: str, device: str, dtype, attn_implementati
             f"{path} does not match its config: {len(keys)} {kind.replace('_', ' ')} (e.g. {keys[0]}); "
             "re-download or re-export the checkpoint"
         )
-    model.to(device).eval()
-    return LoadedModel(spec, path, family, checkpoint_id(path), adapter_class(family)(model, processor))
+    model.to(placement.device).eval()
+    adapter = adapter_class(family)(model, processor)
+    return LoadedModel(spec, path, family, checkpoint_id(path), adapter, placement)

@@ -129,15 +129,17 @@ def answer_loss(
     """(total, answer, caption) next-token losses. Answers and captions are separate terms: captions are long,
     and pooled with the one-word answers they would drown the answer loss. With `prompt_weight`, the total also
     holds the mean next-token loss on the prompt's text tokens (image placeholders and padding excluded)."""
-    enc = adapter.encode(texts, images, answers)
-    logits = adapter.model(**enc.inputs).logits[:, :-1]
+    enc = adapter.encode(texts, images, answers)  # on the model's device
+    # No KV cache (nothing reads it); the loss in float32 whatever the model's dtype.
+    logits = adapter.model(**enc.inputs, use_cache=False).logits[:, :-1].float()
     tokens = enc.inputs["input_ids"][:, 1:]  # equal to the labels wherever they are set
     token_loss = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view_as(tokens)
     mask = enc.labels[:, 1:] != -100
-    is_cap = torch.tensor(is_caption)[:, None] & mask
+    is_cap = torch.tensor(is_caption, device=mask.device)[:, None] & mask
     is_qa = mask & ~is_cap
-    qa_loss = token_loss[is_qa].mean() if is_qa.any() else torch.zeros(())
-    cap_loss = token_loss[is_cap].mean() if is_cap.any() else torch.zeros(())
+    zero = torch.zeros((), device=mask.device)
+    qa_loss = token_loss[is_qa].mean() if is_qa.any() else zero
+    cap_loss = token_loss[is_cap].mean() if is_cap.any() else zero
     total = qa_loss + caption_weight * cap_loss
     if prompt_weight:
         is_prompt = (enc.inputs["attention_mask"][:, 1:] == 1) & ~mask & (tokens != adapter.model.config.image_token_id)
@@ -170,7 +172,8 @@ def train_probe(adapter: ModelAdapter, cfg: TrainConfig, progress: Progress | No
     """Stage 1: returns the final per-cell accuracy on the last batch."""
     encoder = adapter.vision_encoder()
     dim = adapter.image_token_states(adapter.encode(["x"], [render(next(scenes_for_split("train")))]).inputs).shape[-1]
-    head = nn.Linear(dim, 1 + len(OBJECTS))
+    weight = next(encoder.parameters())
+    head = nn.Linear(dim, 1 + len(OBJECTS), device=weight.device, dtype=weight.dtype)
     params = list(encoder.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.probe_lr)
     stream = scenes_for_split("train", seed=cfg.seed + 11)
@@ -179,9 +182,9 @@ def train_probe(adapter: ModelAdapter, cfg: TrainConfig, progress: Progress | No
         scenes = [next(stream) for _ in range(cfg.batch_size)]
         enc = adapter.encode(["x"] * len(scenes), [render(s) for s in scenes])
         states = adapter.image_token_states(enc.inputs)
-        target = torch.tensor([cell_labels(s) for s in scenes])
+        target = torch.tensor([cell_labels(s) for s in scenes], device=states.device)
         logits = head(states)
-        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten())
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -62,32 +62,40 @@ def retrained_dir(arch: str) -> Path:
     return cache_dir() / "zoo" / arch
 
 
-def build_processor(arch: str, tokenizer: PreTrainedTokenizerFast | None = None):
+def build_processor(
+    arch: str,
+    tokenizer: PreTrainedTokenizerFast | None = None,
+    image_side: int = IMAGE_SIZE,
+    patch_size: int | None = None,
+    max_pixels: int | None = None,
+):
     """The family's processor around the embedded word-level tokenizer, or around `tokenizer` (which must carry a
-    chat template): the tests use a real checkpoint's vocabulary this way."""
+    chat template): the tests use a real checkpoint's vocabulary this way. The defaults fit the embedded vision
+    towers; other towers (the 7B benchmarks' checkpoints) give their `patch_size`, the `image_side` images are
+    resized to (LLaVA) or scaled up to at least (Qwen2.5-VL, whose images may grow to `max_pixels`)."""
     tokenizer = build_tokenizer(arch) if tokenizer is None else tokenizer
     if arch == "llava":
         image_processor = CLIPImageProcessor(
-            size={"shortest_edge": IMAGE_SIZE},
-            crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+            size={"shortest_edge": image_side},
+            crop_size={"height": image_side, "width": image_side},
             image_mean=CLIP_MEAN,
             image_std=CLIP_STD,
         )
         return LlavaProcessor(
             image_processor=image_processor,
             tokenizer=tokenizer,
-            patch_size=CELL,
+            patch_size=patch_size or CELL,
             vision_feature_select_strategy="default",
             num_additional_image_tokens=1,  # the CLS token, dropped by the "default" strategy
             chat_template=tokenizer.chat_template,
         )
     if arch == "qwen2_5_vl":
-        pixels = IMAGE_SIZE * IMAGE_SIZE  # keep 64x64 as is: 8x8 patches of 8 px, merged 2x2 into 16 cells
+        pixels = image_side * image_side  # embedded: keep 64x64 as is, 8x8 patches of 8 px merged 2x2 into 16 cells
         image_processor = Qwen2VLImageProcessor(
-            patch_size=CELL // 2,
+            patch_size=patch_size or CELL // 2,
             merge_size=2,
             temporal_patch_size=2,
-            size={"shortest_edge": pixels, "longest_edge": pixels},
+            size={"shortest_edge": pixels, "longest_edge": max(pixels, max_pixels or pixels)},
             image_mean=CLIP_MEAN,
             image_std=CLIP_STD,
         )
