@@ -142,7 +142,8 @@ def test_a_deep_link_on_a_fresh_server_shows_the_apps_navigation_and_the_page(br
         assert tab.get_by_text("Traceback").count() == 0
         if "?" in path:
             query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(tab.url).query))
-            assert query["w"] == "0.2,0.2,0.6", "the query string survives the hand-over"
+            weights = [float(w) for w in query["w"].split(",")]
+            assert weights == [0.2, 0.2, 0.6], "the query string survives the hand-over"
         layout = tab.evaluate(
             "() => getComputedStyle(document.querySelector('[data-testid=\"stMainBlockContainer\"]')).maxWidth"
         )
