@@ -9,7 +9,7 @@ import pytest
 
 from hipp_core.errors import HippError
 from hipp_core.models.loading import inspect_checkpoint
-from hipp_core.models.weights_check import read_header
+from hipp_core.models.weights_check import read_shapes
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def _shards(path: Path) -> list[Path]:
 def test_real_checkpoints_pass_both_families(tiny_llava, tiny_qwen):
     assert inspect_checkpoint(tiny_llava) == "llava"
     assert inspect_checkpoint(tiny_qwen) == "qwen2_5_vl"
-    assert any(name.endswith("embed_tokens.weight") for s in _shards(tiny_llava) for name in read_header(s))
+    assert any(name.endswith("embed_tokens.weight") for s in _shards(tiny_llava) for name in read_shapes(s))
 
 
 def test_junk_model_safetensors_is_refused_naming_the_file(copy):
@@ -32,14 +32,14 @@ def test_junk_model_safetensors_is_refused_naming_the_file(copy):
         shard.unlink()
     (copy / "model.safetensors.index.json").unlink(missing_ok=True)
     (copy / "model.safetensors").write_bytes(b"this is not a tensor file at all, just junk text" * 10)
-    with pytest.raises(HippError, match=r"model\.safetensors is not a valid safetensors file \(its header claims"):
+    with pytest.raises(HippError, match=r"model\.safetensors is not a valid safetensors file \(.*header"):
         inspect_checkpoint(copy)
 
 
 def test_truncated_shard_is_refused(copy):
     shard = _shards(copy)[-1]
     shard.write_bytes(shard.read_bytes()[:-100])
-    with pytest.raises(HippError, match=r"not a valid safetensors file \(tensor .* lies outside the file"):
+    with pytest.raises(HippError, match=r"not a valid safetensors file \(.*not fully covered"):
         inspect_checkpoint(copy)
 
 
