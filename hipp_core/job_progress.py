@@ -42,10 +42,7 @@ def evaluation_steps(tasks: Mapping[str, Mapping[str, Sequence]], image_free: bo
     return steps
 
 
-STAGE_LABELS = {
-    "pope": "POPE",
-    "sqa": "ScienceQA",
-    "mme": "MME",
+STAGE_LABELS = {  # the library's other stages; a benchmark's stages are named by its `label`
     "GRPO": "GRPO iteration",
     "plans": "plans scored",
     "recover": "LoRA step",
@@ -58,7 +55,8 @@ def stage_label(stage: str) -> str:
     head, _, group = stage.partition(" ")
     free = head.endswith("_free")
     head = head.removesuffix("_free")
-    text = " ".join(part for part in (STAGE_LABELS.get(head, head), group) if part)
+    label = benchmarks.get(head).label if head in benchmarks.names() else STAGE_LABELS.get(head, head)
+    text = " ".join(part for part in (label, group) if part)
     return f"{text}, blank image" if free else text
 
 

@@ -40,6 +40,7 @@ class Benchmark(ABC):
     grouped: ClassVar[bool]  # metrics per group (and a summary over them), or one set
     metrics_type: ClassVar[type]  # the dataclass `metrics` returns
     embedded: ClassVar[bool] = False  # ShapesWorld has this benchmark's files built in
+    label: ClassVar[str] = ""  # how people write its name ("ScienceQA"), in progress lines and tables
     help: ClassVar[str] = ""
 
     @abstractmethod

@@ -56,6 +56,7 @@ class MME(Benchmark):
     name = "mme"
     grouped = True
     metrics_type = MMEMetrics
+    label = "MME"
     help = "MME yes/no pairs per subtask; score = 100·(accuracy + accuracy+)"
 
     def load(self, split: str, data: DataSource, embedded_root: Path | None) -> dict[str, list[MMEItem]]:

@@ -59,6 +59,7 @@ class Pope(Benchmark):
     grouped = True
     metrics_type = PopeMetrics
     embedded = True
+    label = "POPE"
     help = "POPE object-presence yes/no questions (random / popular / adversarial)"
 
     def load(self, split: str, data: DataSource, embedded_root: Path | None) -> dict[str, list[PopeItem]]:

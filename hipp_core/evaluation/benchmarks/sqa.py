@@ -45,6 +45,7 @@ class ScienceQA(Benchmark):
     grouped = False
     metrics_type = SQAMetrics
     embedded = True
+    label = "ScienceQA"
     help = "ScienceQA multiple choice, answered with the option's letter"
 
     def load(self, split: str, data: DataSource, embedded_root: Path | None) -> dict[str, list[SQAItem]]:
