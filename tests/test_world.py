@@ -3,7 +3,18 @@
 import random
 from collections import Counter
 
-from hipp_core.data.questions import IMAGE_KINDS, TEXT_KINDS, balanced_presence, multiple_choice
+from hipp_core.data.prompts import sqa_prompt
+from hipp_core.data.questions import (
+    FACT_KINDS,
+    FACT_QUESTIONS,
+    IMAGE_KINDS,
+    TEXT_KINDS,
+    balanced_presence,
+    fact_recall,
+    fact_values,
+    facts,
+    multiple_choice,
+)
 from hipp_core.data.world import (
     IMAGE_SIZE,
     OBJECTS,
@@ -93,4 +104,43 @@ def test_multiple_choice_answers_are_true_of_the_scene():
             elif kind == "position":
                 obj = q.question.removeprefix("Where is the ").removesuffix("?")
                 assert next(o for o in scene.objects if o.name == obj).quadrant == correct
+            elif kind in FACT_KINDS:
+                before, after = FACT_QUESTIONS[kind].split("{}")
+                obj = q.question.removeprefix(before).removesuffix(after)
+                assert facts()[kind][obj] == correct and not q.needs_image
     assert set(seen) == set(IMAGE_KINDS + TEXT_KINDS)
+
+
+def test_fact_table_is_balanced_so_no_colour_or_shape_predicts_a_fact():
+    for kind in FACT_KINDS:
+        table = facts()[kind]
+        assert set(table) == set(OBJECTS)
+        assert Counter(table.values()) == {v: len(OBJECTS) // len(fact_values(kind)) for v in fact_values(kind)}
+        for part in (0, 1):  # neither the colour nor the shape alone gives the value away
+            by = Counter((name.split(" ")[part], value) for name, value in table.items())
+            assert max(by.values()) < len(OBJECTS) // len(fact_values(kind))
+
+
+def test_fact_recall_answers_from_the_table_and_covers_it():
+    rng = random.Random(0)
+    asked = set()
+    for _ in range(2000):
+        question, answer = fact_recall(rng)
+        kind = next(k for k in FACT_KINDS if question.startswith(FACT_QUESTIONS[k].split("{}")[0]))
+        before, after = FACT_QUESTIONS[kind].split("{}")
+        obj = question.removeprefix(before).removesuffix(after)
+        assert facts()[kind][obj] == answer
+        asked.add((kind, obj))
+    assert len(asked) == len(FACT_KINDS) * len(OBJECTS)
+
+
+def test_sqa_prompt_puts_the_context_first_as_llava_evaluates():
+    text = sqa_prompt("Which is more?", ["a", "b"], "The bag holds 2 a.")
+    assert text.splitlines() == [
+        "Context: The bag holds 2 a.",
+        "Which is more?",
+        "A. a",
+        "B. b",
+        "Answer with the option's letter from the given choices directly.",
+    ]
+    assert sqa_prompt("Q?", ["a", "b"]).splitlines()[0] == "Q?"

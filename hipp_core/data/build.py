@@ -28,7 +28,7 @@ from hipp_core.data.questions import IMAGE_KINDS, TEXT_KINDS, multiple_choice, p
 from hipp_core.data.records import POPE_CATEGORIES
 from hipp_core.data.world import SPLIT_SEEDS, SPLITS, pope_negatives, render, scenes_for_split
 
-VERSION = 1
+VERSION = 2
 Progress = Callable[[str, int, int], None]
 
 

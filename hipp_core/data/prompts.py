@@ -19,9 +19,7 @@ def pope_prompt(text: str) -> str:
 def sqa_prompt(question: str, choices: list[str] | tuple[str, ...], hint: str = "") -> str:
     if len(choices) > len(LETTERS):
         raise ValueError(f"at most {len(LETTERS)} choices are supported, got {len(choices)}")
-    lines = [question]
-    if hint:
-        lines.append(f"Context: {hint}")
+    lines = [f"Context: {hint}", question] if hint else [question]  # context first, as LLaVA's CQM-A files ask
     lines += [f"{LETTERS[i]}. {c}" for i, c in enumerate(choices)]
     lines.append(SQA_SUFFIX)
     return "\n".join(lines)

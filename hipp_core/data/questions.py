@@ -1,7 +1,10 @@
 """Questions about ShapesWorld scenes: POPE-style presence, ScienceQA-style multiple choice, training targets.
 
 Multiple-choice kinds come in two families of equal weight: `IMAGE_KINDS` can only be answered by looking;
-`TEXT_KINDS` are answered from world knowledge or the hint, like ScienceQA's text-only questions.
+`TEXT_KINDS` are answered from world knowledge or the hint, like ScienceQA's text-only questions. Most of that
+knowledge is a fact table (`FACTS`: where each of the 36 objects lives and what it is made of) fixed by the world
+seed: recalling 72 arbitrary facts is what a decoder stores in its MLPs, while object presence is read from the image
+through attention, so the two benchmarks lean on different units (docs/design.md, The embedded testbed).
 `DRILL_KINDS` are for training only: "Which option is the red circle?" asks for nothing but the option letter
 that names an object, the step every multiple-choice answer ends with, and the one a small decoder is slowest
 to learn inside real questions.
@@ -11,16 +14,40 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 
-from hipp_core.data.world import COLOURS, OBJECTS, QUADRANTS, SHAPES, Placed, Scene
+from hipp_core.data.world import COLOURS, OBJECTS, QUADRANTS, SHAPES, WORLD_SEED, Placed, Scene
 
 CORNERS = {"circle": 0, "ring": 0, "triangle": 3, "square": 4, "diamond": 4, "cross": 12}
 MIXES = {("red", "yellow"): "orange", ("blue", "yellow"): "green", ("red", "blue"): "purple"}
 BAG_NAMES = ("bag", "box", "jar")
 
 IMAGE_KINDS = ("count", "colour_of_shape", "shape_of_colour", "position", "which_present")
-TEXT_KINDS = ("corners", "mix", "more")
+TEXT_KINDS = ("corners", "mix", "more", "home", "material")
 DRILL_KINDS = ("pointer",)
+FACT_KINDS = ("home", "material")
+
+HOMES = ("forest", "desert", "river", "mountain", "city", "island")
+MATERIALS = ("wood", "glass", "metal", "stone", "paper", "clay")
+# The question each fact kind asks about an object, and its values.
+FACT_QUESTIONS = {"home": "Where does the {} live?", "material": "What is the {} made of?"}
+
+
+@lru_cache(maxsize=1)
+def facts() -> dict[str, dict[str, str]]:
+    """Each object's home and material: every value held by exactly 6 objects, assigned by the world seed, so
+    no colour or shape predicts a fact and each must be remembered."""
+    rng = random.Random(WORLD_SEED + 1)
+    table = {}
+    for kind, values in (("home", HOMES), ("material", MATERIALS)):
+        pool = [v for v in values for _ in range(len(OBJECTS) // len(values))]
+        rng.shuffle(pool)
+        table[kind] = dict(zip(OBJECTS, pool))
+    return table
+
+
+def fact_values(kind: str) -> tuple[str, ...]:
+    return {"home": HOMES, "material": MATERIALS}[kind]
 
 
 def presence_question(obj: str) -> str:
@@ -86,6 +113,10 @@ def multiple_choice(scene: Scene | None, kind: str, rng: random.Random) -> Multi
         if rng.random() < 0.5:
             a, b = b, a
         question, correct, pool = f"Which colour do you get by mixing {a} and {b}?", made, list(COLOURS)
+    elif kind in FACT_KINDS:
+        obj = rng.choice(OBJECTS)
+        question = FACT_QUESTIONS[kind].format(obj)
+        correct, pool = facts()[kind][obj], list(fact_values(kind))
     elif kind == "more":
         first, second = rng.sample(OBJECTS, 2)
         n1, n2 = rng.sample(range(1, 10), 2)
@@ -99,6 +130,14 @@ def multiple_choice(scene: Scene | None, kind: str, rng: random.Random) -> Multi
         raise ValueError(f"unknown question kind {kind!r}")
     choices, answer = _choices(correct, pool, rng)
     return MultipleChoice(question, choices, answer, hint, kind)
+
+
+def fact_recall(rng: random.Random) -> tuple[str, str]:
+    """A training-only open question on the fact table, answered with one word ("Where does the red circle
+    live?" → "forest"): direct supervision of the facts the multiple-choice kinds then point at."""
+    kind = rng.choice(FACT_KINDS)
+    obj = rng.choice(OBJECTS)
+    return FACT_QUESTIONS[kind].format(obj), facts()[kind][obj]
 
 
 def _unique(objects: tuple[Placed, ...], key) -> list[Placed]:

@@ -35,8 +35,15 @@ from PIL import Image
 from torch import nn
 
 from hipp_core.data.prompts import CAPTION_PROMPT, LETTERS, pope_prompt, sqa_prompt
-from hipp_core.data.questions import DRILL_KINDS, IMAGE_KINDS, TEXT_KINDS, balanced_presence, multiple_choice
-from hipp_core.data.world import GRID, OBJECTS, Scene, render, scenes_for_split
+from hipp_core.data.questions import (
+    DRILL_KINDS,
+    IMAGE_KINDS,
+    TEXT_KINDS,
+    balanced_presence,
+    fact_recall,
+    multiple_choice,
+)
+from hipp_core.data.world import GRID, OBJECTS, QUADRANTS, Placed, Scene, render, scenes_for_split
 from hipp_core.models.adapters import ModelAdapter
 
 Progress = Callable[[str, int, int, dict], None]
@@ -57,6 +64,7 @@ class TrainConfig:
     share_caption: float = 0.2
     share_choice: float = 0.44  # of the non-caption samples; the rest are yes/no presence questions
     share_drill: float = 0.15  # of the multiple-choice samples: keeps the letter circuit while the rest is learnt
+    share_fact: float = 0.15  # of the other samples: one-word recall of the fact table, the rest yes/no presence
     # Same-colour / same-shape lures only after the first 30%: partial matching on colour or shape is the
     # stepping stone to grounding, and lures from the start took that gradient away (yes/no stayed at chance).
     lure_start: float = 0.3
@@ -91,6 +99,9 @@ def draw_sample(stream, rng: random.Random, cfg: TrainConfig, step: int = 0) -> 
         return Sample(CAPTION_PROMPT, scene, scene.caption(), is_caption=True)
     if rng.random() < cfg.share_choice:
         return choice_sample(scene, rng, cfg.share_drill)
+    if rng.random() < cfg.share_fact:
+        question, answer = fact_recall(rng)
+        return Sample(pope_prompt(question), None, answer)
     scene, question, answer = balanced_presence(scene, rng, cfg.lures_at(step))
     return Sample(pope_prompt(question), scene, answer)
 
@@ -168,13 +179,19 @@ def _save_atomic(state: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def cell_quadrants() -> list[int]:
+    return [QUADRANTS.index(Placed(cell, "", "").quadrant) for cell in range(GRID * GRID)]
+
+
 def train_probe(adapter: ModelAdapter, cfg: TrainConfig, progress: Progress | None = None) -> float:
-    """Stage 1: returns the final per-cell accuracy on the last batch."""
+    """Stage 1: returns the final per-cell accuracy on the last batch. A second linear head reads each cell's
+    quadrant, so where a token sits is as plain in it as what it shows ("Where is the red circle?" needs both)."""
     encoder = adapter.vision_encoder()
     dim = adapter.image_token_states(adapter.encode(["x"], [render(next(scenes_for_split("train")))]).inputs).shape[-1]
     weight = next(encoder.parameters())
     head = nn.Linear(dim, 1 + len(OBJECTS), device=weight.device, dtype=weight.dtype)
-    params = list(encoder.parameters()) + list(head.parameters())
+    where = nn.Linear(dim, len(QUADRANTS), device=weight.device, dtype=weight.dtype)
+    params = list(encoder.parameters()) + list(head.parameters()) + list(where.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.probe_lr)
     stream = scenes_for_split("train", seed=cfg.seed + 11)
     acc = 0.0
@@ -184,7 +201,9 @@ def train_probe(adapter: ModelAdapter, cfg: TrainConfig, progress: Progress | No
         states = adapter.image_token_states(enc.inputs)
         target = torch.tensor([cell_labels(s) for s in scenes], device=states.device)
         logits = head(states)
+        quadrant = torch.tensor(cell_quadrants(), device=states.device).repeat(len(scenes))
         loss = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten())
+        loss = loss + F.cross_entropy(where(states).flatten(0, 1).float(), quadrant)
         opt.zero_grad()
         loss.backward()
         opt.step()

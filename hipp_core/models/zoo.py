@@ -43,9 +43,9 @@ CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 class DecoderSize:
     hidden: int = 128
     layers: int = 8  # >= 8 so per-layer allocation has room to matter
-    heads: int = 4
+    heads: int = 8  # attention can be cut in 12.5% steps
     kv_heads: int = 2  # fewer KV than query heads: pruning must respect GQA groups
-    intermediate: int = 344  # a multiple of 8, the embedded models' channel rounding
+    intermediate: int = 256  # a multiple of 8, the embedded models' channel rounding
 
 
 def train_info(path: Path) -> dict | None:
