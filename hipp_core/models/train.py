@@ -53,7 +53,7 @@ Progress = Callable[[str, int, int, dict], None]
 class TrainConfig:
     seed: int = 0
     batch_size: int = 64
-    probe_steps: int = 400  # joint colour-shape classes reach 100% per-cell accuracy after ~300 steps
+    probe_steps: int = 800  # with the quadrant head, LLaVA's tower needs ~800 steps to read every cell (400: 0.93)
     probe_lr: float = 3e-3
     letter_steps: int = 1500  # stage 2 opens with the text-only letter drill
     steps: int = 3600  # stage 2 after the drill
