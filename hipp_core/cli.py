@@ -120,6 +120,12 @@ TestPopeOpt = Annotated[
 TestSplitOpt = Annotated[
     str | None, typer.Option(help="ScienceQA split of --sqa-dir you report on (default test); kept apart likewise.")
 ]
+TestPopeImagesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Image folder of the --test-pope files, which results are scored on (default: images/ beside them)."
+    ),
+]
 ShapesWorldOpt = Annotated[
     bool,
     typer.Option(
@@ -139,6 +145,7 @@ def _data(
     test_pope: list[Path] | None,
     test_split: str | None,
     shapesworld: bool,
+    test_pope_images: Path | None = None,
 ):
     """The options above as the API's `DataSource` (which checks they make sense together)."""
     from hipp_core.api import DataSource
@@ -153,6 +160,7 @@ def _data(
         test_pope=tuple(test_pope or ()),
         test_split=test_split,
         shapesworld=shapesworld,
+        test_pope_images=test_pope_images,
     )
 
 
@@ -999,6 +1007,13 @@ def pipeline_cmd(
     rank: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
     iters: Annotated[int | None, typer.Option(help="GRPO iterations if the model has no trained policy yet.")] = None,
     limit: Annotated[int | None, typer.Option(help="Test questions per set (default: all).")] = None,
+    recover_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="LLaVA-format instruction file LoRA recovery trains on, as `hipp recover --data` takes (default: "
+            "ShapesWorld train; required for a local checkpoint tuned on your own data)."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export at --output.")] = False,
     pope_dir: PopeDirOpt = None,
     pope_images: PopeImagesOpt = None,
@@ -1007,6 +1022,7 @@ def pipeline_cmd(
     sqa_images: SqaImagesOpt = None,
     split: TuneSplitOpt = None,
     test_pope: TestPopeOpt = None,
+    test_pope_images: TestPopeImagesOpt = None,
     test_split: TestSplitOpt = None,
     shapesworld: ShapesWorldOpt = False,
     equal_counts: EqualCountsOpt = False,
@@ -1018,12 +1034,25 @@ def pipeline_cmd(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """calibrate → blueprint → materialize → recover → evaluate → export, reusing everything already computed.
-    Calibration and rewards read the data options as `train-policy` does."""
+    Calibration and rewards read the data options as `train-policy` does; with your own data, the dense, pruned and
+    recovered models are scored on the --test-pope file or folder and the --test-split of --sqa-dir, and recovery
+    trains on --recover-data."""
     from hipp_core.api import pipeline
 
     def body() -> None:
         preference = _parse_preference(pref)
-        data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
+        data = _data(
+            pope_dir,
+            pope_images,
+            pope_labels,
+            sqa_dir,
+            sqa_images,
+            split,
+            test_pope,
+            test_split,
+            shapesworld,
+            test_pope_images,
+        )
         with progress_bar() as cb:
             result = pipeline(
                 model,
@@ -1040,6 +1069,7 @@ def pipeline_cmd(
                 equal_counts=equal_counts,
                 export_format=export_format,
                 batch_size=batch_size,
+                recover_data=recover_data,
                 **_settings(device, dtype),
             )
         stages = Table("stage", "", "seconds", title="pipeline")
@@ -1053,8 +1083,11 @@ def pipeline_cmd(
             ("pruned", rec.before, f"{bp.achieved:.1%}"),
             ("recovered", rec.after, f"{bp.achieved:.1%}"),
         ):
-            pope = [f"{r.pope[c].balanced_accuracy:.3f}" for c in ("random", "popular", "adversarial")]
-            table.add_row(name, removed, *pope, f"{r.sqa.accuracy:.3f}")
+            pope = [
+                f"{r.pope[c].balanced_accuracy:.3f}" if c in r.pope else "-"
+                for c in ("random", "popular", "adversarial")
+            ]
+            table.add_row(name, removed, *pope, f"{r.sqa.accuracy:.3f}" if r.sqa else "-")
         out.print(table)
         out.print(
             f"plan {bp.plan_id} (preference {', '.join(f'{x:.2f}' for x in bp.preference)}) → {result.export_dir}"
