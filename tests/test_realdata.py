@@ -330,9 +330,9 @@ def instruction_file(real, folder: Path) -> Path:
     """A two-item LLaVA-format instruction file on a training image (not one the test file asks about)."""
     folder.mkdir(exist_ok=True)
     shutil.copy(real["images"] / name(1), folder / name(1))
-    turns = [{"from": "human", "value": "<image>\nIs there a dog in the image?"}, {"from": "gpt", "value": "Yes"}]
-    items = [{"id": "a", "image": name(1), "conversations": turns}, {"id": "b", "conversations": turns[1:]}]
-    items[1]["conversations"] = [{"from": "human", "value": "Say no."}, {"from": "gpt", "value": "No"}]
+    seen = [{"from": "human", "value": "<image>\nIs there a dog in the image?"}, {"from": "gpt", "value": "Yes"}]
+    text = [{"from": "human", "value": "Say no."}, {"from": "gpt", "value": "No"}]
+    items = [{"id": "a", "image": name(1), "conversations": seen}, {"id": "b", "conversations": text}]
     path = folder / "instruct.json"
     path.write_text(json.dumps(items))
     return path
