@@ -953,15 +953,26 @@ def recover_cmd(
     grad_checkpointing: Annotated[
         bool, typer.Option(help="Recompute activations in the backward pass: less memory, same result, slower.")
     ] = False,
+    pope_dir: PopeDirOpt = None,
+    pope_images: PopeImagesOpt = None,
+    pope_labels: PopeLabelsOpt = None,
+    sqa_dir: SqaDirOpt = None,
+    sqa_images: SqaImagesOpt = None,
+    split: Annotated[
+        str | None, typer.Option(help="ScienceQA split of --sqa-dir the scores are reported on (default test).")
+    ] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
 ) -> None:
     """LoRA-recover a pruned model (language decoder only), merge, store it as an export, and compare test scores
-    before and after. Rerunning after a kill resumes; the same settings again return the stored model."""
+    before and after: on ShapesWorld test, or on your POPE / ScienceQA test files (the options `hipp eval` takes).
+    Rerunning after a kill resumes; the same settings again return the stored model."""
     from hipp_core import api
 
     def body() -> None:
+        own = pope_dir is not None or sqa_dir is not None
+        scored_on = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, None, None, False)
         blueprint = api.read_plan(plan)
         with progress_bar() as cb:
             result = api.recover(
@@ -977,6 +988,7 @@ def recover_cmd(
                 batch_size=batch_size,
                 grad_accum=grad_accum,
                 grad_checkpointing=grad_checkpointing,
+                eval_data=scored_on if own else None,
                 **_settings(device, dtype),
             )
         if as_json:
@@ -984,7 +996,8 @@ def recover_cmd(
             report |= {"cached": result.cached, "before": result.before.to_json(), "after": result.after.to_json()}
             sys.stdout.write(json.dumps(report, indent=2) + "\n")
             return
-        table = Table("", "pruned", "recovered", title=f"test split, plan {blueprint.plan_id}")
+        where = "your test data" if own else "ShapesWorld test split"
+        table = Table("", "pruned", "recovered", title=f"{where}, plan {blueprint.plan_id}")
         for cat, m in result.before.pope.items():
             after = result.after.pope[cat].balanced_accuracy
             table.add_row(f"POPE {cat} balanced acc", f"{m.balanced_accuracy:.3f}", f"{after:.3f}")

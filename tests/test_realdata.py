@@ -408,3 +408,28 @@ def test_a_real_pipeline_scores_on_the_test_files_and_recovers_on_the_instructio
     assert all(bench.startswith(f"all:{content}:") for bench in stored.values()), stored
     artifact = next(a for a in store.list_artifacts(plan_id) if a.kind == "recovered")
     assert read_recovery(Path(artifact.path))["data"].endswith(f"({instructions_key(instructions)})")
+
+
+def test_recover_scores_before_and_after_on_the_test_files_it_is_given(real, tiny_llava, tmp_path):
+    """`hipp recover` with eval's data options reports the pruned and recovered models on those files, stored
+    under their content key (not ShapesWorld test's)."""
+    from hipp_core.api import read_plan
+    from plan_store import PlanStore
+
+    blueprint_file = tmp_path / "plan.json"
+    planning = ["--method", "uniform", "--sparsity", "0.3", "--shapesworld", "-o", str(blueprint_file)]
+    result = invoke("plan", "baseline", str(tiny_llava), *planning)
+    assert result.returncode == 0, result.output
+    instructions = instruction_file(real, tmp_path / "instruct")
+    own = ["--pope-dir", str(real["test"]), "--pope-images", str(real["images"]), "--sqa-dir", str(real["sqa"])]
+    args = ["recover", str(tiny_llava), "--plan", str(blueprint_file), "--data", str(instructions), "--steps", "1"]
+    result = invoke(*args, *own, "--limit", "2")
+    assert result.returncode == 0, result.output
+    assert "your test data" in result.stdout
+
+    reported = DataSource(pope=real["test"], pope_images=real["images"], sqa=real["sqa"], split="test")
+    content = data_key(reported, load_benchmark("all", "test", 2, reported))
+    plan_id = read_plan(blueprint_file).plan_id
+    stored = {e.key.mode: e.key.bench for e in PlanStore().plan_evaluations(plan_id) if e.key.split == "test"}
+    assert set(stored) == {"physical", "recovered"}
+    assert all(bench.startswith(f"all:{content}:") for bench in stored.values()), stored
