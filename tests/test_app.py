@@ -381,12 +381,16 @@ def test_export_validates_the_path_then_exports_and_offers_the_card(trained, tmp
 
     target = tmp_path / "export"
     at.text_input[0].input(str(target)).run()
+    at.radio(key="export_format").set_value("stock").run()
     at.button[-1].click().run()
     assert not at.error and "Started the export" in at.success[0].value
     job = jobs.find_jobs(PlanStore(), "export", active_only=False, plan_id=plan_id)[0]
-    assert no_spawn == [job.job_id]
+    assert no_spawn == [job.job_id] and job.params["export_format"] == "stock"
     # The worker's body, run here: detached workers are tested in test_jobs.py.
     assert job_runner.run_job(job.job_id, PlanStore()) == "done", PlanStore().get_job(job.job_id).error
+    assert "(stock)" in PlanStore().get_job(job.job_id).message
+    config = json.loads((target / "config.json").read_text())
+    assert "auto_map" not in config, "a stock export names no remote code"
     at.run()
     assert any(b.label == "Download model card" for b in at.get("download_button"))
     assert plan_id in "".join(m.value for m in at.markdown)
