@@ -99,6 +99,7 @@ from hipp_core.ui_plans import (  # noqa: F401
     parallel_data,
     plans_table,
 )
+from hipp_core.ui_preference import PreferenceNeighbours, preference_neighbours  # noqa: F401
 from hipp_core.ui_state import (  # noqa: F401
     DEFAULT_SPEC,
     EMBEDDED_CHOICES,

@@ -256,6 +256,23 @@ def test_explore_link_restores_preference_and_lock_and_the_url_follows_the_slide
     assert list(layers["layer"])[:2] == ["layer 0", "layer 1"]
 
 
+def test_explore_compares_the_plan_with_neighbouring_preferences_on_demand(trained):
+    at = page("explore", trained)
+    assert len(chart_specs(at)) == 1, "off by default: a slider move plans nothing more"
+    at.toggle(key="compare_neighbours").set_value(True).run()
+    assert not at.exception and not at.error
+    assert at.query_params["neighbours"] == "1"
+    text = next(m.value for m in at.markdown if "neighbouring preference" in m.value)
+    # Without a lock the compression weight moves the budget, so its neighbours change the plan.
+    assert "change the plan" in text and "compression +0.1: " in text and "sparsity +" in text
+    heatmap = json.loads(chart_specs(at)[1])["data"][0]
+    assert heatmap["type"] == "heatmap" and "compression +0.1 · MLP" in heatmap["y"]
+    at.checkbox(key="lock_sparsity").check().run()
+    assert not at.exception and not at.error
+    text = next(m.value for m in at.markdown if "neighbouring preference" in m.value)
+    assert "at sparsity 30%" in text, "the neighbours share the locked sparsity"
+
+
 def test_explore_without_policy_offers_training(tiny_qwen, no_spawn):
     at = page("explore", str(tiny_qwen))
     assert "No trained policy" in at.warning[0].value
