@@ -221,7 +221,8 @@ def preference_neighbours(
 
 # -- words -----------------------------------------------------------------------------------------------------------
 def _units(delta: Sequence[int], one: str, many: str) -> str:
-    """ "2 more query heads removed in layers 3–4, 1 fewer in layer 6" from per-layer differences."""
+    """Per-layer differences in words, e.g. "2 more query heads removed in layers 3–4, 1 fewer query head removed in
+    layer 6" (counts summed over the layers named)."""
     parts = []
     for sign, word in ((1, "more"), (-1, "fewer")):
         layers = [i for i, d in enumerate(delta) if d * sign > 0]
@@ -234,7 +235,7 @@ def _units(delta: Sequence[int], one: str, many: str) -> str:
 
 
 def _layers(layers: Sequence[int]) -> str:
-    """ "layer 6", "layers 3–4, 6": consecutive layers as ranges."""
+    """Layer numbers with consecutive ones as ranges: "layer 6", "layers 3–4, 6"."""
     runs: list[list[int]] = []
     for i in layers:
         if runs and i == runs[-1][-1] + 1:
