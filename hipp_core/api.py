@@ -30,6 +30,9 @@ from hipp_core.data import build as data_build
 from hipp_core.data.instructions import load_instructions
 from hipp_core.data.pope_build import PopeBuildConfig, build_pope  # noqa: F401  (re-exported for the CLI)
 from hipp_core.data.source import DataSource
+from hipp_core.data.source_params import describe as describe_data  # noqa: F401  (re-exported for the pages)
+from hipp_core.data.source_params import from_params as data_source  # noqa: F401
+from hipp_core.data.source_params import to_params as data_params  # noqa: F401
 from hipp_core.data.world import SPLITS  # noqa: F401
 from hipp_core.errors import (
     USER_ERRORS,  # noqa: F401
@@ -60,6 +63,7 @@ from hipp_core.export import (
 from hipp_core.grpo import GRPOConfig, GRPOTrainer, policy_id_for
 from hipp_core.job_progress import JobProgress
 from hipp_core.job_progress import describe as _describe_progress
+from hipp_core.jobs import DATA_KINDS as JOB_DATA_KINDS  # noqa: F401
 from hipp_core.jobs import find_jobs  # noqa: F401
 from hipp_core.methods import Method, channel_multiple  # noqa: F401  (re-exported)
 from hipp_core.models import zoo

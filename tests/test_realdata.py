@@ -433,3 +433,63 @@ def test_recover_scores_before_and_after_on_the_test_files_it_is_given(real, tin
     stored = {e.key.mode: e.key.bench for e in PlanStore().plan_evaluations(plan_id) if e.key.split == "test"}
     assert set(stored) == {"physical", "recovered"}
     assert all(bench.startswith(f"all:{content}:") for bench in stored.values()), stored
+
+
+# -- the dashboard's jobs on the user's data ------------------------------------------------------------------------
+def job_data(real, dev, **more) -> dict:
+    """The tuning data as Home keeps it and the jobs take it: the dev set, its images, the POPE test folder."""
+    return {"pope": str(dev), "pope_images": str(real["images"]), "test_pope": [str(real["test"])], **more}
+
+
+def test_a_local_checkpoints_calibrate_job_runs_on_the_chosen_data(real, dev, tiny_llava, tmp_path):
+    from hipp_core import job_runner, jobs
+    from hipp_core.api import calibrate_model
+    from plan_store import PlanStore
+
+    store, spec = PlanStore(), str(tiny_llava)
+    with pytest.raises(HippError, match="local checkpoint, so its calibration must come from your own data"):
+        jobs.submit("calibrate", {"spec": spec, "samples": 6}, store)
+    params = jobs.kind("calibrate").check({"spec": spec, "samples": 6, "data": job_data(real, dev)}, store)
+    job_id = store.create_job("calibrate", params)
+    assert job_runner.run_job(job_id, store) == "done", store.get_job(job_id).error
+    data = DataSource(pope=dev, pope_images=real["images"], test_pope=(real["test"],))
+    features, cached = calibrate_model(spec, samples=6, data=data, store=store)
+    assert cached and features.samples == 6, "the job calibrated on the chosen POPE files"
+
+    leaky = tmp_path / "leaky"  # the worker refuses tuning data that shares images with the test files, in one line
+    build_pope(real["instances"], leaky, PopeBuildConfig(images_count=9))
+    params = jobs.kind("calibrate").check({"spec": spec, "samples": 6, "data": job_data(real, leaky)}, store)
+    job_id = store.create_job("calibrate", params)
+    assert job_runner.run_job(job_id, store) == "failed"
+    assert "share 3 image(s) with the test files" in store.get_job(job_id).error
+
+
+def test_train_policy_and_recover_jobs_hand_the_chosen_data_to_the_api(real, dev, tiny_llava, monkeypatch):
+    from types import SimpleNamespace
+
+    from hipp_core import api, job_runner, jobs
+    from plan_store import PlanStore
+
+    store, spec, seen = PlanStore(), str(tiny_llava), {}
+    monkeypatch.setattr(
+        api, "train_policy", lambda spec, **kw: seen.update(kw) or SimpleNamespace(policy_id="p", curve=[])
+    )
+    raw = job_data(real, dev, sqa=str(real["sqa"]), split="minival")
+    job_id = store.create_job("train-policy", jobs.kind("train-policy").check({"spec": spec, "data": raw}, store))
+    assert job_runner.run_job(job_id, store) == "done", store.get_job(job_id).error
+    expected = DataSource(dev, real["images"], None, real["sqa"], split="minival", test_pope=(real["test"],))
+    assert seen["data"] == expected
+
+    bp = api.plan_baseline(spec, "uniform", 0.3, data=DataSource(shapesworld=True), store=store)
+    plan_id = store.put_plan(api.plan_draft(bp)).plan_id
+    untested = {"pope": str(dev), "pope_images": str(real["images"])}
+    with pytest.raises(HippError, match="your own POPE data needs the POPE test files"):
+        jobs.kind("recover").check({"spec": spec, "plan_id": plan_id, "data": untested}, store)
+    score = SimpleNamespace(pope_balanced_accuracy=0.5)
+    fake = lambda spec, blueprint, **kw: seen.update(kw) or SimpleNamespace(steps=1, before=score, after=score)
+    monkeypatch.setattr(api, "recover", fake)
+    params = {"spec": spec, "plan_id": plan_id, "steps": 1, "limit": 2, "data": raw}
+    job_id = store.create_job("recover", jobs.kind("recover").check(params, store))
+    assert job_runner.run_job(job_id, store) == "done", store.get_job(job_id).error
+    assert seen["eval_data"] == expected.report_source(), "recovery is scored on the chosen test files"
+    assert seen["eval_data"].pope == real["test"] and seen["eval_data"].split == "test"
