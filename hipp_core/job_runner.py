@@ -202,10 +202,16 @@ def _run_export(params: dict[str, Any], store: PlanStore, progress: JobProgress)
         params["overwrite"],
         artifact,
         store,
+        params["export_format"],
         **_settings(params),
     )
     progress("export", 1, 1)
-    return f"{'recovered' if artifact else 'pruned'} plan {plan.plan_id} exported to {out_dir}"
+    done = (
+        f"{'recovered' if artifact else 'pruned'} plan {plan.plan_id} exported to {out_dir} ({params['export_format']})"
+    )
+    if params["export_format"] == "stock":
+        done += "; " + api.stock_sizes(params["spec"], blueprint_of(plan)).describe()
+    return done
 
 
 # -- what each kind's progress reports, in order ------------------------------------------------------------------

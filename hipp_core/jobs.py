@@ -356,9 +356,12 @@ def check_export_target(out_dir: str, overwrite: bool) -> Path:
 
 @register("export", "Write a pruned (or recovered) plan as a checkpoint plain transformers loads.")
 def _check_export(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
+    from hipp_core.export import check_format
     from hipp_core.models.loading import prune_plan
 
-    _known(params, ("spec", "plan_id", "out_dir", "overwrite", "artifact", *SETTINGS), "export")
+    _known(params, ("spec", "plan_id", "out_dir", "overwrite", "artifact", "export_format", *SETTINGS), "export")
+    export_format = params.get("export_format", "exact")
+    check_format(export_format)
     spec = _spec(params)
     plan = _plan(params, store, spec)
     overwrite = _bool(params, "overwrite", False)
@@ -376,5 +379,6 @@ def _check_export(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         "out_dir": str(out_dir),
         "overwrite": overwrite,
         "artifact": artifact,
+        "export_format": export_format,
         **_settings(params),
     }

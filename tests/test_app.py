@@ -256,6 +256,23 @@ def test_explore_link_restores_preference_and_lock_and_the_url_follows_the_slide
     assert list(layers["layer"])[:2] == ["layer 0", "layer 1"]
 
 
+def test_explore_compares_the_plan_with_neighbouring_preferences_on_demand(trained):
+    at = page("explore", trained)
+    assert len(chart_specs(at)) == 1, "off by default: a slider move plans nothing more"
+    at.toggle(key="compare_neighbours").set_value(True).run()
+    assert not at.exception and not at.error
+    assert at.query_params["neighbours"] == "1"
+    text = next(m.value for m in at.markdown if "neighbouring preference" in m.value)
+    # Without a lock the compression weight moves the budget, so its neighbours change the plan.
+    assert "change the plan" in text and "compression +0.1: " in text and "sparsity +" in text
+    heatmap = json.loads(chart_specs(at)[1])["data"][0]
+    assert heatmap["type"] == "heatmap" and "compression +0.1 · MLP" in heatmap["y"]
+    at.checkbox(key="lock_sparsity").check().run()
+    assert not at.exception and not at.error
+    text = next(m.value for m in at.markdown if "neighbouring preference" in m.value)
+    assert "at sparsity 30%" in text, "the neighbours share the locked sparsity"
+
+
 def test_explore_without_policy_offers_training(tiny_qwen, no_spawn):
     at = page("explore", str(tiny_qwen))
     assert "No trained policy" in at.warning[0].value
@@ -381,12 +398,16 @@ def test_export_validates_the_path_then_exports_and_offers_the_card(trained, tmp
 
     target = tmp_path / "export"
     at.text_input[0].input(str(target)).run()
+    at.radio(key="export_format").set_value("stock").run()
     at.button[-1].click().run()
     assert not at.error and "Started the export" in at.success[0].value
     job = jobs.find_jobs(PlanStore(), "export", active_only=False, plan_id=plan_id)[0]
-    assert no_spawn == [job.job_id]
+    assert no_spawn == [job.job_id] and job.params["export_format"] == "stock"
     # The worker's body, run here: detached workers are tested in test_jobs.py.
     assert job_runner.run_job(job.job_id, PlanStore()) == "done", PlanStore().get_job(job.job_id).error
+    assert "(stock)" in PlanStore().get_job(job.job_id).message
+    config = json.loads((target / "config.json").read_text())
+    assert "auto_map" not in config, "a stock export names no remote code"
     at.run()
     assert any(b.label == "Download model card" for b in at.get("download_button"))
     assert plan_id in "".join(m.value for m in at.markdown)

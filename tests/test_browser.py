@@ -233,6 +233,14 @@ def test_explore_slider_redraws_the_blueprint_and_the_url_follows(page, server, 
     page.locator('[data-testid="stTable"], [data-testid="stAlert"]').last.wait_for(timeout=30_000)
     _settle(page)
     assert page.get_by_text("Traceback").count() == 0
+    page.get_by_text("Compare with neighbouring preferences").click()  # what the preference changes, on demand
+    summary = page.get_by_text(re.compile(r"neighbouring preferences? \(each weight ±")).first
+    summary.wait_for(timeout=60_000)
+    _settle(page)
+    if "change the plan" in summary.inner_text():
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=30_000)
+    page.wait_for_function("() => location.search.includes('neighbours=1')", timeout=30_000)
+    assert page.get_by_text("Traceback").count() == 0
     page.screenshot(path=str(ARTIFACTS / "explore.png"), full_page=True)
 
 

@@ -98,6 +98,8 @@ def test_export_target_is_validated_and_never_overwritten_unasked(tiny_llava, pl
         jobs.submit("export", base | {"out_dir": str(tmp_path / "mine"), "overwrite": True})
     with pytest.raises(HippError, match="not a recovered artifact"):
         jobs.submit("export", base | {"out_dir": str(tmp_path / "new"), "artifact": str(tmp_path / "mine")})
+    with pytest.raises(HippError, match="unknown export format 'gguf'; use one of exact, stock"):
+        jobs.submit("export", base | {"out_dir": str(tmp_path / "new"), "export_format": "gguf"})
 
 
 def test_evaluate_job_runs_detached_and_lands_in_the_store(tiny_llava, plan_id):
