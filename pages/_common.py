@@ -166,7 +166,7 @@ def submit_job(kind: str, params: dict, what: str, rerun: bool = True, flash: bo
 
 
 # -- live job progress ----------------------------------------------------------------------------------------------
-REFRESH_S = 2.0  # how often a running job's bar is redrawn from the store
+REFRESH_S = 1.0  # how often a running job's bar is redrawn from the store
 
 
 def follow_job(kind: str, what: str, **params) -> api.JobRecord | None:
