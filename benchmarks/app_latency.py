@@ -9,7 +9,8 @@ the charts below it were redrawn, which under-counted by ~250 ms.
 By default the run uses a fresh temporary store and trains a one-iteration policy into it (seconds): the timing
 covers the policy call, the charts and the store queries, not the policy's quality. `--home DIR` uses an existing
 store (e.g. ~/.hipp) with its trained policy instead. `--busy` measures with one background job running meanwhile
-(a long LoRA recovery of a stored plan, cancelled afterwards), as a user sees it while a job works.
+(a long LoRA recovery of a stored plan, cancelled afterwards), as a user sees it while a job works. `--neighbours`
+measures with the comparison with neighbouring preferences switched on (off by default on the page).
 
     python benchmarks/app_latency.py --moves 20 [--busy]
 """
@@ -77,13 +78,13 @@ def _serve(port: int, env: dict) -> subprocess.Popen:
     raise SystemExit(json.dumps({"error": "the dashboard did not start within 90 s"}))
 
 
-def measure(url: str, moves: int) -> list[float]:
+def measure(url: str, moves: int, neighbours: bool = False) -> list[float]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
         tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        tab.goto(f"{url}/explore")
+        tab.goto(f"{url}/explore" + ("?neighbours=1" if neighbours else ""))
         tab.locator(".js-plotly-plot").first.wait_for(timeout=180_000)
         tab.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
         thumb = tab.locator('[data-testid="stSlider"]').filter(has_text="Compression").get_by_role("slider")
@@ -163,6 +164,9 @@ def main() -> None:
     parser.add_argument("--screenshots", type=Path, default=None, help="Also save every page as PNG in this folder.")
     parser.add_argument("--busy", action="store_true", help="Measure while one background job runs.")
     parser.add_argument(
+        "--neighbours", action="store_true", help="With Explore's comparison with neighbouring preferences on."
+    )
+    parser.add_argument(
         "--save", action="store_true", help="also write benchmarks/results/app_latency.json (_busy.json with --busy)"
     )
     args = parser.parse_args()
@@ -180,7 +184,7 @@ def main() -> None:
         server = _serve(port, env)
         job = _start_busy_job() if args.busy else None
         try:
-            times = measure(f"http://127.0.0.1:{port}", args.moves)
+            times = measure(f"http://127.0.0.1:{port}", args.moves, args.neighbours)
             if args.screenshots:
                 screenshots(f"http://127.0.0.1:{port}", args.screenshots)
         finally:
@@ -202,6 +206,7 @@ def main() -> None:
             "target_ms": 450 if args.busy else 300,
             "threads": os.environ.get("HIPP_THREADS", "default"),
             "concurrent_job": busy,
+            "neighbours_compared": args.neighbours,
             "load_average_1min": round(os.getloadavg()[0], 2),
             "cpus": os.cpu_count(),
         },

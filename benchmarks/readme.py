@@ -1,7 +1,8 @@
 """Regenerate the README's results section from benchmarks/results/*.json: no number in it is typed by hand.
 
-Rewrites what lies between the `<!-- results:start -->` and `<!-- results:end -->` markers of README.md; a result
-file that is missing is listed with the command that produces it.
+Rewrites what lies between the `<!-- results:start -->` and `<!-- results:end -->` markers of README.md and redraws
+the figures the section links (docs/img/tradeoff.png); a result file that is missing is listed with the command that
+produces it.
 
     python benchmarks/readme.py
 """
@@ -12,7 +13,9 @@ from pathlib import Path
 
 from results_io import RESULTS, load
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+TRADEOFF_PLOT = Path("docs/img/tradeoff.png")  # relative to the repository root, as the README links it
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 CATS = ("random", "popular", "adversarial")
 
@@ -87,6 +90,81 @@ def policy_quality() -> list[str]:
     if not md.exists():
         return out + _missing("policy_quality", "python benchmarks/policy_quality.py --save")
     return [*out, md.read_text().strip(), ""]
+
+
+def tradeoff_plot(r: dict, out: Path) -> None:
+    """Test POPE adversarial balanced accuracy against ScienceQA accuracy of each model's dev-front plans, the dense
+    model starred and the best pair joined; written as a PNG (matplotlib comes with pymoo)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = r["models"]
+    fig, axes = plt.subplots(1, len(models), figsize=(4.8 * len(models), 4.2), squeeze=False)
+    for ax, m in zip(axes[0], models, strict=True):
+        by_id = {p["plan_id"]: p for p in m["plans"]}
+        ax.scatter(
+            [p["pope_adversarial"] for p in m["plans"]], [p["sqa"] for p in m["plans"]], label="NSGA-II dev front"
+        )
+        ax.scatter([m["dense"]["pope_adversarial"]], [m["dense"]["sqa"]], marker="*", s=220, c="black", label="dense")
+        pair = m["best_pair"]
+        if pair["min_gap"] is not None:
+            a, b = by_id[pair["pope_plan"]], by_id[pair["sqa_plan"]]
+            ax.plot(
+                [a["pope_adversarial"], b["pope_adversarial"]],
+                [a["sqa"], b["sqa"]],
+                "--",
+                c="tab:red",
+                label=f"best pair (min-gap {pair['min_gap']:.3f})",
+            )
+        ax.set(
+            title=f"{m['model']} at sparsity {m['sparsity']}",
+            xlabel="POPE adversarial balanced accuracy (test)",
+            ylabel="ScienceQA accuracy (test)",
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    tmp.replace(out)
+
+
+def tradeoff() -> list[str]:
+    r = load("tradeoff")
+    out = ["### Trade-off between POPE and ScienceQA at matched sparsity (test split)", ""]
+    if r is None:
+        return out + _missing("tradeoff", "python benchmarks/tradeoff.py --save")
+    tradeoff_plot(r, ROOT / TRADEOFF_PLOT)
+    out += [
+        (
+            "NSGA-II searches allocations at a fixed decoder sparsity on dev, maximizing ScienceQA accuracy and mean POPE "
+            "balanced accuracy (relative to dense); the plans of its dev front are scored on test. Target: two plans each "
+            "≥ 3 points better than the other on one of POPE adversarial and ScienceQA; min-gap is the largest "
+            "min(A.pope − B.pope, B.sqa − A.sqa) over pairs."
+        ),
+        "",
+        f"![POPE adversarial vs ScienceQA of the dev-front plans on test]({TRADEOFF_PLOT.as_posix()})",
+        "",
+    ]
+    rows = []
+    for m in r["models"]:
+        pair, dense, s = m["best_pair"], m["dense"], m["settings"]
+        rows.append(
+            [
+                m["model"],
+                str(m["sparsity"]),
+                f"{dense['pope_adversarial']:.3f} / {dense['sqa']:.3f}",
+                f"{len(m['plans'])} of {m['distinct_plans_evaluated']} ({m['n_evals']} evaluations, dev limit {s['limit']})",
+                "n/a" if pair["min_gap"] is None else f"{pair['min_gap']:.3f}",
+                "yes" if pair["met"] else "**no**",
+            ]
+        )
+    header = ["model", "sparsity", "dense POPE adv. / SQA", "front plans", "min-gap", "≥ 0.03"]
+    return [*out, *_table(header, rows), ""]
 
 
 def recovery() -> list[str]:
@@ -248,6 +326,7 @@ def main() -> None:
         *dense_quality(),
         *matched_sparsity(),
         *policy_quality(),
+        *tradeoff(),
         *recovery(),
         *speed(),
         *gpu_speed(),

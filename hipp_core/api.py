@@ -27,8 +27,12 @@ from hipp_core.config import (
     set_threads,  # noqa: F401
 )
 from hipp_core.data import build as data_build
+from hipp_core.data.instructions import load_instructions
 from hipp_core.data.pope_build import PopeBuildConfig, build_pope  # noqa: F401  (re-exported for the CLI)
 from hipp_core.data.source import DataSource
+from hipp_core.data.source_params import describe as describe_data  # noqa: F401  (re-exported for the pages)
+from hipp_core.data.source_params import from_params as data_source  # noqa: F401
+from hipp_core.data.source_params import to_params as data_params  # noqa: F401
 from hipp_core.data.world import SPLITS  # noqa: F401
 from hipp_core.errors import (
     USER_ERRORS,  # noqa: F401
@@ -42,6 +46,7 @@ from hipp_core.evaluation.stored import (  # noqa: F401  (re-exported: the API's
     bench_key,
     evaluate_model,
     evaluate_recovered,
+    evaluation_options,
     load_benchmark,
     load_tuning,
     plan_draft,
@@ -58,11 +63,12 @@ from hipp_core.export import (
 from hipp_core.grpo import GRPOConfig, GRPOTrainer, policy_id_for
 from hipp_core.job_progress import JobProgress
 from hipp_core.job_progress import describe as _describe_progress
+from hipp_core.jobs import DATA_KINDS as JOB_DATA_KINDS  # noqa: F401
 from hipp_core.jobs import find_jobs  # noqa: F401
 from hipp_core.methods import Method, channel_multiple  # noqa: F401  (re-exported)
 from hipp_core.models import zoo
 from hipp_core.models.device import AUTO, DTYPES, Placement, dtype_runs, resolve, resolve_device
-from hipp_core.models.loading import checkpoint_dtype, load_model, resolve_spec
+from hipp_core.models.loading import EMBEDDED_ALIASES, checkpoint_dtype, load_model, resolve_spec
 from hipp_core.models.train import TrainConfig
 from hipp_core.policies import BUNDLED_POLICY, policy_checkpoint_path, policy_record  # noqa: F401  (re-exported)
 from hipp_core.policy import Planner
@@ -97,6 +103,7 @@ from hipp_core.ui_plans import (  # noqa: F401
     parallel_data,
     plans_table,
 )
+from hipp_core.ui_preference import PreferenceNeighbours, preference_neighbours  # noqa: F401
 from hipp_core.ui_state import (  # noqa: F401
     DEFAULT_SPEC,
     EMBEDDED_CHOICES,
@@ -382,11 +389,13 @@ def recover(
     device: str = AUTO,
     dtype: str = AUTO,
     eval_batch_size: int = 32,
+    eval_data: DataSource | None = None,
 ) -> RecoveryResult:
     """LoRA-recover the physically pruned model of `blueprint` on ShapesWorld `train` (or the LLaVA-format
     instruction file `data`), merge, and store it as the plan's `recovered` artifact (an export in the base
-    checkpoint's dtype: plain transformers loads it). Returns the pruned and recovered scores on the test split
-    (`limit` questions per set, None = all; `eval_batch_size` per forward pass). Each step trains on `batch_size` ×
+    checkpoint's dtype: plain transformers loads it). Returns the pruned and recovered scores on the test data
+    `eval_data` names (a `DataSource.report_source`; None: ShapesWorld `test`), `limit` questions per set (None =
+    all), `eval_batch_size` per forward pass. Each step trains on `batch_size` ×
     `grad_accum` samples, in `grad_accum` micro-batches of `batch_size`; `grad_checkpointing` trades compute for
     memory. The same (model, plan, steps, rank, data, seed, lr, batch, accumulation, device type and dtype) again
     returns the stored artifact without training; a killed run, rerun, resumes from its last checkpoint."""
@@ -411,6 +420,7 @@ def recover(
         device=device,
         dtype=dtype,
         eval_batch_size=eval_batch_size,
+        eval_data=eval_data,
     )
 
 
@@ -546,13 +556,17 @@ def pipeline(
     device: str = AUTO,
     dtype: str = AUTO,
     batch_size: int = 32,
+    recover_data: Path | None = None,
 ) -> PipelineResult:
     """calibrate → policy (trained if the model has none) → blueprint → materialize + LoRA recovery → evaluate on
     test → export, each stage reusing what the store already holds, all on `device` in `dtype`. Calibration and
-    rewards read `data` (see `train_policy`). `batch_size` bounds every forward pass: scoring's batch, and at most
-    that for calibration and LoRA training (their defaults are smaller). The target directory and the data are
-    checked first, so a long run never ends on a refusal. `equal_counts` asks the policy for a plan with the same
-    unit counts in every layer; `export_format` is `exact` or `stock` (see `hipp_core.export`)."""
+    rewards read `data` (see `train_policy`); the dense, pruned and recovered models are scored on its test files
+    (`DataSource.report_source`; ShapesWorld `test` for ShapesWorld); LoRA trains on the LLaVA-format instruction
+    file `recover_data` (None: ShapesWorld `train`, refused for a local checkpoint tuned on its own data).
+    `batch_size` bounds every forward pass: scoring's batch, and at most that for calibration and LoRA training
+    (their defaults are smaller). The target directory and all data are checked first, so a long run never ends on
+    a refusal. `equal_counts` asks the policy for a plan with the same unit counts in every layer; `export_format` is
+    `exact` or `stock` (see `hipp_core.export`)."""
     preference = validation.preference(preference)
     if sparsity is not None:
         validation.sparsity(sparsity)
@@ -563,6 +577,7 @@ def pipeline(
         raise HippError(f"the parent folder {out_dir.parent} does not exist; create it first or choose another path")
     validation.count(batch_size, "--batch-size")
     reward_data(spec, data, GRPOConfig().limit, "the reward questions")
+    test = _pipeline_test_data(spec, data, recover_data, limit)
     store = store or PlanStore()
     stages: list[tuple[str, bool, float]] = []
     settings = {"device": device, "dtype": dtype}
@@ -592,7 +607,9 @@ def pipeline(
     dense = stage(
         "evaluate dense",
         lambda: _cached(
-            evaluate_model(spec, split="test", limit=limit, batch_size=batch_size, store=store, **settings)
+            evaluate_model(
+                spec, limit=limit, batch_size=batch_size, store=store, **evaluation_options(test), **settings
+            )
         ),
     )
     recovery = stage(
@@ -603,11 +620,13 @@ def pipeline(
                 blueprint,
                 steps,
                 rank,
+                recover_data,
                 store=store,
                 progress=progress,
                 limit=limit,
                 batch_size=train_batch,
                 eval_batch_size=batch_size,
+                eval_data=test,
                 **settings,
             )
         ),
@@ -620,6 +639,24 @@ def pipeline(
         ),
     )
     return PipelineResult(blueprint, dense, recovery, export_dir, stages)
+
+
+def _pipeline_test_data(
+    spec: str, data: DataSource | None, recover_data: Path | None, limit: int | None
+) -> DataSource | None:
+    """The test data a pipeline reports on (None: ShapesWorld `test`), read once to check it, and its instruction
+    file checked too: a local checkpoint tuned on its own data is never recovered on ShapesWorld."""
+    test = data.report_source() if data is not None else None
+    if recover_data is None and test is not None and spec not in EMBEDDED_ALIASES:
+        raise HippError(
+            f"{spec} is a local checkpoint tuned on your own data, so its LoRA recovery must not train on ShapesWorld: "
+            "pass --recover-data FILE, a LLaVA-format instruction file"
+        )
+    if recover_data is not None:
+        load_instructions(recover_data)
+    if test is not None:
+        load_benchmark("all", evaluation_options(test)["split"], limit, test)
+    return test
 
 
 def _cached(result):

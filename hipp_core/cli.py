@@ -120,6 +120,12 @@ TestPopeOpt = Annotated[
 TestSplitOpt = Annotated[
     str | None, typer.Option(help="ScienceQA split of --sqa-dir you report on (default test); kept apart likewise.")
 ]
+TestPopeImagesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Image folder of the --test-pope files, which results are scored on (default: images/ beside them)."
+    ),
+]
 ShapesWorldOpt = Annotated[
     bool,
     typer.Option(
@@ -139,6 +145,7 @@ def _data(
     test_pope: list[Path] | None,
     test_split: str | None,
     shapesworld: bool,
+    test_pope_images: Path | None = None,
 ):
     """The options above as the API's `DataSource` (which checks they make sense together)."""
     from hipp_core.api import DataSource
@@ -153,6 +160,7 @@ def _data(
         test_pope=tuple(test_pope or ()),
         test_split=test_split,
         shapesworld=shapesworld,
+        test_pope_images=test_pope_images,
     )
 
 
@@ -945,15 +953,26 @@ def recover_cmd(
     grad_checkpointing: Annotated[
         bool, typer.Option(help="Recompute activations in the backward pass: less memory, same result, slower.")
     ] = False,
+    pope_dir: PopeDirOpt = None,
+    pope_images: PopeImagesOpt = None,
+    pope_labels: PopeLabelsOpt = None,
+    sqa_dir: SqaDirOpt = None,
+    sqa_images: SqaImagesOpt = None,
+    split: Annotated[
+        str | None, typer.Option(help="ScienceQA split of --sqa-dir the scores are reported on (default test).")
+    ] = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
 ) -> None:
     """LoRA-recover a pruned model (language decoder only), merge, store it as an export, and compare test scores
-    before and after. Rerunning after a kill resumes; the same settings again return the stored model."""
+    before and after: on ShapesWorld test, or on your POPE / ScienceQA test files (the options `hipp eval` takes).
+    Rerunning after a kill resumes; the same settings again return the stored model."""
     from hipp_core import api
 
     def body() -> None:
+        own = pope_dir is not None or sqa_dir is not None
+        scored_on = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, None, None, False)
         blueprint = api.read_plan(plan)
         with progress_bar() as cb:
             result = api.recover(
@@ -969,6 +988,7 @@ def recover_cmd(
                 batch_size=batch_size,
                 grad_accum=grad_accum,
                 grad_checkpointing=grad_checkpointing,
+                eval_data=scored_on if own else None,
                 **_settings(device, dtype),
             )
         if as_json:
@@ -976,7 +996,8 @@ def recover_cmd(
             report |= {"cached": result.cached, "before": result.before.to_json(), "after": result.after.to_json()}
             sys.stdout.write(json.dumps(report, indent=2) + "\n")
             return
-        table = Table("", "pruned", "recovered", title=f"test split, plan {blueprint.plan_id}")
+        where = "your test data" if own else "ShapesWorld test split"
+        table = Table("", "pruned", "recovered", title=f"{where}, plan {blueprint.plan_id}")
         for cat, m in result.before.pope.items():
             after = result.after.pope[cat].balanced_accuracy
             table.add_row(f"POPE {cat} balanced acc", f"{m.balanced_accuracy:.3f}", f"{after:.3f}")
@@ -999,6 +1020,13 @@ def pipeline_cmd(
     rank: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
     iters: Annotated[int | None, typer.Option(help="GRPO iterations if the model has no trained policy yet.")] = None,
     limit: Annotated[int | None, typer.Option(help="Test questions per set (default: all).")] = None,
+    recover_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="LLaVA-format instruction file LoRA recovery trains on, as `hipp recover --data` takes (default: "
+            "ShapesWorld train; required for a local checkpoint tuned on your own data)."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export at --output.")] = False,
     pope_dir: PopeDirOpt = None,
     pope_images: PopeImagesOpt = None,
@@ -1007,6 +1035,7 @@ def pipeline_cmd(
     sqa_images: SqaImagesOpt = None,
     split: TuneSplitOpt = None,
     test_pope: TestPopeOpt = None,
+    test_pope_images: TestPopeImagesOpt = None,
     test_split: TestSplitOpt = None,
     shapesworld: ShapesWorldOpt = False,
     equal_counts: EqualCountsOpt = False,
@@ -1018,12 +1047,25 @@ def pipeline_cmd(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """calibrate → blueprint → materialize → recover → evaluate → export, reusing everything already computed.
-    Calibration and rewards read the data options as `train-policy` does."""
+    Calibration and rewards read the data options as `train-policy` does; with your own data, the dense, pruned and
+    recovered models are scored on the --test-pope file or folder and the --test-split of --sqa-dir, and recovery
+    trains on --recover-data."""
     from hipp_core.api import pipeline
 
     def body() -> None:
         preference = _parse_preference(pref)
-        data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
+        data = _data(
+            pope_dir,
+            pope_images,
+            pope_labels,
+            sqa_dir,
+            sqa_images,
+            split,
+            test_pope,
+            test_split,
+            shapesworld,
+            test_pope_images,
+        )
         with progress_bar() as cb:
             result = pipeline(
                 model,
@@ -1040,6 +1082,7 @@ def pipeline_cmd(
                 equal_counts=equal_counts,
                 export_format=export_format,
                 batch_size=batch_size,
+                recover_data=recover_data,
                 **_settings(device, dtype),
             )
         stages = Table("stage", "", "seconds", title="pipeline")
@@ -1053,8 +1096,11 @@ def pipeline_cmd(
             ("pruned", rec.before, f"{bp.achieved:.1%}"),
             ("recovered", rec.after, f"{bp.achieved:.1%}"),
         ):
-            pope = [f"{r.pope[c].balanced_accuracy:.3f}" for c in ("random", "popular", "adversarial")]
-            table.add_row(name, removed, *pope, f"{r.sqa.accuracy:.3f}")
+            pope = [
+                f"{r.pope[c].balanced_accuracy:.3f}" if c in r.pope else "-"
+                for c in ("random", "popular", "adversarial")
+            ]
+            table.add_row(name, removed, *pope, f"{r.sqa.accuracy:.3f}" if r.sqa else "-")
         out.print(table)
         out.print(
             f"plan {bp.plan_id} (preference {', '.join(f'{x:.2f}' for x in bp.preference)}) → {result.export_dir}"

@@ -92,6 +92,17 @@ def _settings(params: dict[str, Any]) -> dict[str, str]:
     return {name: params[name] for name in SETTINGS}
 
 
+def _data(params: dict[str, Any]) -> api.DataSource | None:
+    """The checked job's `data` as the API takes it; None (the model's default) when it names none."""
+    return api.data_source(params["data"]) if params.get("data") else None
+
+
+def _eval_data(params: dict[str, Any]) -> api.DataSource | None:
+    """The test data a job's own-data evaluations read (None: ShapesWorld `test`)."""
+    data = _data(params)
+    return data.report_source() if data is not None else None
+
+
 def steps_of(name: str) -> Callable[[JobSteps], JobSteps]:
     def wrap(steps: JobSteps) -> JobSteps:
         kind(name)
@@ -125,7 +136,7 @@ def _run_evaluate(params: dict[str, Any], store: PlanStore, progress: JobProgres
 @runs("calibrate")
 def _run_calibrate(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
     features, cached = api.calibrate_model(
-        params["spec"], params["samples"], progress=progress, store=store, **_settings(params)
+        params["spec"], params["samples"], progress=progress, store=store, data=_data(params), **_settings(params)
     )
     return f"{features.n_layers} layers calibrated on {features.samples} samples" + (" (cached)" if cached else "")
 
@@ -141,6 +152,7 @@ def _run_train(params: dict[str, Any], store: PlanStore, progress: JobProgress) 
         backend_options={"address": params.get("address"), "num_workers": params.get("num_workers")},
         store=store,
         progress=progress,
+        data=_data(params),
         **_settings(params),
     )
     return f"policy {record.policy_id} trained for {len(record.curve)} iterations"
@@ -156,7 +168,7 @@ def _run_plan(params: dict[str, Any], store: PlanStore, progress: JobProgress) -
         store=store,
         progress=progress,
         options=params["options"],
-        data=api.DataSource(shapesworld=True) if params.get("shapesworld") else None,
+        data=_data(params),
         **_settings(params),
     )
     api.save_plan(blueprint, store)
@@ -184,6 +196,7 @@ def _run_recover(params: dict[str, Any], store: PlanStore, progress: JobProgress
         store=store,
         progress=progress,
         limit=params["limit"],
+        eval_data=_eval_data(params),
         **_settings(params),
     )
     before, after = result.before.pope_balanced_accuracy, result.after.pope_balanced_accuracy
@@ -202,10 +215,16 @@ def _run_export(params: dict[str, Any], store: PlanStore, progress: JobProgress)
         params["overwrite"],
         artifact,
         store,
+        params["export_format"],
         **_settings(params),
     )
     progress("export", 1, 1)
-    return f"{'recovered' if artifact else 'pruned'} plan {plan.plan_id} exported to {out_dir}"
+    done = (
+        f"{'recovered' if artifact else 'pruned'} plan {plan.plan_id} exported to {out_dir} ({params['export_format']})"
+    )
+    if params["export_format"] == "stock":
+        done += "; " + api.stock_sizes(params["spec"], blueprint_of(plan)).describe()
+    return done
 
 
 # -- what each kind's progress reports, in order ------------------------------------------------------------------
@@ -219,7 +238,8 @@ def _evaluate_steps(params: dict[str, Any]) -> list[Step]:
 
 @steps_of("recover")
 def _recover_steps(params: dict[str, Any]) -> list[Step]:
-    tasks = api.load_benchmark("all", "test", params["limit"])
+    test = _eval_data(params)
+    tasks = api.load_benchmark("all", (test.split if test else None) or "test", params["limit"], test)
     lora = params["steps"] * api.RecoveryConfig().batch_size * LORA_STEP_COST
     return [
         *evaluation_steps(tasks, image_free=True, phase="before recovery"),

@@ -234,6 +234,24 @@ def _settings(params: dict[str, Any]) -> dict[str, str]:
     return chosen
 
 
+DATA_KINDS = ("calibrate", "train-policy", "plan", "recover")  # the kinds that take a `data` parameter
+
+
+def _data(params: dict[str, Any], spec: str, uses: str | None = None, needs: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The job's `data` (a `DataSource` as JSON; none: ShapesWorld for an embedded model), checked as the CLI checks
+    its data options, every path named existing. With `uses`, a local checkpoint given no data, or data lacking a
+    benchmark `needs` names, is refused now rather than by the worker."""
+    from hipp_core.data.source import for_model
+    from hipp_core.data.source_params import from_params, to_params
+    from hipp_core.models.loading import EMBEDDED_ALIASES
+
+    raw = params.get("data")
+    source = None if raw is None else from_params(raw)
+    if uses is not None:
+        for_model(source, spec in EMBEDDED_ALIASES, spec, uses, needs)
+    return to_params(source) if source is not None else {}
+
+
 def blueprint_of(plan: PlanRecord):
     from hipp_core.blueprint import Blueprint
 
@@ -263,20 +281,28 @@ def _check_evaluate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
 # -- calibrate --------------------------------------------------------------------------------------------------
 @register("calibrate", "Per-layer visual sensitivity, activation statistics and unit scores.")
 def _check_calibrate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
-    _known(params, ("spec", "samples", *SETTINGS), "calibrate")
-    return {"spec": _spec(params), "samples": _int(params, "samples", 128, 1, 100_000), **_settings(params)}
+    _known(params, ("spec", "samples", "data", *SETTINGS), "calibrate")
+    spec = _spec(params)
+    return {
+        "spec": spec,
+        "samples": _int(params, "samples", 128, 1, 100_000),
+        "data": _data(params, spec, "calibration", ("pope",)),
+        **_settings(params),
+    }
 
 
 # -- train-policy -----------------------------------------------------------------------------------------------
 @register("train-policy", "Train the preference-conditioned policy with plan-level GRPO.")
 def _check_train(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
-    allowed = ("spec", "iters", "group_size", "resume", "backend", "address", "num_workers", *SETTINGS)
+    allowed = ("spec", "iters", "group_size", "resume", "backend", "address", "num_workers", "data", *SETTINGS)
     _known(params, allowed, "train-policy")
     address = params.get("address")
     if address is not None and not (isinstance(address, str) and address.strip()):
         raise HippError(f"address must be local, auto or ray://host:port, got {address!r}")
+    spec = _spec(params)
     return {
-        "spec": _spec(params),
+        "spec": spec,
+        "data": _data(params, spec, "rewards", ("pope", "sqa")),
         "iters": _int(params, "iters", None, 1, 100_000),
         "group_size": _int(params, "group_size", None, 2, 1024),
         "resume": _bool(params, "resume", True),
@@ -292,19 +318,21 @@ def _check_train(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
 def _check_plan(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     from hipp_core import methods, validation
 
-    _known(params, ("spec", "method", "sparsity", "options", "samples", "shapesworld", *SETTINGS), "plan")
+    _known(params, ("spec", "method", "sparsity", "options", "samples", "data", *SETTINGS), "plan")
     method = methods.get(params.get("method"))
     options = params.get("options") or {}
     if not isinstance(options, dict):
         raise HippError(f"options must be a mapping of the method's settings to values, got {options!r}")
     method.configure(options)  # refuses a setting the method does not take, or a value out of range
+    spec = _spec(params)
     return {
-        "spec": _spec(params),
+        "spec": spec,
         "method": method.name,
         "sparsity": validation.sparsity(params.get("sparsity")),
         "options": options,
         "samples": _int(params, "samples", 128, 1, 100_000),
-        "shapesworld": _bool(params, "shapesworld", False),  # a local copy of an embedded model tunes on ShapesWorld
+        # What the method's calibration and selection read; whether it needs any is the method's to say, when it runs.
+        "data": _data(params, spec),
         **_settings(params),
     }
 
@@ -320,9 +348,15 @@ def _check_plan_job(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
 # -- recover ----------------------------------------------------------------------------------------------------
 @register("recover", "LoRA recovery of a pruned plan, merged, evaluated before and after.")
 def _check_recover(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
-    _known(params, ("spec", "plan_id", "steps", "rank", "seed", "limit", *SETTINGS), "recover")
+    from hipp_core.data.source_params import from_params
+
+    _known(params, ("spec", "plan_id", "steps", "rank", "seed", "limit", "data", *SETTINGS), "recover")
     spec = _spec(params)
+    data = _data(params, spec)
+    if data:
+        from_params(data).report_source()  # own data scores on its test files: refused now when they are not named
     return {
+        "data": data,
         "spec": spec,
         "plan_id": _plan(params, store, spec).plan_id,
         "steps": _int(params, "steps", 300, 1, 100_000),
@@ -356,9 +390,12 @@ def check_export_target(out_dir: str, overwrite: bool) -> Path:
 
 @register("export", "Write a pruned (or recovered) plan as a checkpoint plain transformers loads.")
 def _check_export(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
+    from hipp_core.export import check_format
     from hipp_core.models.loading import prune_plan
 
-    _known(params, ("spec", "plan_id", "out_dir", "overwrite", "artifact", *SETTINGS), "export")
+    _known(params, ("spec", "plan_id", "out_dir", "overwrite", "artifact", "export_format", *SETTINGS), "export")
+    export_format = params.get("export_format", "exact")
+    check_format(export_format)
     spec = _spec(params)
     plan = _plan(params, store, spec)
     overwrite = _bool(params, "overwrite", False)
@@ -376,5 +413,6 @@ def _check_export(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         "out_dir": str(out_dir),
         "overwrite": overwrite,
         "artifact": artifact,
+        "export_format": export_format,
         **_settings(params),
     }

@@ -37,10 +37,11 @@ from hipp_core.blueprint import Blueprint
 from hipp_core.config import home_dir
 from hipp_core.data import build as data_build
 from hipp_core.data.instructions import Instruction, load_instructions
+from hipp_core.data.source import DataSource
 from hipp_core.data.world import scenes_for_split
 from hipp_core.errors import HippError
 from hipp_core.evaluation.engine import EvalResult, open_image
-from hipp_core.evaluation.stored import evaluate_model, evaluate_recovered
+from hipp_core.evaluation.stored import evaluate_model, evaluate_recovered, evaluation_options
 from hipp_core.export import export_pruned, load_pruned
 from hipp_core.models.adapters import ModelAdapter
 from hipp_core.models.device import AUTO
@@ -331,26 +332,29 @@ def recover_plan(
     device: str = AUTO,
     dtype: str = AUTO,
     eval_batch_size: int = 32,
+    eval_data: DataSource | None = None,
 ) -> RecoveryResult:
     """Evaluate the pruned model, recover it (or find the stored recovery with the same settings), evaluate the
-    recovered one; both evaluations on ShapesWorld `test` through the plan store. Registered as a `recovered`
-    artifact of the plan only once complete, so a stored artifact is always a finished, reload-checked model.
-    Training and both evaluations run on `device` in `dtype`; the artifact keeps the base checkpoint's dtype.
-    `eval_batch_size` is the evaluations' questions per forward pass (training's is `cfg.batch_size`)."""
+    recovered one; both evaluations on the test data `eval_data` names (a `DataSource.report_source`; None:
+    ShapesWorld `test`) through the plan store. Registered as a `recovered` artifact of the plan only once complete,
+    so a stored artifact is always a finished, reload-checked model. Training and both evaluations run on `device`
+    in `dtype`; the artifact keeps the base checkpoint's dtype. `eval_batch_size` is the evaluations' questions per
+    forward pass (training's is `cfg.batch_size`)."""
     data_id = data_key(data)  # a missing or malformed instruction file fails here, before minutes of evaluation
     batches = shapes_world_batches(cfg) if data is None else instruction_batches(load_instructions(data), cfg)
     store = store or PlanStore()
     settings = {"device": device, "dtype": dtype}
+    options = evaluation_options(eval_data)
     before = evaluate_model(
         spec,
         "all",
-        "test",
-        limit,
+        limit=limit,
         batch_size=eval_batch_size,
         store=store,
         blueprint=blueprint,
         mode="physical",
         progress=progress,
+        **options,
         **settings,
     )  # also checks the plan against the model and stores both
     loaded = load_model(spec, **settings)
@@ -367,6 +371,15 @@ def recover_plan(
         seconds = info["train_seconds"]
     recovered = load_pruned(artifact_dir, loaded.placement.device, loaded.placement.dtype)
     after = evaluate_recovered(
-        spec, blueprint, recovered, "all", "test", limit, batch_size=eval_batch_size, store=store, progress=progress
+        spec,
+        blueprint,
+        recovered,
+        "all",
+        options["split"],
+        limit,
+        batch_size=eval_batch_size,
+        store=store,
+        progress=progress,
+        data=eval_data,
     )
     return RecoveryResult(artifact_dir, before, after, seconds, cfg.steps, cached=info is not None)

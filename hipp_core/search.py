@@ -3,7 +3,8 @@
 Both search the same decision space as the policy: a budget ρ in the policy's range and an allocation over the 2L
 attention / MLP blocks, scored by the same evaluator on the same objectives (utility, robustness, compression,
 relative to the dense model). NSGA-II runs through pymoo's ask / tell interface so every evaluation goes through our
-evaluator and plan store.
+evaluator and plan store. With a fixed budget (matched-sparsity comparisons) NSGA-II searches allocations only and
+maximizes the quality objectives, compression being the same for every plan.
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ from pymoo.core.problem import Problem
 from pymoo.indicators.hv import HV
 from pymoo.problems.static import StaticProblem
 
+from hipp_core import validation
 from hipp_core.blueprint import Blueprint
 from hipp_core.errors import HippError
 from hipp_core.evaluation.backends import Evaluator
 from hipp_core.grpo import objectives
+from hipp_core.objectives import OBJECTIVES
 from hipp_core.policy import Planner, PlanSample, PolicyConfig
 
 POLICY_RANGE = PolicyConfig()  # searches propose budgets in the same range as the policy's budget head
 ALLOCATION_FLOOR = 1e-3  # a block weight of exactly 0 would exempt the block from pruning altogether
+# The objectives a fixed budget leaves to search (compression is the budget itself), as indices into `objectives`.
+QUALITY = tuple(i for i, o in enumerate(OBJECTIVES) if o.metric is not None)
 
 
 @dataclass
@@ -34,11 +39,14 @@ class SearchPoint:
     objectives: np.ndarray  # (utility, robustness, compression) relative to the dense model
 
 
-def decode(planner: Planner, x: np.ndarray, source: str = "search") -> Blueprint:
-    """A point of [0, 1]^(2L+1) as a plan: x[0] is the budget within the policy's range, the rest block weights."""
-    config = POLICY_RANGE
-    budget = config.budget_min + (config.budget_max - config.budget_min) * float(x[0])
-    alpha = np.asarray(x[1:], dtype=float) + ALLOCATION_FLOOR
+def decode(planner: Planner, x: np.ndarray, source: str = "search", budget: float | None = None) -> Blueprint:
+    """A point of [0, 1]^(2L+1) as a plan: x[0] is the budget within the policy's range, the rest block weights.
+    With a fixed `budget`, x is a point of [0, 1]^(2L): the block weights alone."""
+    if budget is None:
+        config = POLICY_RANGE
+        budget = config.budget_min + (config.budget_max - config.budget_min) * float(x[0])
+        x = x[1:]
+    alpha = np.asarray(x, dtype=float) + ALLOCATION_FLOOR
     return planner.make(PlanSample(budget, alpha / alpha.sum(), True), None, source)
 
 
@@ -66,12 +74,19 @@ def nsga2_search(
     pop_size: int = 32,
     seed: int = 0,
     progress: Callable | None = None,
+    budget: float | None = None,
 ) -> list[SearchPoint]:
     """NSGA-II over (budget, block weights) maximizing the three objectives; stops after `n_evals` evaluations
-    (the last generation is cut to fit). Returns every evaluated point, so fronts and hypervolumes compare."""
+    (the last generation is cut to fit). Returns every evaluated point, so fronts and hypervolumes compare.
+
+    A fixed `budget` (a decoder sparsity) takes the budget out of the decision space: every plan is proposed at that
+    budget and only the quality objectives (`QUALITY`) are maximized; the points still carry all three."""
     _check_evals(n_evals)
+    if budget is not None:
+        validation.sparsity(budget, POLICY_RANGE.s_max, "the fixed budget")
     L = len(planner.shapes)
-    problem = Problem(n_var=2 * L + 1, n_obj=3, xl=0.0, xu=1.0)
+    searched = list(QUALITY) if budget is not None else list(range(len(OBJECTIVES)))
+    problem = Problem(n_var=2 * L + (1 if budget is None else 0), n_obj=len(searched), xl=0.0, xu=1.0)
     algorithm = NSGA2(pop_size=min(pop_size, n_evals))
     algorithm.setup(problem, seed=seed, termination=("n_gen", 10**9))
     points: list[SearchPoint] = []
@@ -79,10 +94,10 @@ def nsga2_search(
         pop = algorithm.ask()
         xs = pop.get("X")[: n_evals - len(points)]
         pop = pop[: len(xs)]
-        batch = score(planner, evaluator, [decode(planner, x) for x in xs])
+        batch = score(planner, evaluator, [decode(planner, x, budget=budget) for x in xs])
         points += batch
         # pymoo minimizes: the negated objectives.
-        PymooEvaluator().eval(StaticProblem(problem, F=-np.stack([p.objectives for p in batch])), pop)
+        PymooEvaluator().eval(StaticProblem(problem, F=-np.stack([p.objectives[searched] for p in batch])), pop)
         algorithm.tell(infills=pop)
         if progress:
             progress("NSGA-II", len(points), n_evals)

@@ -35,6 +35,8 @@ APP = Path(__file__).resolve().parents[1] / "app.py"
 MODEL_KEY = "model_spec"  # a plain session key, not a widget key: it survives pages that do not draw the picker
 # Device and dtype chosen on Home (plain session keys too), used by every model call and job of the session.
 DEVICE_KEY, DTYPE_KEY = "model_device", "model_dtype"
+# The tuning data chosen on Home (`api.data_params` of a checked `api.DataSource`), read by calibration and rewards.
+DATA_KEY = "tuning_data"
 AUTO = "auto"
 
 
@@ -106,6 +108,12 @@ def chosen_settings() -> dict[str, str]:
     return {"device": st.session_state.get(DEVICE_KEY, AUTO), "dtype": st.session_state.get(DTYPE_KEY, AUTO)}
 
 
+def chosen_data() -> dict:
+    """The tuning data chosen on Home, as the jobs take it: {} until then (ShapesWorld for an embedded model, a
+    refusal for a local checkpoint), {"shapesworld": True}, or the user's own files."""
+    return dict(st.session_state.get(DATA_KEY, {}))
+
+
 def pin_threads() -> None:
     """Torch's thread count as the CLI sets it ($HIPP_THREADS, else one core left free), for this script run.
 
@@ -126,9 +134,10 @@ def current_model() -> api.ModelChoice | None:
         return None
     keep_in_url(model=choice.spec)
     settings = chosen_settings()
+    data = api.describe_data(chosen_data(), choice.spec in api.EMBEDDED_ALIASES)
     st.caption(
         f"Model **{choice.spec}** ({choice.family}, id `{choice.model_id}`) on {settings['device']} · "
-        f"{settings['dtype']} · change them on Home"
+        f"{settings['dtype']} · tuned on {data} · change them on Home"
     )
     return choice
 
@@ -137,12 +146,13 @@ FLASH_KEY = "_flash"
 
 
 def submit_job(kind: str, params: dict, what: str, rerun: bool = True, flash: bool = True) -> str | None:
-    """Start a background job on the device and dtype chosen on Home; a parameter error is shown in the page, not
-    raised. On success the page reruns (so the button that started the job becomes its progress bar) and says so
+    """Start a background job on the device and dtype chosen on Home (and, for the kinds that read data, on the
+    tuning data chosen there); a parameter error is shown in the page, not raised. On success the page reruns (so the button that started the job becomes its progress bar) and says so
     at the top (`show_flash`); a page that draws the job's bar where its button was passes `rerun=False,
     flash=False`."""
     try:
-        job_id = api.submit_job(kind, {**chosen_settings(), **params}, store())
+        data = {"data": chosen_data()} if kind in api.JOB_DATA_KINDS else {}
+        job_id = api.submit_job(kind, {**chosen_settings(), **data, **params}, store())
     except api.USER_ERRORS as exc:
         st.error(str(exc))
         return None
@@ -156,7 +166,7 @@ def submit_job(kind: str, params: dict, what: str, rerun: bool = True, flash: bo
 
 
 # -- live job progress ----------------------------------------------------------------------------------------------
-REFRESH_S = 2.0  # how often a running job's bar is redrawn from the store
+REFRESH_S = 1.0  # how often a running job's bar is redrawn from the store
 
 
 def follow_job(kind: str, what: str, **params) -> api.JobRecord | None:

@@ -90,6 +90,7 @@ def _locked_at(text: str | None) -> float | None:
 restore("lock_sparsity", "sparsity", lambda t: True if _locked_at(t) is not None else None, False)
 restore("locked_sparsity", "sparsity", _locked_at, 0.3)
 restore("equal_counts", "equal", lambda t: True if t == "1" else None, False)
+restore("compare_neighbours", "neighbours", lambda t: True if t == "1" else None, False)
 if "baseline" not in st.session_state and url_value("baseline") in api.method_names("heuristic"):
     st.session_state["baseline_method"] = url_value("baseline")  # recomputed below for the plan on show
 
@@ -132,7 +133,7 @@ def _blueprint_view(planner: api.Planner, choice: api.ModelChoice) -> None:
         st.error("All three weights are 0; give at least one a positive weight.")
         return
     preference = tuple(w / sum(weights) for w in weights)
-    remember("lock_sparsity", "locked_sparsity", "equal_counts")
+    remember("lock_sparsity", "locked_sparsity", "equal_counts", "compare_neighbours")
     keep_in_url(
         w=api.ui_links.format_preference(weights),
         sparsity=api.ui_links.format_fraction(sparsity) if locked else None,
@@ -233,6 +234,8 @@ def _blueprint_view(planner: api.Planner, choice: api.ModelChoice) -> None:
         shown = table.assign(**{c: table[c].map("{:.1%}".format) for c in ("attention", "mlp", "sparsity")})
         st.table(shown.reset_index().assign(layer=lambda t: t["layer"].map("layer {}".format)), hide_index=True)
 
+    _neighbours_view(planner, blueprint, preference, sparsity if locked else None, equal)
+
     # -- nearest evaluated plans ---------------------------------------------------------------------------------------
     st.subheader("Nearest evaluated plans")
     st.caption(
@@ -279,6 +282,66 @@ def _blueprint_view(planner: api.Planner, choice: api.ModelChoice) -> None:
                 submit_job("evaluate", params, f"evaluating plan {bp.plan_id}", rerun=False, flash=False)
             rerun_fragment()
         follow_job("evaluate", f"evaluating the {baseline[1]} baseline on dev", plan_id=other.plan_id, split="dev")
+
+
+def _neighbours_view(
+    planner: api.Planner, blueprint: api.Blueprint, preference: tuple, sparsity: float | None, equal: bool
+) -> None:
+    """What the preference changes: the plan on show against the plans at neighbouring preferences (each weight ±0.1
+    as its slider moves it). Behind a toggle, off by default: its up to six policy calls and second chart would
+    more than double a slider move's time (docs/design.md, Speed)."""
+    st.subheader("What this preference changes")
+    on = st.toggle(
+        "Compare with neighbouring preferences",
+        key="compare_neighbours",
+        help="Plan again with each weight moved by ±0.1 (the other two sharing the rest), at the same locked sparsity "
+        "and equal-counts setting, and show which layers and unit kinds change.",
+    )
+    keep_in_url(neighbours="1" if on else None)
+    if not on:
+        return
+    key = (planner.model_id, planner.policy_id, blueprint.plan_id, preference, sparsity, equal)
+    kept = st.session_state.get("neighbours")
+    if kept is None or kept[0] != key:  # a rerun for another reason (a button) does not plan them again
+        try:
+            found = api.preference_neighbours(planner, preference, sparsity, equal, shown=blueprint)
+        except api.USER_ERRORS as exc:
+            st.error(str(exc))
+            return
+        kept = st.session_state["neighbours"] = (key, found)
+    found = kept[1]
+    text = found.summary()
+    if found.changed:
+        text += "\n\n" + "\n".join(f"- {line}" for line in found.lines())
+    if found.skipped:
+        text += f"\n\nOff the simplex, not compared: {', '.join(found.skipped)}."
+    st.markdown(text)
+    if not found.changed:
+        return
+    change = found.frame()
+    top = max(float(np.abs(change.to_numpy()).max()), 0.01)
+    figure = go.Figure(
+        go.Heatmap(
+            z=change.to_numpy(),
+            x=list(change.columns),
+            y=list(change.index),
+            zmid=0,
+            zmin=-top,
+            zmax=top,
+            colorscale="RdBu_r",
+            text=found.hover_text(),
+            hovertemplate="%{text}<extra></extra>",
+            colorbar={"title": {"text": "Δ removed"}, "tickformat": "+.0%"},
+        ),
+        layout={
+            "height": 80 + 22 * len(change),
+            "margin": {"t": 10, "b": 40},
+            "xaxis": {"title": {"text": "decoder layer"}, "dtick": 1},
+            "yaxis": {"autorange": "reversed"},
+        },
+    )
+    st.plotly_chart(figure, width="stretch", key="neighbours_chart")
+    st.caption("Red: the neighbour removes more of that kind in that layer than the plan on show; blue: less.")
 
 
 def _baseline(choice: api.ModelChoice, blueprint: api.Blueprint, equal: bool) -> tuple | None:

@@ -22,6 +22,21 @@ from pages._common import (
 
 hand_over_to_app()
 
+FORMAT_HELP = {
+    "exact": (
+        "exact (pruned shapes)",
+        "exact: every layer keeps its own sizes; loads with trust_remote_code=True or hipp_core.load_pruned.",
+    ),
+    "stock": (
+        "stock (plain transformers, vLLM)",
+        (
+            "stock: one set of sizes for every layer in a stock config, loaded without remote code; layers are "
+            "zero-padded up to the largest, which gives back part of the saving unless the plan keeps equal counts "
+            "(Explore)."
+        ),
+    ),
+}
+
 st.title("Export")
 st.caption(
     "An export is a Hugging Face checkpoint with the pruned shapes, its plan and a model card. It is verified by "
@@ -87,10 +102,19 @@ st.subheader("Export to a directory")
 variants = {"pruned weights (from the base model)": None} | {f"recovered: {p}": p for p in recovered}
 variant = st.radio("Weights", list(variants), horizontal=True)
 out_dir = st.text_input("Directory to create", value=str(Path.home() / f"hipp-{choice.family}-{plan_id}"))
+export_format = st.radio(
+    "Format",
+    list(FORMAT_HELP),
+    horizontal=True,
+    key="export_format",
+    format_func=lambda f: FORMAT_HELP[f][0],
+    help=" ".join(text for _, text in FORMAT_HELP.values()),
+)
 overwrite = st.checkbox("Replace it if it already holds an export", value=False)
 active = follow_job("export", "export", plan_id=plan_id)
 if active is None and st.button("Export", type="primary"):
     params = {"spec": choice.spec, "plan_id": plan_id, "out_dir": out_dir, "overwrite": overwrite}
+    params["export_format"] = export_format
     submit_job("export", params | {"artifact": variants[variant]}, "the export")
 
 # -- what was exported ----------------------------------------------------------------------------------------------

@@ -1,14 +1,18 @@
 """Home: choose the model every page works on, see what is ready for it, start the missing steps as jobs."""
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 from hipp_core import api
 from pages._common import (
     AUTO,
+    DATA_KEY,
     DEVICE_KEY,
     DTYPE_KEY,
     MODEL_KEY,
+    chosen_data,
     chosen_settings,
     chosen_spec,
     follow_job,
@@ -84,6 +88,87 @@ except api.USER_ERRORS as exc:
 else:
     st.session_state[DEVICE_KEY], st.session_state[DTYPE_KEY] = device, dtype
     st.caption(f"Models run on **{placement.device}** in **{placement.dtype}**.")
+
+# -- what calibration and rewards read --------------------------------------------------------------------------------
+st.subheader("Tuning data")
+embedded = (choice.spec if choice else spec_now) in api.EMBEDDED_ALIASES
+data_now = chosen_data()
+st.caption(
+    "What calibration and the policy's rewards read, for every job of this session. "
+    + (
+        "The embedded models tune on ShapesWorld by default."
+        if embedded
+        else "A local checkpoint tunes on your own dev data, kept apart from the test files you report on; "
+        "ShapesWorld only for a copy of an embedded model."
+    )
+)
+SHAPES, OWN = "ShapesWorld", "Your own POPE / ScienceQA files"
+source_kind = st.radio(
+    "Calibration and rewards read",
+    (SHAPES, OWN),
+    index=1 if data_now and not data_now.get("shapesworld") else 0 if data_now or embedded else None,
+    horizontal=True,
+    key=f"data_source_{'embedded' if embedded else 'local'}",  # a local model starts with nothing picked
+)
+if source_kind == SHAPES and (data_now or not embedded) and data_now != {"shapesworld": True}:
+    st.session_state[DATA_KEY] = data_now = {"shapesworld": True}  # asked for by name
+elif source_kind == OWN:
+    # The fields start from the data in use; nothing is kept until the whole combination is valid.
+    FIELDS = {
+        "pope": (
+            "POPE dev set (--pope-dir)",
+            "A folder of *_pope_<category>.json files or one question file, e.g. made by `hipp data pope-build`.",
+        ),
+        "pope_images": ("Its images (--pope-images)", "Default: images/ beside the questions."),
+        "sqa": ("ScienceQA root (--sqa-dir)", "The folder with problems.json, pid_splits.json and images/."),
+        "sqa_images": ("Its images (--sqa-images)", "Default: images/ in the ScienceQA root."),
+        "split": ("ScienceQA split to tune on (--split)", "Empty: val (minival is smaller)."),
+        "test_split": ("ScienceQA split you report on (--test-split)", "Empty: test."),
+    }
+    for name in FIELDS:
+        st.session_state.setdefault(f"data_{name}", data_now.get(name, ""))
+    st.session_state.setdefault("data_test_pope", "\n".join(data_now.get("test_pope", [])))
+    st.session_state.setdefault("data_test_pope_images", data_now.get("test_pope_images", ""))
+    with st.form("tuning_data_form"):
+        columns = st.columns(2)
+        typed = {
+            name: columns[i % 2].text_input(label, key=f"data_{name}", help=help_text).strip()
+            for i, (name, (label, help_text)) in enumerate(FIELDS.items())
+        }
+        test_pope = st.text_area(
+            "POPE test files you report on (--test-pope), one path per line",
+            key="data_test_pope",
+            help="Tuning data sharing an image with them is refused; recovery is scored on them (one file or folder).",
+        )
+        test_images = st.text_input(
+            "Images of the POPE test files (--test-pope-images)",
+            key="data_test_pope_images",
+            help="Default: images/ beside them.",
+        ).strip()
+        use = st.form_submit_button("Use these files", type="primary", key="use_data")
+    if use:
+        paths = {
+            name: Path(typed[name]) if typed[name] else None for name in ("pope", "pope_images", "sqa", "sqa_images")
+        }
+        try:
+            source = api.DataSource(
+                **paths,
+                split=typed["split"] or None,
+                test_split=typed["test_split"] or None,
+                test_pope=tuple(Path(line.strip()) for line in test_pope.splitlines() if line.strip()),
+                test_pope_images=Path(test_images) if test_images else None,
+            )
+            if not source.real:
+                raise api.HippError("give at least the POPE dev set or the ScienceQA root")
+            kept = api.data_params(source)
+        except api.USER_ERRORS as exc:
+            st.error(f"{exc} — jobs keep using {api.describe_data(data_now, embedded)}.")
+        else:
+            st.session_state[DATA_KEY] = data_now = kept
+if source_kind is None:
+    st.warning("Choose what this local checkpoint tunes on before calibrating or training its policy.")
+else:
+    st.caption(f"Calibration and rewards read **{api.describe_data(data_now, embedded)}**.")
 
 # -- api.readiness of the chosen model -----------------------------------------------------------------------------------
 if choice is not None:

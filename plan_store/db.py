@@ -69,6 +69,10 @@ class Database:
                 conn.begin()
                 yield conn
                 conn.commit()
+                if not read_only:
+                    # Into the database file before the lock is let go, rather than left to the close: with several
+                    # writer processes a committed row was occasionally missing later (docs/design.md, Store and jobs).
+                    conn.execute("CHECKPOINT")
             except BaseException:
                 with suppress(duckdb.Error):
                     conn.rollback()

@@ -91,16 +91,39 @@ def test_yes_no_and_letters_get_disjoint_candidates_after_the_real_prompt(real_a
 
 @pytest.mark.parametrize("answer, prompt, any_case", [("yes", POPE, True), ("no", POPE, True), ("C", SQA, False)])
 def test_candidates_are_what_the_processor_puts_after_the_prompt(real_adapter, answer, prompt, any_case):
-    """Every spelling of an answer, appended to the prompt the way training writes it and tokenized by the real
-    processor (image tokens expanded), starts with one of the answer's candidates at the scored position."""
+    """Every spelling of an answer, appended to the chat prompt and tokenized by the real processor (image tokens
+    expanded), starts with one of the answer's candidates at the scored position."""
     image = Image.new("RGB", (64, 64), "white")
     others = [x for x in (["yes", "no"] if any_case else LETTERS) if x != answer]
     ids = set(real_adapter.answer_token_ids(prompt, True, [answer, *others], any_case)[0])
-    plain = real_adapter.encode([prompt], [image]).inputs["input_ids"][0].tolist()
+    chat = real_adapter.chat_prompt(prompt, True)
+
+    def tokens(text: str) -> list[int]:
+        return real_adapter.processor(text=[text], images=[image], return_tensors="pt")["input_ids"][0].tolist()
+
+    plain = tokens(chat)
     for spelling in spellings(answer, any_case):
-        full = real_adapter.encode([prompt], [image], answers=[spelling]).inputs["input_ids"][0].tolist()
+        full = tokens(chat + spelling)
         assert full[: len(plain)] == plain
         assert full[len(plain)] in ids, spelling
+
+
+@pytest.mark.parametrize("answer, prompt", [("yes", POPE), ("no", POPE), ("C", SQA), ("red circle , blue ring", POPE)])
+def test_training_labels_are_the_reply_the_model_writes(real_adapter, answer, prompt):
+    """The labelled tokens of a training sample are the reply as the chat template writes it after the prompt:
+    they decode to the answer and the end-of-sequence token, and a one-token answer's label is the very id logit
+    scoring reads for it. (Gluing the bare answer to a SentencePiece prompt taught "ASSISTANT:yes", whose "yes"
+    the model never writes after "ASSISTANT:".)"""
+    image = Image.new("RGB", (64, 64), "white")
+    enc = real_adapter.encode([prompt, prompt], [image, None], answers=[answer, answer])
+    tok = real_adapter.tokenizer
+    for row in range(2):
+        ids = enc.inputs["input_ids"][row][enc.labels[row] != -100].tolist()
+        assert ids[-1] == tok.eos_token_id
+        assert tok.decode(ids[:-1]).strip() == answer
+        if " " not in answer:
+            others = [x for x in (["yes", "no"] if prompt == POPE else LETTERS) if x != answer]
+            assert ids[0] in real_adapter.answer_token_ids(prompt, row == 0, [answer, *others], True)[0]
 
 
 @pytest.mark.parametrize("arch", list(VOCAB))

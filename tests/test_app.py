@@ -135,10 +135,12 @@ def test_home_local_model_is_used_by_other_pages_and_starts_missing_steps(tiny_q
     assert not at.exception and not at.error
     assert at.session_state["model_spec"] == str(tiny_qwen)
     assert [m.value for m in at.metric][:2] == ["missing", "not trained"]
+    at.radio(key="data_source_local").set_value("ShapesWorld").run()  # a tiny random model: ShapesWorld by name
     at.button(key="start-calibrate").click().run()
     assert not at.error and len(no_spawn) == 1
     job = PlanStore().get_job(no_spawn[0])
     assert (job.kind, job.params["spec"], job.status) == ("calibrate", str(tiny_qwen), "running")
+    assert job.params["data"] == {"shapesworld": True}
     assert at.get("progress"), "the running calibration replaces its button"
     at.switch_page("pages/pareto.py").run()
     assert not at.exception
@@ -183,11 +185,60 @@ def test_home_device_and_dtype_are_chosen_once_and_used_by_jobs_and_pages(tiny_q
     box("Device").set_value("cpu").run()
     box("Number format").set_value(dtype).run()
     assert not at.error and f"Models run on **cpu** in **{dtype}**." in [c.value for c in at.caption]
+    at.radio(key="data_source_local").set_value("ShapesWorld").run()
     at.button(key="start-calibrate").click().run()
     job = PlanStore().get_job(no_spawn[0])
     assert (job.params["device"], job.params["dtype"]) == ("cpu", dtype)
     at.switch_page("pages/pareto.py").run()
     assert not at.exception and f"on cpu · {dtype}" in at.caption[1].value
+    PlanStore().finish_job(job.job_id, "cancelled")
+
+
+def test_home_tuning_data_is_checked_before_it_is_kept_and_jobs_then_use_it(tiny_qwen, no_spawn, tmp_path):
+    for name in ("pope_dev", "coco", "scienceqa"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "coco_pope_random.json").write_text("")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert any("tune on ShapesWorld by default" in c.value for c in at.caption)  # said for the embedded models
+    at.radio[0].set_value("Local checkpoint directory").run()
+    at.text_input(key="checkpoint_path").input(str(tiny_qwen)).run()
+    assert "Choose what this local checkpoint tunes on" in at.warning[0].value
+    at.button(key="start-calibrate").click().run()  # no data yet: refused in the page, nothing started
+    assert "local checkpoint, so its calibration must come from your own data" in at.error[0].value
+    assert not no_spawn
+
+    at.radio(key="data_source_local").set_value("Your own POPE / ScienceQA files").run()
+    at.text_input(key="data_split").input("minival")  # a ScienceQA split without ScienceQA
+    at.button(key="use_data").click().run()
+    assert "--split minival picks a ScienceQA split; pass --sqa-dir with it" in at.error[0].value
+    assert "tuning_data" not in at.session_state, "nothing is kept until the combination is valid"
+    at.text_input(key="data_split").input("")
+    at.text_input(key="data_pope").input(str(tmp_path / "pope_typo"))
+    at.button(key="use_data").click().run()
+    assert f"--pope-dir {tmp_path / 'pope_typo'} does not exist" in at.error[0].value
+    assert "tuning_data" not in at.session_state
+
+    at.text_input(key="data_pope").input(str(tmp_path / "pope_dev"))
+    at.text_input(key="data_pope_images").input(str(tmp_path / "coco"))
+    at.text_input(key="data_sqa").input(str(tmp_path / "scienceqa"))
+    at.text_area(key="data_test_pope").input(str(tmp_path / "coco_pope_random.json"))
+    at.button(key="use_data").click().run()
+    assert not at.error
+    kept = {
+        "pope": str(tmp_path / "pope_dev"),
+        "pope_images": str(tmp_path / "coco"),
+        "sqa": str(tmp_path / "scienceqa"),
+        "test_pope": [str(tmp_path / "coco_pope_random.json")],
+    }
+    assert at.session_state["tuning_data"] == kept
+    described = "your data: POPE pope_dev, ScienceQA val, apart from 1 POPE test path(s)"
+    assert f"Calibration and rewards read **{described}**." in [c.value for c in at.caption]
+    at.button(key="start-calibrate").click().run()  # accepted now, with the chosen data
+    assert not at.error and len(no_spawn) == 1
+    job = PlanStore().get_job(no_spawn[0])
+    assert (job.kind, job.params["data"]) == ("calibrate", kept)
+    at.switch_page("pages/pareto.py").run()
+    assert f"tuned on {described}" in at.caption[1].value
     PlanStore().finish_job(job.job_id, "cancelled")
 
 
@@ -256,11 +307,32 @@ def test_explore_link_restores_preference_and_lock_and_the_url_follows_the_slide
     assert list(layers["layer"])[:2] == ["layer 0", "layer 1"]
 
 
+def test_explore_compares_the_plan_with_neighbouring_preferences_on_demand(trained):
+    at = page("explore", trained)
+    assert len(chart_specs(at)) == 1, "off by default: a slider move plans nothing more"
+    at.toggle(key="compare_neighbours").set_value(True).run()
+    assert not at.exception and not at.error
+    assert at.query_params["neighbours"] == "1"
+    text = next(m.value for m in at.markdown if "neighbouring preference" in m.value)
+    # Without a lock the compression weight moves the budget, so its neighbours change the plan.
+    assert "change the plan" in text and "compression +0.1: " in text and "sparsity +" in text
+    heatmap = json.loads(chart_specs(at)[1])["data"][0]
+    assert heatmap["type"] == "heatmap" and "compression +0.1 · MLP" in heatmap["y"]
+    at.checkbox(key="lock_sparsity").check().run()
+    assert not at.exception and not at.error
+    text = next(m.value for m in at.markdown if "neighbouring preference" in m.value)
+    assert "at sparsity 30%" in text, "the neighbours share the locked sparsity"
+
+
 def test_explore_without_policy_offers_training(tiny_qwen, no_spawn):
-    at = page("explore", str(tiny_qwen))
+    at = AppTest.from_file(str(ROOT / "pages" / "explore.py"), default_timeout=TIMEOUT)
+    at.session_state["model_spec"] = str(tiny_qwen)
+    at.session_state["tuning_data"] = {"shapesworld": True}  # as Home keeps it
+    at.run()
     assert "No trained policy" in at.warning[0].value
     at.button[0].click().run()
-    assert PlanStore().get_job(no_spawn[-1]).kind == "train-policy"
+    job = PlanStore().get_job(no_spawn[-1])
+    assert (job.kind, job.params["data"]) == ("train-policy", {"shapesworld": True})
     PlanStore().finish_job(no_spawn[-1], "cancelled")
 
 
@@ -381,12 +453,16 @@ def test_export_validates_the_path_then_exports_and_offers_the_card(trained, tmp
 
     target = tmp_path / "export"
     at.text_input[0].input(str(target)).run()
+    at.radio(key="export_format").set_value("stock").run()
     at.button[-1].click().run()
     assert not at.error and "Started the export" in at.success[0].value
     job = jobs.find_jobs(PlanStore(), "export", active_only=False, plan_id=plan_id)[0]
-    assert no_spawn == [job.job_id]
+    assert no_spawn == [job.job_id] and job.params["export_format"] == "stock"
     # The worker's body, run here: detached workers are tested in test_jobs.py.
     assert job_runner.run_job(job.job_id, PlanStore()) == "done", PlanStore().get_job(job.job_id).error
+    assert "(stock)" in PlanStore().get_job(job.job_id).message
+    config = json.loads((target / "config.json").read_text())
+    assert "auto_map" not in config, "a stock export names no remote code"
     at.run()
     assert any(b.label == "Download model card" for b in at.get("download_button"))
     assert plan_id in "".join(m.value for m in at.markdown)

@@ -233,6 +233,14 @@ def test_explore_slider_redraws_the_blueprint_and_the_url_follows(page, server, 
     page.locator('[data-testid="stTable"], [data-testid="stAlert"]').last.wait_for(timeout=30_000)
     _settle(page)
     assert page.get_by_text("Traceback").count() == 0
+    page.get_by_text("Compare with neighbouring preferences").click()  # what the preference changes, on demand
+    summary = page.get_by_text(re.compile(r"neighbouring preferences? \(each weight ±")).first
+    summary.wait_for(timeout=60_000)
+    _settle(page)
+    if "change the plan" in summary.inner_text():
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=30_000)
+    page.wait_for_function("() => location.search.includes('neighbours=1')", timeout=30_000)
+    assert page.get_by_text("Traceback").count() == 0
     page.screenshot(path=str(ARTIFACTS / "explore.png"), full_page=True)
 
 
@@ -289,7 +297,7 @@ def test_evaluate_keeps_the_scroll_position_and_shows_live_progress(browser, ser
         while store.get_job(job.job_id).status in ("queued", "running") and time.time() < deadline:
             if bar.count():
                 texts.add(bar.first.inner_text())
-            time.sleep(0.5)
+            time.sleep(0.2)  # the bar is redrawn every second; an evaluation on the test data lasts a few
         assert store.get_job(job.job_id).status == "done", store.get_job(job.job_id).error
         assert any(re.search(r"\d+% · POPE (random|popular|adversarial)|ScienceQA", t) for t in texts), texts
         assert len(texts) >= 2, f"the bar moved: {texts}"

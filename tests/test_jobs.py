@@ -58,6 +58,30 @@ def wait(store: PlanStore, job_id: str, seconds: float = 120) -> str:
         ("evaluate", {"spec": "embedded", "device": "gpu"}, "unknown device 'gpu'"),
         ("calibrate", {"spec": "embedded", "dtype": "int8"}, "unknown dtype 'int8'"),
         ("calibrate", {"spec": "embedded", "dtype": None}, "dtype must be a name such as auto, got None"),
+        # the job's data is checked as the CLI checks its data options, and every path it names must exist
+        (
+            "calibrate",
+            {"spec": "embedded", "data": {"split": "val"}},
+            "--split val picks a ScienceQA split; pass --sqa",
+        ),
+        (
+            "plan",
+            {"spec": "embedded", "method": "uniform", "sparsity": 0.3, "data": {"shapesworld": True, "sqa": "/"}},
+            "--shapesworld and --pope-dir / --sqa-dir exclude each other",
+        ),
+        (
+            "train-policy",
+            {"spec": "embedded", "data": {"pope": "/no/such/pope"}},
+            "--pope-dir /no/such/pope does not exist; check the path",
+        ),
+        (
+            "recover",
+            {"spec": "embedded", "data": {"test_pope": ["/no/test.json"], "pope": "/"}},
+            "--test-pope /no/test.json does not exist",
+        ),
+        ("calibrate", {"spec": "embedded", "data": {"pope_dir": "/"}}, "unknown data options pope_dir; the known"),
+        ("calibrate", {"spec": "embedded", "data": "/data/pope"}, "data must be a mapping of data options"),
+        ("train-policy", {"spec": "embedded", "data": {"pope": "/"}}, "ScienceQA questions of your own are needed"),
     ],
 )
 def test_submit_refuses_bad_parameters_in_one_line(kind, params, message):
@@ -76,12 +100,50 @@ def test_every_model_job_takes_device_and_dtype(kind, tiny_llava, plan_id, tmp_p
         params["plan_id"] = plan_id
     if kind == "plan":
         params |= {"method": "uniform", "sparsity": 0.3}
+    if kind in jobs.DATA_KINDS:
+        params["data"] = {"shapesworld": True}  # the tiny checkpoints are local ones: ShapesWorld by name
     if kind == "export":
         params["out_dir"] = str(tmp_path / "out")
     checked = jobs.kind(kind).check(params, PlanStore())
     assert (checked["device"], checked["dtype"]) == ("cpu", "float32")
     defaults = jobs.kind(kind).check({k: v for k, v in params.items() if k not in ("device", "dtype")}, PlanStore())
     assert (defaults["device"], defaults["dtype"]) == ("auto", "auto")
+
+
+@pytest.mark.parametrize(("kind", "uses"), [("calibrate", "calibration"), ("train-policy", "rewards")])
+def test_a_local_checkpoints_tuning_jobs_without_data_are_refused_at_submit(kind, uses, tiny_llava):
+    store = PlanStore()
+    with pytest.raises(HippError, match=f"is a local checkpoint, so its {uses} must come from your own data"):
+        jobs.submit(kind, {"spec": str(tiny_llava)}, store)
+    assert not store.list_jobs(), "refused before anything is recorded, not by the worker"
+    checked = jobs.kind(kind).check({"spec": str(tiny_llava), "data": {"shapesworld": True}}, store)
+    assert checked["data"] == {"shapesworld": True}
+
+
+def test_job_data_is_kept_as_absolute_paths_and_reads_back_as_the_same_source(tmp_path, monkeypatch):
+    from hipp_core.data.source_params import from_params, to_params
+
+    for name in ("dev", "images", "sqa"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "test.json").write_text("")
+    monkeypatch.chdir(tmp_path)  # relative paths are kept absolute: the worker may run elsewhere
+    raw = {"pope": "dev", "pope_images": "images", "sqa": "sqa", "split": "minival", "test_pope": ["test.json"]}
+    checked = jobs.kind("train-policy").check({"spec": "embedded", "data": raw}, PlanStore())["data"]
+    assert checked == {
+        "pope": str(tmp_path / "dev"),
+        "pope_images": str(tmp_path / "images"),
+        "sqa": str(tmp_path / "sqa"),
+        "split": "minival",
+        "test_pope": [str(tmp_path / "test.json")],
+    }
+    assert json.loads(json.dumps(checked)) == checked
+    source = from_params(checked)
+    assert (source.pope, source.tuning_split, source.test_pope) == (
+        tmp_path / "dev",
+        "minival",
+        (tmp_path / "test.json",),
+    )
+    assert to_params(source) == checked
 
 
 def test_export_target_is_validated_and_never_overwritten_unasked(tiny_llava, plan_id, tmp_path):
@@ -98,6 +160,8 @@ def test_export_target_is_validated_and_never_overwritten_unasked(tiny_llava, pl
         jobs.submit("export", base | {"out_dir": str(tmp_path / "mine"), "overwrite": True})
     with pytest.raises(HippError, match="not a recovered artifact"):
         jobs.submit("export", base | {"out_dir": str(tmp_path / "new"), "artifact": str(tmp_path / "mine")})
+    with pytest.raises(HippError, match="unknown export format 'gguf'; use one of exact, stock"):
+        jobs.submit("export", base | {"out_dir": str(tmp_path / "new"), "export_format": "gguf"})
 
 
 def test_evaluate_job_runs_detached_and_lands_in_the_store(tiny_llava, plan_id):
@@ -180,7 +244,7 @@ def test_progress_reports_are_throttled_but_stage_changes_and_ends_are_kept():
 
 def test_a_killed_worker_is_reaped_as_failed(tiny_llava):
     store = PlanStore()
-    job_id = jobs.submit("calibrate", {"spec": str(tiny_llava), "samples": 64}, store)
+    job_id = jobs.submit("calibrate", {"spec": str(tiny_llava), "samples": 64, "data": {"shapesworld": True}}, store)
     pid = store.get_job(job_id).pid
     os.kill(pid, signal.SIGKILL)
     deadline = time.time() + 30

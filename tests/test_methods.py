@@ -249,7 +249,7 @@ def test_plan_job_runs_and_keeps_the_plan(tiny_llava):
     from hipp_core import job_runner
 
     store = PlanStore()
-    params = {"spec": str(tiny_llava), "method": "magnitude", "sparsity": 0.3, "shapesworld": True}
+    params = {"spec": str(tiny_llava), "method": "magnitude", "sparsity": 0.3, "data": {"shapesworld": True}}
     params = jobs.kind("plan").check(params, store)
     job_id = store.create_job("plan", params)
     assert job_runner.run_job(job_id, store) == "done", store.get_job(job_id).error

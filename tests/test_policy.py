@@ -267,6 +267,22 @@ def test_search_peers_score_the_same_space(plans, tiny_llava):
     assert hypervolume(np.array([[1.0, 1.0, 0.5]])) == pytest.approx(0.5)
 
 
+def test_nsga2_at_a_fixed_budget_proposes_every_plan_at_that_budget(plans, tiny_llava):
+    evaluator = InProcessEvaluator(str(tiny_llava), "dev", LIMIT)
+    fixed = nsga2_search(plans, evaluator, n_evals=8, pop_size=4, seed=0, budget=0.3)
+    assert len(fixed) == 8 and len({p.blueprint.plan_id for p in fixed}) > 1  # allocations still vary
+    # On this tiny decoder 8 MLP channels are 5% of the parameters: what rounding to units may cost.
+    unit = max(shape.mlp_params(plans.m) for shape in plans.shapes) / plans.dense_params()
+    for point in fixed:
+        assert point.blueprint.budget == 0.3 and abs(point.blueprint.achieved - 0.3) <= unit
+        assert point.objectives[2] == point.blueprint.achieved
+    free = nsga2_search(plans, evaluator, n_evals=4, pop_size=4, seed=0)
+    budgets = [p.blueprint.budget for p in free]
+    assert max(budgets) - min(budgets) > 2 * unit  # without a fixed budget, the budget is searched
+    with pytest.raises(HippError, match="fixed budget must be between 0 and 0.9"):
+        nsga2_search(plans, evaluator, n_evals=4, budget=0.95)
+
+
 def test_a_policy_bundled_with_the_checkpoint_is_used_only_for_its_own_weights(tiny_llava, tmp_path, monkeypatch):
     import shutil
 

@@ -317,3 +317,179 @@ def test_a_policy_trained_on_user_data_records_it_and_plans_without_data_options
     assert plans.trained and plans.policy_id == record.policy_id and plans.features.samples == 6
     blueprint = plans.blueprint((0.2, 0.7, 0.1), 0.3)
     assert abs(blueprint.achieved - 0.3) < 0.1
+
+
+# -- the pipeline of a real checkpoint: tuned, recovered and reported on the user's data ----------------------------
+def pipeline_args(tiny_llava, real, dev, out: Path) -> list[str]:
+    """`hipp pipeline` on a local checkpoint with the user's dev set, ScienceQA val, and the POPE test folder."""
+    args = ["pipeline", str(tiny_llava), "--pref", "0.2,0.7,0.1", "--sparsity", "0.3", "--iters", "1", "-o", str(out)]
+    return args + ["--pope-dir", str(dev), "--pope-images", str(real["images"]), "--sqa-dir", str(real["sqa"])]
+
+
+def instruction_file(real, folder: Path) -> Path:
+    """A two-item LLaVA-format instruction file on a training image (not one the test file asks about)."""
+    folder.mkdir(exist_ok=True)
+    shutil.copy(real["images"] / name(1), folder / name(1))
+    seen = [{"from": "human", "value": "<image>\nIs there a dog in the image?"}, {"from": "gpt", "value": "Yes"}]
+    text = [{"from": "human", "value": "Say no."}, {"from": "gpt", "value": "No"}]
+    items = [{"id": "a", "image": name(1), "conversations": seen}, {"id": "b", "conversations": text}]
+    path = folder / "instruct.json"
+    path.write_text(json.dumps(items))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            [],
+            (
+                "your own POPE data needs the POPE test files results are reported on: pass --test-pope FILE_OR_DIR "
+                "(and --test-pope-images DIR when the images are not in images/ beside it)"
+            ),
+        ),
+        (
+            ["--test-pope", "TEST", "--test-pope", "TEST"],
+            (
+                "results are reported on one POPE test file or folder, got 2 --test-pope entries; put the test files "
+                "in one folder and pass that"
+            ),
+        ),
+        (
+            ["--test-pope", "TEST", "--test-pope-images", "IMAGES"],
+            (
+                "{spec} is a local checkpoint tuned on your own data, so its LoRA recovery must not train on "
+                "ShapesWorld: pass --recover-data FILE, a LLaVA-format instruction file"
+            ),
+        ),
+    ],
+)
+def test_a_real_pipeline_without_its_test_files_or_instructions_is_refused_before_anything(
+    real, dev, tiny_llava, tmp_path, extra, expected
+):
+    from plan_store import default_store_path
+
+    out = tmp_path / "out"
+    extra = [{"TEST": str(real["test"]), "IMAGES": str(real["images"])}.get(x, x) for x in extra]
+    line = one_line_error(invoke(*pipeline_args(tiny_llava, real, dev, out), *extra))
+    assert line == "error: " + expected.format(spec=tiny_llava)
+    assert not out.exists() and not default_store_path().exists(), "nothing is computed or stored before a refusal"
+
+
+def test_a_real_pipeline_scores_on_the_test_files_and_recovers_on_the_instructions(real, dev, tiny_llava, tmp_path):
+    import re
+
+    from hipp_core.data.source import SHAPESWORLD_KEY
+    from hipp_core.evaluation.stored import bench_key, eval_key
+    from hipp_core.models.loading import load_model
+    from hipp_core.recover import data_key as instructions_key
+    from hipp_core.recover import read_recovery
+    from plan_store import DENSE_PLAN_ID, PlanStore
+
+    instructions = instruction_file(real, tmp_path / "instruct")
+    test = ["--test-pope", str(real["test"]), "--test-pope-images", str(real["images"])]
+    args = pipeline_args(tiny_llava, real, dev, tmp_path / "out")
+    result = invoke(*args, *test, "--recover-data", str(instructions), "--steps", "2", "--limit", "2")
+    assert result.returncode == 0, result.output
+    # The test folder has only POPE's random category: the others show as missing, not as a crash.
+    assert re.search(r"dense\s+│\s+0%\s+│\s+\d\.\d{3}\s+│\s+-\s+│\s+-\s+│\s+\d\.\d{3}", result.stdout), result.stdout
+
+    reported = DataSource(pope=real["test"], pope_images=real["images"], sqa=real["sqa"], split="test")
+    content = data_key(reported, load_benchmark("all", "test", 2, reported))
+    assert content.startswith("content-") and content != SHAPESWORLD_KEY
+    store, model_id = PlanStore(), load_model(str(tiny_llava)).model_id
+    dense = store.get_evaluation(
+        eval_key(model_id, DENSE_PLAN_ID, bench_key("all", True, content), "test", 2, "logits", "")
+    )
+    assert dense is not None and dense.sample_count > 0, "the dense model is scored on the test files"
+    plan_id = re.search(r"plan (\w+) \(preference", result.stdout).group(1)
+    stored = {e.key.mode: e.key.bench for e in store.plan_evaluations(plan_id) if e.key.split == "test"}
+    assert set(stored) == {"physical", "recovered"}
+    assert all(bench.startswith(f"all:{content}:") for bench in stored.values()), stored
+    artifact = next(a for a in store.list_artifacts(plan_id) if a.kind == "recovered")
+    assert read_recovery(Path(artifact.path))["data"].endswith(f"({instructions_key(instructions)})")
+
+
+def test_recover_scores_before_and_after_on_the_test_files_it_is_given(real, tiny_llava, tmp_path):
+    """`hipp recover` with eval's data options reports the pruned and recovered models on those files, stored
+    under their content key (not ShapesWorld test's)."""
+    from hipp_core.api import read_plan
+    from plan_store import PlanStore
+
+    blueprint_file = tmp_path / "plan.json"
+    planning = ["--method", "uniform", "--sparsity", "0.3", "--shapesworld", "-o", str(blueprint_file)]
+    result = invoke("plan", "baseline", str(tiny_llava), *planning)
+    assert result.returncode == 0, result.output
+    instructions = instruction_file(real, tmp_path / "instruct")
+    own = ["--pope-dir", str(real["test"]), "--pope-images", str(real["images"]), "--sqa-dir", str(real["sqa"])]
+    args = ["recover", str(tiny_llava), "--plan", str(blueprint_file), "--data", str(instructions), "--steps", "1"]
+    result = invoke(*args, *own, "--limit", "2")
+    assert result.returncode == 0, result.output
+    assert "your test data" in result.stdout
+
+    reported = DataSource(pope=real["test"], pope_images=real["images"], sqa=real["sqa"], split="test")
+    content = data_key(reported, load_benchmark("all", "test", 2, reported))
+    plan_id = read_plan(blueprint_file).plan_id
+    stored = {e.key.mode: e.key.bench for e in PlanStore().plan_evaluations(plan_id) if e.key.split == "test"}
+    assert set(stored) == {"physical", "recovered"}
+    assert all(bench.startswith(f"all:{content}:") for bench in stored.values()), stored
+
+
+# -- the dashboard's jobs on the user's data ------------------------------------------------------------------------
+def job_data(real, dev, **more) -> dict:
+    """The tuning data as Home keeps it and the jobs take it: the dev set, its images, the POPE test folder."""
+    return {"pope": str(dev), "pope_images": str(real["images"]), "test_pope": [str(real["test"])], **more}
+
+
+def test_a_local_checkpoints_calibrate_job_runs_on_the_chosen_data(real, dev, tiny_llava, tmp_path):
+    from hipp_core import job_runner, jobs
+    from hipp_core.api import calibrate_model
+    from plan_store import PlanStore
+
+    store, spec = PlanStore(), str(tiny_llava)
+    with pytest.raises(HippError, match="local checkpoint, so its calibration must come from your own data"):
+        jobs.submit("calibrate", {"spec": spec, "samples": 6}, store)
+    params = jobs.kind("calibrate").check({"spec": spec, "samples": 6, "data": job_data(real, dev)}, store)
+    job_id = store.create_job("calibrate", params)
+    assert job_runner.run_job(job_id, store) == "done", store.get_job(job_id).error
+    data = DataSource(pope=dev, pope_images=real["images"], test_pope=(real["test"],))
+    features, cached = calibrate_model(spec, samples=6, data=data, store=store)
+    assert cached and features.samples == 6, "the job calibrated on the chosen POPE files"
+
+    leaky = tmp_path / "leaky"  # the worker refuses tuning data that shares images with the test files, in one line
+    build_pope(real["instances"], leaky, PopeBuildConfig(images_count=9))
+    params = jobs.kind("calibrate").check({"spec": spec, "samples": 6, "data": job_data(real, leaky)}, store)
+    job_id = store.create_job("calibrate", params)
+    assert job_runner.run_job(job_id, store) == "failed"
+    assert "share 3 image(s) with the test files" in store.get_job(job_id).error
+
+
+def test_train_policy_and_recover_jobs_hand_the_chosen_data_to_the_api(real, dev, tiny_llava, monkeypatch):
+    from types import SimpleNamespace
+
+    from hipp_core import api, job_runner, jobs
+    from plan_store import PlanStore
+
+    store, spec, seen = PlanStore(), str(tiny_llava), {}
+    monkeypatch.setattr(
+        api, "train_policy", lambda spec, **kw: seen.update(kw) or SimpleNamespace(policy_id="p", curve=[])
+    )
+    raw = job_data(real, dev, sqa=str(real["sqa"]), split="minival")
+    job_id = store.create_job("train-policy", jobs.kind("train-policy").check({"spec": spec, "data": raw}, store))
+    assert job_runner.run_job(job_id, store) == "done", store.get_job(job_id).error
+    expected = DataSource(dev, real["images"], None, real["sqa"], split="minival", test_pope=(real["test"],))
+    assert seen["data"] == expected
+
+    bp = api.plan_baseline(spec, "uniform", 0.3, data=DataSource(shapesworld=True), store=store)
+    plan_id = store.put_plan(api.plan_draft(bp)).plan_id
+    untested = {"pope": str(dev), "pope_images": str(real["images"])}
+    with pytest.raises(HippError, match="your own POPE data needs the POPE test files"):
+        jobs.kind("recover").check({"spec": spec, "plan_id": plan_id, "data": untested}, store)
+    score = SimpleNamespace(pope_balanced_accuracy=0.5)
+    fake = lambda spec, blueprint, **kw: seen.update(kw) or SimpleNamespace(steps=1, before=score, after=score)
+    monkeypatch.setattr(api, "recover", fake)
+    params = {"spec": spec, "plan_id": plan_id, "steps": 1, "limit": 2, "data": raw}
+    job_id = store.create_job("recover", jobs.kind("recover").check(params, store))
+    assert job_runner.run_job(job_id, store) == "done", store.get_job(job_id).error
+    assert seen["eval_data"] == expected.report_source(), "recovery is scored on the chosen test files"
+    assert seen["eval_data"].pope == real["test"] and seen["eval_data"].split == "test"

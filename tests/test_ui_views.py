@@ -1,11 +1,14 @@
 """The dashboard's view-models without Streamlit: URL state, the matched-sparsity front, plan labels, the attention /
-MLP split of a plan, the table of all plans, parallel coordinates and their brushing, nearest plans by sparsity."""
+MLP split of a plan, the table of all plans, parallel coordinates and their brushing, nearest plans by sparsity, what
+a preference changes against its neighbours on the simplex."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from hipp_core import ui_links
+from hipp_core.blueprint import Blueprint, LayerPlan, LayerShape, count_params
+from hipp_core.errors import HippError
 from hipp_core.ui_pareto import (
     BY_COLUMN,
     DenseCounts,
@@ -15,6 +18,7 @@ from hipp_core.ui_pareto import (
     unit_split,
 )
 from hipp_core.ui_plans import brushed_plans, filter_plans, parallel_data, plans_table
+from hipp_core.ui_preference import preference_neighbours
 from hipp_core.ui_state import nearest_plans
 
 SPARSITY, POPE, SQA = BY_COLUMN["sparsity"], BY_COLUMN["pope_balanced_accuracy"], BY_COLUMN["sqa.accuracy"]
@@ -156,3 +160,76 @@ def test_nearest_plans_match_on_sparsity_too():
     )
     assert nearest_plans(evaluated, (0.5, 0.3, 0.2))["plan"].tolist()[0] == "p-low"
     assert nearest_plans(evaluated, (0.5, 0.3, 0.2), sparsity=0.5)["plan"].tolist()[0] == "p-high"
+
+
+# -- what a preference changes ------------------------------------------------------------------------------------
+SHAPE = LayerShape(64, 16, 4, 2, 128, False, False, False, 128)  # attention 12,288 params, MLP 128 channels
+
+
+class FakePlanner:
+    """Plans with a known difference: a robustness weight above 0.48 keeps one KV group (2 of 4 query heads) in layer
+    1 and 64 instead of 96 MLP channels in layer 3; every other preference gives the base plan. Records its calls."""
+
+    def __init__(self, steered: bool = True) -> None:
+        self.shapes = [SHAPE] * 4
+        self.steered = steered
+        self.calls: list[tuple] = []
+
+    def blueprint(self, preference, sparsity=None, equal_counts=False) -> Blueprint:
+        self.calls.append((tuple(preference), sparsity, equal_counts))
+        robust = self.steered and preference[1] > 0.48
+        full = LayerPlan((0, 1), (0, 1, 2, 3), tuple(range(96)))
+        layers = [full, LayerPlan((0,), (0, 1), tuple(range(96))) if robust else full, full]
+        layers.append(LayerPlan((0, 1), (0, 1, 2, 3), tuple(range(64 if robust else 96))))
+        kept = count_params(self.shapes, layers)
+        achieved = 1 - kept / count_params(self.shapes)
+        return Blueprint("fake", "llava", 0.2, (0.0,) * 4, tuple(layers), achieved, "policy", "wanda", 8, 0.9)
+
+
+def test_neighbours_show_which_layers_and_unit_kinds_a_preference_changes():
+    planner = FakePlanner()
+    found = preference_neighbours(planner, (0.3, 0.4, 0.3), sparsity=0.25, equal_counts=True)
+    assert [c.label for c in found.changes] == [
+        f"{name} {sign}0.1" for name in ("utility", "robustness", "compression") for sign in ("+", "−")
+    ]
+    assert {call[1:] for call in planner.calls} == {(0.25, True)}, "every neighbour at the same lock and counts"
+    (robust,) = found.changed
+    assert robust.label == "robustness +0.1" and robust.preference == pytest.approx((0.5 * 3 / 6, 0.5, 0.5 * 3 / 6))
+    assert robust.heads == (0, 2, 0, 0) and robust.kv_groups == (0, 1, 0, 0) and robust.mlp == (0, 0, 0, 32)
+    assert robust.attention_fraction == pytest.approx((0, 0.5, 0, 0))  # half the heads with their KV group
+    assert robust.mlp_fraction == pytest.approx((0, 0, 0, 0.25))  # 32 of 128 channels
+    attention, channel = 6144, 3 * 64  # half of layer 1's attention; gate, up and down weights of one channel
+    assert robust.achieved == pytest.approx((attention + 32 * channel) / count_params(planner.shapes))
+    # The base plan removes 32 MLP channels per layer and no attention; the neighbour 32 more and half a layer's.
+    assert robust.attention_share == pytest.approx(attention / (attention + 5 * 32 * channel))
+    assert robust.describe().startswith(
+        "robustness +0.1: 2 more query heads removed in layer 1; 1 more KV group removed in layer 1; "
+        "32 more MLP channels removed in layer 3; sparsity +"
+    )
+    assert found.summary() == "1 of 6 neighbouring preferences (each weight ±0.1) change the plan at sparsity 25%."
+    frame = found.frame()
+    assert frame.shape == (12, 4) and frame.loc["robustness +0.1 · attention", 1] == pytest.approx(0.5)
+    assert np.count_nonzero(frame.to_numpy()) == 2
+    assert (
+        found.hover_text()[5][3]
+        == "robustness +0.1 · MLP, layer 3: +25.0% of its parameters removed (+32 MLP channels)"
+    )
+
+
+def test_neighbours_that_all_give_the_same_plan_say_no_change():
+    found = preference_neighbours(FakePlanner(steered=False), (0.3, 0.4, 0.3))
+    assert len(found.changes) == 6 and not found.changed and found.lines() == []
+    assert found.summary().startswith("No change: this policy gives the same plan for every neighbouring preference")
+    assert not found.frame().to_numpy().any()
+
+
+def test_neighbours_off_the_simplex_are_skipped():
+    planner = FakePlanner()
+    shown = planner.blueprint((1.0, 0.0, 0.0))
+    found = preference_neighbours(planner, (1.0, 0.0, 0.0), shown=shown)
+    assert found.skipped == ["utility +0.1", "robustness −0.1", "compression −0.1"]
+    assert [c.label for c in found.changes] == ["utility −0.1", "robustness +0.1", "compression +0.1"]
+    assert len(planner.calls) == 1 + 3, "the plan on show is not planned again; skipped neighbours are not planned"
+    assert all(min(c.preference) >= 0 and sum(c.preference) == pytest.approx(1) for c in found.changes)
+    with pytest.raises(HippError, match="step"):
+        preference_neighbours(planner, (0.3, 0.4, 0.3), step=0.0)

@@ -27,7 +27,7 @@ REAL_SQA_SPLIT = "val"  # ScienceQA's own dev split, the default for rewards on 
 @dataclass(frozen=True)
 class DataSource:
     """The data options every model command shares (`--pope-dir`, `--pope-images`, `--pope-labels`, `--sqa-dir`,
-    `--split`, `--test-pope`, `--test-split`, `--shapesworld`). Nothing given means ShapesWorld for an embedded
+    `--split`, `--test-pope`, `--test-pope-images`, `--test-split`, `--shapesworld`). Nothing given means ShapesWorld for an embedded
     model and a refusal for a local checkpoint."""
 
     pope: Path | None = None  # POPE questions: a folder of *_pope_<category>.json files, or one question file
@@ -40,6 +40,7 @@ class DataSource:
     test_pope: tuple[Path, ...] = ()  # the POPE files results are reported on: tuning data must not touch them
     test_split: str | None = None  # the ScienceQA split results are reported on (in `sqa`); None: test
     shapesworld: bool = False  # ShapesWorld asked for by name, e.g. for a local copy of an embedded model
+    test_pope_images: Path | None = None  # images of `test_pope` (default: images/ beside the test questions)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "test_pope", tuple(Path(p) for p in self.test_pope))
@@ -51,6 +52,8 @@ class DataSource:
             raise HippError("--test-pope / --test-split name what your own data must stay apart from; pass --pope-dir")
         if self.test_split is not None and self.sqa is None:
             raise HippError(f"--test-split {self.test_split} is a ScienceQA split; pass --sqa-dir with it")
+        if self.test_pope_images is not None and not self.test_pope:
+            raise HippError("--test-pope-images is the image folder of the --test-pope files; pass --test-pope too")
 
     @property
     def real(self) -> bool:
@@ -66,6 +69,33 @@ class DataSource:
     def report_split(self) -> str:
         """The ScienceQA split results are reported on, which tuning must stay apart from."""
         return self.test_split or "test"
+
+    def report_source(self) -> DataSource | None:
+        """The data results are reported on (a command's test evaluations): None for ShapesWorld, whose `test` split
+        it is; for the user's own data, the one POPE test file or folder `test_pope` names, read with its images and
+        `pope_labels`, and ScienceQA's `report_split` in `sqa`. Refused when own POPE data comes without its test
+        file, or with several (an evaluation reads one folder)."""
+        if not self.real:
+            return None
+        if self.pope is not None and not self.test_pope:
+            raise HippError(
+                "your own POPE data needs the POPE test files results are reported on: pass --test-pope FILE_OR_DIR "
+                "(and --test-pope-images DIR when the images are not in images/ beside it)"
+            )
+        if len(self.test_pope) > 1:
+            raise HippError(
+                f"results are reported on one POPE test file or folder, got {len(self.test_pope)} --test-pope "
+                "entries; put the test files in one folder and pass that"
+            )
+        return DataSource(
+            pope=self.test_pope[0] if self.test_pope else None,
+            pope_images=self.test_pope_images,
+            pope_labels=self.pope_labels,
+            sqa=self.sqa,
+            sqa_images=self.sqa_images,
+            folders=self.folders,
+            split=self.report_split if self.sqa is not None else None,
+        )
 
 
 def for_model(data: DataSource | None, embedded: bool, spec: str, uses: str, needs: tuple[str, ...]) -> DataSource:

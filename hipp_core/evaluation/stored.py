@@ -71,6 +71,22 @@ def bench_key(bench: str, image_free: bool, data: str = SHAPESWORLD_KEY, placeme
     return f"{bench}:{data}:{'with-image-free' if image_free else 'no-image-free'}{placement}"
 
 
+def evaluation_options(data: DataSource | None) -> dict:
+    """`evaluate_model`'s data keywords for reading `data` (a `DataSource.report_source`; None: ShapesWorld `test`),
+    so a command's test evaluations all read the same questions."""
+    if data is None:
+        return {"split": "test"}
+    return {
+        "pope_dir": data.pope,
+        "pope_images": data.pope_images,
+        "pope_labels": data.pope_labels,
+        "sqa_dir": data.sqa,
+        "sqa_images": data.sqa_images,
+        "folders": dict(data.folders),
+        "split": data.split or "test",
+    }
+
+
 def evaluate_model(
     spec: str,
     bench: str = "all",
@@ -245,22 +261,24 @@ def evaluate_recovered(
     batch_size: int = 32,
     progress: Progress | None = None,
     store: PlanStore | None = None,
+    data: DataSource | None = None,
 ) -> EvalResult:
-    """Evaluate a recovered model of `blueprint` (a `hipp_core.recover` artifact, loaded with `load_pruned`) on
-    ShapesWorld, stored in mode `recovered` under the dense model and the plan. The store's key has no field for
-    how a plan was recovered, so the recovered weights' id goes into the benchmark key: two recoveries of one plan
-    are two measurements. It runs where `recovered` was loaded; the dense model is read for its id and shapes
-    there too."""
+    """Evaluate a recovered model of `blueprint` (a `hipp_core.recover` artifact, loaded with `load_pruned`) on the
+    files `data` names (None: ShapesWorld), stored in mode `recovered` under the dense model and the plan. The
+    store's key has no field for how a plan was recovered, so the recovered weights' id goes into the benchmark key:
+    two recoveries of one plan are two measurements. It runs where `recovered` was loaded; the dense model is read
+    for its id and shapes there too."""
     validation.count(batch_size, "--batch-size")
     placement = recovered.placement
     loaded = load_model(spec, placement.device, placement.dtype)
     check_plan(blueprint, loaded.model_id, loaded.adapter.layer_shapes(), spec)
     check_pruned(recovered.adapter, blueprint)
-    tasks = load_benchmark(bench, split, limit)
+    tasks = load_benchmark(bench, split, limit, data)
     store = store or PlanStore()
     store.put_model(loaded.model_id, spec, loaded.family, loaded.model.config.to_dict())
     plan_id = store.put_plan(plan_draft(blueprint)).plan_id
-    bench_id = f"{bench_key(bench, image_free, placement=placement.key_suffix)}:recovered-{recovered.model_id}"
+    data_id = data_key(data, tasks)
+    bench_id = f"{bench_key(bench, image_free, data_id, placement.key_suffix)}:recovered-{recovered.model_id}"
     key = eval_key(loaded.model_id, plan_id, bench_id, split, limit, scoring, "recovered")
 
     return stored_score(

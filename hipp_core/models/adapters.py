@@ -17,7 +17,7 @@ from torch import nn
 
 from hipp_core.blueprint import LayerShape
 from hipp_core.errors import HippError
-from hipp_core.models.answers import answer_candidates
+from hipp_core.models.answers import answer_candidates, reply_token_count
 from hipp_core.models.device import to_model
 
 _REGISTRY: dict[str, type[ModelAdapter]] = {}
@@ -170,6 +170,26 @@ class ModelAdapter(ABC):
         content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
         return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
 
+    def chat_reply(self, text: str, with_image: bool, answer: str) -> str:
+        """`answer` as the chat template writes the assistant's reply after this question's generation prompt, up
+        to and including the end-of-sequence token: what training teaches the model to write. Templates put
+        different text between prompt and reply (llava-hf: "ASSISTANT: yes", Qwen: "assistant\nyes<|im_end|>"),
+        and the bare answer glued to the prompt would teach a SentencePiece model a spelling it never writes
+        ("ASSISTANT:yes", no word boundary). A template that does not extend its own prompt gets the bare answer."""
+        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
+        turns = [
+            {"role": "user", "content": content},
+            {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+        ]
+        prompt = self.chat_prompt(text, with_image)
+        eos = self.tokenizer.eos_token or ""
+        written = self.processor.apply_chat_template(turns, add_generation_prompt=False)
+        reply = written[len(prompt) :] if written.startswith(prompt) else ""
+        if answer not in reply:
+            return answer + eos
+        end = reply.find(eos, reply.index(answer) + len(answer)) if eos else -1
+        return reply[: end + len(eos)] if end >= 0 else reply.rstrip() + eos
+
     def encode(
         self,
         texts: list[str],
@@ -184,8 +204,9 @@ class ModelAdapter(ABC):
         left, so every row's answer position is the last one, and passes `padded_positions` (see there).
         """
         prompts = [self.chat_prompt(t, img is not None) for t, img in zip(texts, images)]
-        eos = self.tokenizer.eos_token or ""
-        full = prompts if answers is None else [p + a + eos for p, a in zip(prompts, answers)]
+        if answers is not None:
+            replies = [self.chat_reply(t, img is not None, a) for t, img, a in zip(texts, images, answers)]
+        full = prompts if answers is None else [p + r for p, r in zip(prompts, replies)]
         present = [img for img in images if img is not None]
         self.tokenizer.padding_side = padding_side
         inputs = self.processor(
@@ -197,8 +218,8 @@ class ModelAdapter(ABC):
             return Encoded(inputs)
         labels = torch.full_like(inputs["input_ids"], -100)
         lengths = inputs["attention_mask"].sum(1)
-        for i, answer in enumerate(answers):
-            n = len(self.tokenizer(answer + eos, add_special_tokens=False).input_ids)
+        for i, (prompt, reply) in enumerate(zip(prompts, replies)):
+            n = reply_token_count(self.tokenizer, prompt, reply)
             end = int(lengths[i])
             labels[i, end - n : end] = inputs["input_ids"][i, end - n : end]
         return Encoded(inputs, labels)

@@ -56,3 +56,18 @@ def answer_candidates(tokenizer, prompt: str, answers: Sequence[str], any_case: 
                 "score by generation instead (hipp eval --generate)"
             )
     return [sorted(i for i in ids if uses[i] == 1) for ids in found]
+
+
+def reply_token_count(tokenizer, prompt: str, reply: str) -> int:
+    """How many of the tokens of `prompt + reply` belong to the reply: those past the longest prefix that the
+    encoding of `prompt` alone shares. Counting the reply's tokens encoded alone is wrong for tokenizers whose
+    encoding depends on what precedes (a SentencePiece word boundary, a merge across the seam); a token that spans
+    the seam counts as the reply's, since the model must write it."""
+    base = tokenizer(prompt, add_special_tokens=False).input_ids
+    full = tokenizer(prompt + reply, add_special_tokens=False).input_ids
+    shared = 0
+    for a, b in zip(base, full):
+        if a != b:
+            break
+        shared += 1
+    return len(full) - shared
