@@ -395,7 +395,7 @@ def _top(values: np.ndarray, n: int) -> np.ndarray:
     return np.sort(np.argsort(-values, kind="stable")[:n])
 
 
-def _select(shape: LayerShape, n_kv: int, per_group: int, n_mlp: int, scores: UnitScores | None) -> LayerPlan:
+def select_units(shape: LayerShape, n_kv: int, per_group: int, n_mlp: int, scores: UnitScores | None) -> LayerPlan:
     """Which units to keep: KV groups by the summed score of their heads, the top heads inside each kept group,
     the top MLP channels; with no scores, the lowest indices (deterministic)."""
     head = np.zeros(shape.n_heads) if scores is None else np.asarray(scores.head, dtype=float)
@@ -423,7 +423,7 @@ def realize(
 
     Each layer takes the unit counts closest to its own target (`_closest`); then MLP widths move one m-block at a
     time where the rounding error is largest until the overall count is as close to ρ as single blocks can bring it
-    (`_correct`); finally `scores` decide which indices fill those counts (`_select`).
+    (`_correct`); finally `scores` decide which indices fill those counts (`select_units`).
 
     With `equal_counts` every layer takes the counts of the first layer's pick (the layers must share one shape and,
     for a meaningful plan, one target), so no per-layer correction can run: the overall sparsity is that layer's.
@@ -450,7 +450,7 @@ def realize(
         dense = np.array([opt.dense for opt in options], dtype=float)
         _correct(options, picks, dense * (1.0 - targets), (1.0 - budget) * dense.sum())
     return [
-        _select(shape, int(opt.groups[a]), int(opt.per_group[a]), int(opt.channels[j]), sc)
+        select_units(shape, int(opt.groups[a]), int(opt.per_group[a]), int(opt.channels[j]), sc)
         for shape, opt, (a, j), sc in zip(shapes, options, picks, scores or [None] * len(shapes))
     ]
 
