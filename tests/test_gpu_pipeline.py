@@ -101,7 +101,8 @@ def test_tiny_run_records_every_step_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_pipeline, "run", fake_run)
     args = gpu_pipeline.parse_args(["--tiny", "--out", str(tmp_path), "--archs", "qwen2.5-vl-7b"])
     assert gpu_pipeline.run_arch("qwen2.5-vl-7b", args, gpu_pipeline.Report(report_file, gpu_pipeline.new_report(args)))
-    assert len(ran) == 1 and ran[0][-4:] == ["--format", "stock", "-o", str(tmp_path / "qwen2.5-vl-7b" / "export-stock")]
+    export = tmp_path / "qwen2.5-vl-7b" / "export-stock"
+    assert len(ran) == 1 and ran[0][-4:] == ["--format", "stock", "-o", str(export)]
     rerun = json.loads(report_file.read_text())["archs"]["qwen2.5-vl-7b"]["steps"]
     assert list(rerun) == list(gpu_pipeline.STEPS) and rerun["export_stock"]["seconds"] == 1.5
     assert {k: v for k, v in rerun.items() if k != "export_stock"} == qwen
