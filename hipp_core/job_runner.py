@@ -239,7 +239,7 @@ def _evaluate_steps(params: dict[str, Any]) -> list[Step]:
 @steps_of("recover")
 def _recover_steps(params: dict[str, Any]) -> list[Step]:
     test = _eval_data(params)
-    tasks = api.load_benchmark("all", (test.split if test else None) or "test", params["limit"], test)
+    tasks = api.load_benchmark("all", api.evaluation_options(test)["split"], params["limit"], test)
     lora = params["steps"] * api.RecoveryConfig().batch_size * LORA_STEP_COST
     return [
         *evaluation_steps(tasks, image_free=True, phase="before recovery"),

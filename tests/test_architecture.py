@@ -100,3 +100,15 @@ def test_cli_reaches_the_library_only_through_the_api():
     which it imports before the API so that they apply before transformers loads."""
     deps = _graph()["hipp_core.cli"]
     assert deps <= {"hipp_core.api", "hipp_core.config", "hipp_core.errors"}, sorted(deps)
+
+
+@pytest.mark.parametrize("page", sorted(p.stem for p in (ROOT / "pages").glob("[!_]*.py")))
+def test_every_page_hands_over_to_the_app_before_it_draws(page):
+    """A deep link on a fresh server runs the page file itself; it must call `hand_over_to_app()` as its first
+    statement after the imports, before anything is drawn (the hand-over is shown in a browser by test_browser)."""
+    tree = ast.parse((ROOT / "pages" / f"{page}.py").read_text())
+    body = [n for n in tree.body if not isinstance(n, ast.Import | ast.ImportFrom)]
+    body = body[1:] if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else body
+    first = body[0]
+    assert isinstance(first, ast.Expr) and isinstance(first.value, ast.Call), ast.unparse(first)
+    assert ast.unparse(first.value) == "hand_over_to_app()", ast.unparse(first)

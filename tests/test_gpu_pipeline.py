@@ -53,16 +53,18 @@ def _saved() -> str | None:
     return saved.read_text() if saved.exists() else None
 
 
-def test_tiny_run_records_every_step_of_both_archs_and_resumes(tmp_path, monkeypatch):
+def test_tiny_run_records_every_step_and_resumes(tmp_path, monkeypatch):
+    """One architecture end to end, each step a real `hipp` process (a second would double the suite's longest
+    test); LLaVA's 7B processor and config are checked below and its tiny checkpoint by test_gpu_benchmark."""
     gpu_pipeline = _module()
     saved = _saved()
-    child = _pipeline(tmp_path, "--jobs", "2", "--keep")
+    child = _pipeline(tmp_path, "--archs", "qwen2.5-vl-7b", "--keep")
     assert child.returncode == 0, child.stderr[-3000:]
     report_file = tmp_path / "gpu_pipeline.json"
     report = json.loads(report_file.read_text())
     assert json.loads(child.stdout) == report and report["tiny"] is True
     assert report["hardware"]["device"] == "cpu" and report["hardware"]["torch"]
-    assert set(report["archs"]) == {"llava-1.5-7b", "qwen2.5-vl-7b"}
+    assert set(report["archs"]) == {"qwen2.5-vl-7b"}
     for arch, entry in report["archs"].items():
         steps = entry["steps"]
         assert list(steps) == list(gpu_pipeline.STEPS), arch
@@ -87,8 +89,8 @@ def test_tiny_run_records_every_step_of_both_archs_and_resumes(tmp_path, monkeyp
 
     # A rerun skips what the report holds while the checkpoint is still there: drop one step, and only it runs again
     # (in process, its command faked: the real one ran above and left its export, --keep).
-    llava = report["archs"]["llava-1.5-7b"]["steps"]
-    del llava["export_stock"]
+    qwen = report["archs"]["qwen2.5-vl-7b"]["steps"]
+    del qwen["export_stock"]
     report_file.write_text(json.dumps(report))
     ran = []
 
@@ -97,24 +99,25 @@ def test_tiny_run_records_every_step_of_both_archs_and_resumes(tmp_path, monkeyp
         return gpu_pipeline.Finished(1.5, returncode, "", "error: no such thing" if returncode else "")
 
     monkeypatch.setattr(gpu_pipeline, "run", fake_run)
-    args = gpu_pipeline.parse_args(["--tiny", "--out", str(tmp_path), "--archs", "llava-1.5-7b"])
-    assert gpu_pipeline.run_arch("llava-1.5-7b", args, gpu_pipeline.Report(report_file, gpu_pipeline.new_report(args)))
-    assert len(ran) == 1 and ran[0][-4:] == ["--format", "stock", "-o", str(tmp_path / "llava-1.5-7b" / "export-stock")]
-    rerun = json.loads(report_file.read_text())["archs"]["llava-1.5-7b"]["steps"]
+    args = gpu_pipeline.parse_args(["--tiny", "--out", str(tmp_path), "--archs", "qwen2.5-vl-7b"])
+    assert gpu_pipeline.run_arch("qwen2.5-vl-7b", args, gpu_pipeline.Report(report_file, gpu_pipeline.new_report(args)))
+    export = tmp_path / "qwen2.5-vl-7b" / "export-stock"
+    assert len(ran) == 1 and ran[0][-4:] == ["--format", "stock", "-o", str(export)]
+    rerun = json.loads(report_file.read_text())["archs"]["qwen2.5-vl-7b"]["steps"]
     assert list(rerun) == list(gpu_pipeline.STEPS) and rerun["export_stock"]["seconds"] == 1.5
-    assert {k: v for k, v in rerun.items() if k != "export_stock"} == llava
-    assert not (tmp_path / "llava-1.5-7b" / "checkpoint").exists()  # a finished architecture leaves no weights
+    assert {k: v for k, v in rerun.items() if k != "export_stock"} == qwen
+    assert not (tmp_path / "qwen2.5-vl-7b" / "checkpoint").exists()  # a finished architecture leaves no weights
 
     # Without its checkpoint (a fresh machine) an unfinished architecture starts over; a failed step ends it.
     del rerun["eval"]
     report_file.write_text(
-        json.dumps(json.loads(report_file.read_text()) | {"archs": {"llava-1.5-7b": {"steps": rerun}}})
+        json.dumps(json.loads(report_file.read_text()) | {"archs": {"qwen2.5-vl-7b": {"steps": rerun}}})
     )
     monkeypatch.setattr(gpu_pipeline, "run", lambda command, env: fake_run(command, env, returncode=1))
     assert not gpu_pipeline.run_arch(
-        "llava-1.5-7b", args, gpu_pipeline.Report(report_file, gpu_pipeline.new_report(args))
+        "qwen2.5-vl-7b", args, gpu_pipeline.Report(report_file, gpu_pipeline.new_report(args))
     )
-    (failed,) = json.loads(report_file.read_text())["archs"]["llava-1.5-7b"]["steps"].items()
+    (failed,) = json.loads(report_file.read_text())["archs"]["qwen2.5-vl-7b"]["steps"].items()
     assert failed[0] == "write_checkpoint" and failed[1]["returncode"] == 1 and "no such thing" in failed[1]["error"]
 
 

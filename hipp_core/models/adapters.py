@@ -23,6 +23,12 @@ from hipp_core.models.device import to_model
 _REGISTRY: dict[str, type[ModelAdapter]] = {}
 
 
+def _user_turn(text: str, with_image: bool) -> dict:
+    """One user message of a chat: the image placeholder (if any) before the text, as both families' templates
+    expect."""
+    return {"role": "user", "content": ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]}
+
+
 def register(model_type: str) -> Callable[[type[ModelAdapter]], type[ModelAdapter]]:
     def wrap(cls: type[ModelAdapter]) -> type[ModelAdapter]:
         cls.model_type = model_type
@@ -167,21 +173,17 @@ class ModelAdapter(ABC):
 
     # -- inputs -----------------------------------------------------------------------------------------------
     def chat_prompt(self, text: str, with_image: bool) -> str:
-        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
-        return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+        return self.processor.apply_chat_template([_user_turn(text, with_image)], add_generation_prompt=True)
 
-    def chat_reply(self, text: str, with_image: bool, answer: str) -> str:
-        """`answer` as the chat template writes the assistant's reply after this question's generation prompt, up
-        to and including the end-of-sequence token: what training teaches the model to write. Templates put
-        different text between prompt and reply (llava-hf: "ASSISTANT: yes", Qwen: "assistant\nyes<|im_end|>"),
-        and the bare answer glued to the prompt would teach a SentencePiece model a spelling it never writes
-        ("ASSISTANT:yes", no word boundary). A template that does not extend its own prompt gets the bare answer."""
-        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
-        turns = [
-            {"role": "user", "content": content},
-            {"role": "assistant", "content": [{"type": "text", "text": answer}]},
-        ]
-        prompt = self.chat_prompt(text, with_image)
+    def chat_reply(self, text: str, with_image: bool, answer: str, prompt: str | None = None) -> str:
+        """`answer` as the chat template writes the assistant's reply after this question's generation prompt
+        (`chat_prompt`, passed as `prompt` when the caller has it), up to and including the end-of-sequence token:
+        what training teaches the model to write. Templates put different text between prompt and reply (llava-hf:
+        "ASSISTANT: yes", Qwen: "assistant\nyes<|im_end|>"), and the bare answer glued to the prompt would teach a
+        SentencePiece model a spelling it never writes ("ASSISTANT:yes", no word boundary). A template that does
+        not extend its own prompt gets the bare answer."""
+        turns = [_user_turn(text, with_image), {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+        prompt = self.chat_prompt(text, with_image) if prompt is None else prompt
         eos = self.tokenizer.eos_token or ""
         written = self.processor.apply_chat_template(turns, add_generation_prompt=False)
         reply = written[len(prompt) :] if written.startswith(prompt) else ""
@@ -205,7 +207,9 @@ class ModelAdapter(ABC):
         """
         prompts = [self.chat_prompt(t, img is not None) for t, img in zip(texts, images)]
         if answers is not None:
-            replies = [self.chat_reply(t, img is not None, a) for t, img, a in zip(texts, images, answers)]
+            replies = [
+                self.chat_reply(t, img is not None, a, p) for t, img, a, p in zip(texts, images, answers, prompts)
+            ]
         full = prompts if answers is None else [p + r for p, r in zip(prompts, replies)]
         present = [img for img in images if img is not None]
         self.tokenizer.padding_side = padding_side
