@@ -50,6 +50,7 @@ def main() -> None:
             and result.sqa.accuracy_image >= SQA_IMAGE_TARGET,
             "questions": result.questions,
             "train_seconds": info.get("seconds_this_run"),
+            "train_threads": info.get("torch_threads"),
             "train_config": info.get("train_config"),
         }
     emit("dense_quality", report, args.save)

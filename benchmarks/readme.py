@@ -41,13 +41,31 @@ def dense_quality() -> list[str]:
                 spec,
                 " / ".join(f"{b[c]:.3f}" for c in CATS),
                 " / ".join(f"{free[c]:.3f}" for c in CATS),
-                f"{m['sqa_accuracy']:.3f}",
-                f"≥ {m['targets']['pope_each_category']} / ≥ {m['targets']['sqa']}",
+                f"{m['sqa_accuracy']:.3f} ({m['sqa_accuracy_image']:.3f} / {m['sqa_accuracy_text']:.3f})",
+                f"{m['sqa_image_questions_blank_image']:.3f}",
+                f"≥ {m['targets']['pope_each_category']} / ≥ {m['targets']['sqa']} ({m['targets']['sqa_image']})",
                 "yes" if m["meets_targets"] else "**no**",
+                _retrain(m),
             ]
         )
-    header = ["model", "POPE bal. acc. r / p / a", "blank image", "SQA acc.", "target POPE / SQA", "met"]
+    header = [
+        "model",
+        "POPE bal. acc. r / p / a",
+        "blank image",
+        "SQA acc. (image / text)",
+        "SQA image, blank",
+        "target POPE / SQA (image)",
+        "met",
+        "retrain (CPU)",
+    ]
     return [*out, *_table(header, rows), ""]
+
+
+def _retrain(m: dict) -> str:
+    if m.get("train_seconds") is None:
+        return "n/a"
+    threads = m.get("train_threads")
+    return f"{m['train_seconds'] / 60:.0f} min" + (f", {threads} thread{'s' if threads > 1 else ''}" if threads else "")
 
 
 def matched_sparsity() -> list[str]:

@@ -69,7 +69,6 @@ from hipp_core.methods import Method, channel_multiple  # noqa: F401  (re-export
 from hipp_core.models import zoo
 from hipp_core.models.device import AUTO, DTYPES, Placement, dtype_runs, resolve, resolve_device
 from hipp_core.models.loading import EMBEDDED_ALIASES, checkpoint_dtype, load_model, resolve_spec
-from hipp_core.models.train import TrainConfig
 from hipp_core.policies import BUNDLED_POLICY, policy_checkpoint_path, policy_record  # noqa: F401  (re-exported)
 from hipp_core.policy import Planner
 from hipp_core.recover import RecoveryConfig, RecoveryResult, recover_plan
@@ -175,7 +174,7 @@ def zoo_build(
         if not retrain and (target / "config.json").exists():
             rows.append(ZooModel(a, target, zoo.train_info(target) or {}))
             continue
-        cfg = TrainConfig() if steps is None else replace(TrainConfig(), steps=steps)
+        cfg = zoo.recipe(a) if steps is None else replace(zoo.recipe(a), steps=steps)
         rows.append(ZooModel(a, target, zoo.train_embedded(a, target, cfg, progress, threads), trained_now=True))
     return rows
 

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -125,6 +125,9 @@ def build_model(arch: str, processor, seed: int = 0, size: DecoderSize = Decoder
         "eos_token_id": tok.eos_token_id,
     }
     if arch == "llava":
+        # LLaVA lays the 64 image tokens out in one row of 1-D positions; a slower base leaves more of the 16-dim
+        # heads' rotary pairs free to look up content anywhere in the image (docs/design.md, "Embedded models").
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e5}
         vision = CLIPVisionConfig(
             hidden_size=64,
             intermediate_size=256,
@@ -178,6 +181,12 @@ def build_model(arch: str, processor, seed: int = 0, size: DecoderSize = Decoder
     return model
 
 
+def recipe(arch: str) -> TrainConfig:
+    """The recipe each shipped checkpoint was trained with, so that `hipp zoo build --retrain` reproduces it.
+    Qwen2.5-VL's tower reads every cell after 400 probe steps; LLaVA's needs 800 (docs/design.md, §2)."""
+    return TrainConfig() if arch == "llava" else replace(TrainConfig(), probe_steps=400)
+
+
 def train_embedded(
     arch: str,
     out_dir: Path,
@@ -186,7 +195,7 @@ def train_embedded(
     threads: int | None = None,
 ) -> dict:
     """Build, train and save one embedded model; resumable (a checkpoint lives beside `out_dir`)."""
-    cfg = cfg or TrainConfig()
+    cfg = cfg or recipe(arch)
     n_threads = set_threads(threads)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
