@@ -481,11 +481,14 @@ def test_equal_counts_on_real_7b_layouts(arch):
 def test_equal_counts_keep_the_attention_split_of_the_allocation():
     shapes = _tiny("llava", EMBEDDED, meta=True).layer_shapes()
     n = len(shapes)
+    shape = shapes[0]
+    kept = shape.intermediate - 112  # a budget that MLP widths alone reach exactly
+    budget = (shape.mlp_params(shape.intermediate) - shape.mlp_params(kept)) / shape.dense_params
     spare_heads = make_blueprint(
-        "m", "llava", shapes, 0.3, np.ones(n), None, 8, alpha_attention=np.full(n, 1e-3), equal_counts=True
+        "m", "llava", shapes, budget, np.ones(n), None, 8, alpha_attention=np.full(n, 1e-3), equal_counts=True
     )
-    assert _counts(spare_heads) == {(shapes[0].n_kv_heads, shapes[0].n_heads, spare_heads.layers[0].n_mlp)}
-    assert abs(spare_heads.achieved - 0.3) <= SPARSITY_TOLERANCE
+    assert _counts(spare_heads) == {(shape.n_kv_heads, shape.n_heads, kept)}
+    assert abs(spare_heads.achieved - budget) <= SPARSITY_TOLERANCE
 
 
 def test_equal_counts_refuse_layers_of_different_shapes():
@@ -498,8 +501,10 @@ def test_equal_counts_with_fixed_stock_heads_keep_every_query_head():
     shapes = _tiny("qwen2_5_vl", EMBEDDED, meta=True).layer_shapes()
     block = shapes[0].mlp_params(8) / shapes[0].dense_params  # only MLP widths can move: the closest reachable
     for budget in (0.25, 0.5):
-        bp = make_blueprint("m", "qwen2_5_vl", shapes, budget, np.ones(8), None, 8, equal_counts=True, stock_heads=(4,))
-        assert _counts(bp) == {(2, 4, bp.layers[0].n_mlp)}
+        bp = make_blueprint(
+            "m", "qwen2_5_vl", shapes, budget, np.ones(8), None, 8, equal_counts=True, stock_heads=(shapes[0].n_heads,)
+        )
+        assert _counts(bp) == {(shapes[0].n_kv_heads, shapes[0].n_heads, bp.layers[0].n_mlp)}
         assert abs(bp.achieved - budget) <= block / 2
     shapes = _adapter("qwen2_5_vl", REAL_7B["qwen2_5_vl"][0]()).layer_shapes()
     bp = make_blueprint("q", "qwen2_5_vl", shapes, 0.5, np.ones(28), None, 64, equal_counts=True, stock_heads=(28,))

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from hipp_core import api
 from hipp_core.blueprint import make_blueprint
 from hipp_core.cli import app
+from hipp_core.data import build as data_build
 from hipp_core.errors import HippError
 from hipp_core.export import load_pruned
 from hipp_core.models import device as devices
@@ -137,8 +138,16 @@ def test_float32_cpu_evaluations_keep_their_old_keys_and_others_get_their_own(ti
     spec, store = str(tiny_llava), PlanStore(tmp_path / "plans.duckdb")  # its own store: nothing scored before
     first = api.evaluate_model(spec, "pope", "dev", 4, image_free=False, store=store, device="cpu", dtype="float32")
     loaded = load_model(spec, "cpu", "float32")
-    # The literal key every evaluation stored before devices were options was written under.
-    old = EvalKey(loaded.model_id, DENSE_PLAN_ID, "pope:shapesworld-v1:no-image-free", "dev", "dense", "logits", 4)
+    # The literal key format every evaluation stored before devices were options was written under.
+    old = EvalKey(
+        loaded.model_id,
+        DENSE_PLAN_ID,
+        f"pope:shapesworld-v{data_build.VERSION}:no-image-free",
+        "dev",
+        "dense",
+        "logits",
+        4,
+    )
     assert store.get_evaluation(old) is not None and not first.cached
     if BF16:
         other = api.evaluate_model(

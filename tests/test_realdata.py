@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from hipp_core.data import build as data_build
 from hipp_core.data.pope import load_pope_dir
 from hipp_core.data.pope_build import PopeBuildConfig, build_pope
 from hipp_core.data.source import DataSource, data_key
@@ -273,7 +274,7 @@ def test_data_key_follows_content_not_path_or_mtime(real, dev, tmp_path):
     image = next((moved / "images").iterdir())
     image.write_bytes(image.read_bytes() + b"\0")  # another image file under the same name
     assert key(moved / "pope", moved / "images", moved / "sqa") not in (original, relabelled)
-    assert data_key(None, {}) == data_key(DataSource(shapesworld=True), {}) == "shapesworld-v1"
+    assert data_key(None, {}) == data_key(DataSource(shapesworld=True), {}) == f"shapesworld-v{data_build.VERSION}"
 
 
 # -- a real checkpoint on the user's data ---------------------------------------------------------------------------

@@ -63,7 +63,8 @@ def test_training_samples_mix_tasks_and_cells_are_labelled():
     drilled = drill_batch(rng, CFG)
     assert all(s.text.startswith("Which option is the ") and s.image_scene is None for s in drilled)
     text_only = sum(s.image_scene is None for s in samples)
-    assert 0.1 < captions / 400 < 0.3 and 0.1 < text_only / 400 < 0.25
+    # text-only: half the multiple-choice questions, the letter drills and the one-word fact recall (~0.24)
+    assert 0.1 < captions / 400 < 0.3 and 0.15 < text_only / 400 < 0.35
     scene = next(stream)
     labels = cell_labels(scene)
     assert sum(label > 0 for label in labels) == len(scene.objects)

@@ -1,6 +1,6 @@
 """`hipp data build`: write ShapesPOPE and ShapesSQA to disk in the real POPE and ScienceQA formats.
 
-Layout under the dataset root (default `$HIPP_CACHE/data/shapesworld-v1`):
+Layout under the dataset root (default `$HIPP_CACHE/data/shapesworld-v<version>`):
 
     pope/<split>/shapes_pope_{random,popular,adversarial}.json   POPE jsonl, one question per line
     pope/<split>/images/shapes_<split>_000001.png
