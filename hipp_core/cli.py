@@ -200,7 +200,9 @@ def run(fn: Callable[[], None]) -> None:
 @data_app.command("build")
 def data_build(
     force: Annotated[bool, typer.Option(help="Rebuild even if a complete build exists.")] = False,
-    root: Annotated[Path | None, typer.Option(help="Where to write (default $HIPP_CACHE/data/shapesworld-v<version>).")] = None,
+    root: Annotated[
+        Path | None, typer.Option(help="Where to write (default $HIPP_CACHE/data/shapesworld-v<version>).")
+    ] = None,
 ) -> None:
     """Write ShapesPOPE and ShapesSQA (real POPE / ScienceQA formats) for train, calib, dev and test."""
     from hipp_core import api

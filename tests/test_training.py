@@ -1,5 +1,7 @@
 """The embedded-model recipe: a killed training run resumes to exactly the weights of an unbroken one."""
 
+from dataclasses import asdict
+
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ from hipp_core.models.train import (
     train_decoder,
     train_probe,
 )
-from hipp_core.models.zoo import build_model, build_processor
+from hipp_core.models.zoo import build_model, build_processor, recipe, shipped_dir, train_info
 from tests.conftest import TINY
 
 CFG = TrainConfig(batch_size=4, probe_steps=2, letter_steps=2, steps=4, warmup=1, checkpoint_every=2)
@@ -96,3 +98,9 @@ def test_prompt_loss_covers_the_prompt_text_only(arch):
                 losses.append(-logits[row, pos - 1, ids[row, pos]].item())
     assert plain.item() == pytest.approx(qa.item() + 0.5 * cap.item())
     assert total.item() == pytest.approx(plain.item() + 2.0 * sum(losses) / len(losses), rel=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["llava", "qwen2_5_vl"])
+def test_retrain_recipe_is_the_one_each_shipped_checkpoint_was_trained_with(arch):
+    """`hipp zoo build --retrain` must reproduce the shipped model, so its recipe is the one recorded beside it."""
+    assert asdict(recipe(arch)) == train_info(shipped_dir(arch))["train_config"]

@@ -43,7 +43,7 @@ CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 class DecoderSize:
     hidden: int = 128
     layers: int = 8  # >= 8 so per-layer allocation has room to matter
-    heads: int = 8  # attention can be cut in 12.5% steps
+    heads: int = 8  # a layer can keep 8, 6, 4, 3, 2 or 1 query heads (every kept KV group keeps as many)
     kv_heads: int = 2  # fewer KV than query heads: pruning must respect GQA groups
     intermediate: int = 256  # a multiple of 8, the embedded models' channel rounding
 
@@ -183,7 +183,7 @@ def build_model(arch: str, processor, seed: int = 0, size: DecoderSize = Decoder
 
 def recipe(arch: str) -> TrainConfig:
     """The recipe each shipped checkpoint was trained with, so that `hipp zoo build --retrain` reproduces it.
-    Qwen2.5-VL's tower reads every cell after 400 probe steps; LLaVA's needs 800 (docs/design.md, §2)."""
+    Qwen2.5-VL's tower reads every cell after 400 probe steps; LLaVA's needs 800 (see `TrainConfig.probe_steps`)."""
     return TrainConfig() if arch == "llava" else replace(TrainConfig(), probe_steps=400)
 
 
