@@ -25,15 +25,14 @@ from results_io import emit
 from hipp_core.api import DataSource, evaluate_model, planner
 from hipp_core.blueprint import LayerPlan, blueprint_from_layers, select_units
 from hipp_core.config import quiet_libraries, set_threads
+from hipp_core.data.records import POPE_CATEGORIES
 from hipp_core.policy import PlanSample
-
-CATEGORIES = ("random", "popular", "adversarial")
 
 
 def scores(result) -> dict:
     sqa = result.sqa
     return {
-        **{f"pope_{c}": round(result.pope[c].balanced_accuracy, 4) for c in CATEGORIES},
+        **{f"pope_{c}": round(result.pope[c].balanced_accuracy, 4) for c in POPE_CATEGORIES},
         "sqa": round(sqa.accuracy, 4),
         "sqa_image": round(sqa.accuracy_image, 4),
         "sqa_text": round(sqa.accuracy_text, 4),

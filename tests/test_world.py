@@ -7,11 +7,11 @@ from hipp_core.data.prompts import sqa_prompt
 from hipp_core.data.questions import (
     FACT_KINDS,
     FACT_QUESTIONS,
+    FACT_VALUES,
     IMAGE_KINDS,
     TEXT_KINDS,
     balanced_presence,
     fact_recall,
-    fact_values,
     facts,
     multiple_choice,
 )
@@ -115,10 +115,10 @@ def test_fact_table_is_balanced_so_no_colour_or_shape_predicts_a_fact():
     for kind in FACT_KINDS:
         table = facts()[kind]
         assert set(table) == set(OBJECTS)
-        assert Counter(table.values()) == {v: len(OBJECTS) // len(fact_values(kind)) for v in fact_values(kind)}
+        assert Counter(table.values()) == {v: len(OBJECTS) // len(FACT_VALUES[kind]) for v in FACT_VALUES[kind]}
         for part in (0, 1):  # neither the colour nor the shape alone gives the value away
             by = Counter((name.split(" ")[part], value) for name, value in table.items())
-            assert max(by.values()) < len(OBJECTS) // len(fact_values(kind))
+            assert max(by.values()) < len(OBJECTS) // len(FACT_VALUES[kind])
 
 
 def test_fact_recall_answers_from_the_table_and_covers_it():

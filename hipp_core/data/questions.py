@@ -25,10 +25,12 @@ BAG_NAMES = ("bag", "box", "jar")
 IMAGE_KINDS = ("count", "colour_of_shape", "shape_of_colour", "position", "which_present")
 TEXT_KINDS = ("corners", "mix", "more", "home", "material")
 DRILL_KINDS = ("pointer",)
-FACT_KINDS = ("home", "material")
-
-HOMES = ("forest", "desert", "river", "mountain", "city", "island")
-MATERIALS = ("wood", "glass", "metal", "stone", "paper", "clay")
+# Each fact kind's values; every value is held by the same number of objects.
+FACT_VALUES = {
+    "home": ("forest", "desert", "river", "mountain", "city", "island"),
+    "material": ("wood", "glass", "metal", "stone", "paper", "clay"),
+}
+FACT_KINDS = tuple(FACT_VALUES)
 # The question each fact kind asks about an object, and its values.
 FACT_QUESTIONS = {"home": "Where does the {} live?", "material": "What is the {} made of?"}
 
@@ -39,15 +41,11 @@ def facts() -> dict[str, dict[str, str]]:
     no colour or shape predicts a fact and each must be remembered."""
     rng = random.Random(WORLD_SEED + 1)
     table = {}
-    for kind, values in (("home", HOMES), ("material", MATERIALS)):
+    for kind, values in FACT_VALUES.items():
         pool = [v for v in values for _ in range(len(OBJECTS) // len(values))]
         rng.shuffle(pool)
         table[kind] = dict(zip(OBJECTS, pool))
     return table
-
-
-def fact_values(kind: str) -> tuple[str, ...]:
-    return {"home": HOMES, "material": MATERIALS}[kind]
 
 
 def presence_question(obj: str) -> str:
@@ -116,7 +114,7 @@ def multiple_choice(scene: Scene | None, kind: str, rng: random.Random) -> Multi
     elif kind in FACT_KINDS:
         obj = rng.choice(OBJECTS)
         question = FACT_QUESTIONS[kind].format(obj)
-        correct, pool = facts()[kind][obj], list(fact_values(kind))
+        correct, pool = facts()[kind][obj], list(FACT_VALUES[kind])
     elif kind == "more":
         first, second = rng.sample(OBJECTS, 2)
         n1, n2 = rng.sample(range(1, 10), 2)

@@ -194,6 +194,7 @@ def train_probe(adapter: ModelAdapter, cfg: TrainConfig, progress: Progress | No
     params = list(encoder.parameters()) + list(head.parameters()) + list(where.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.probe_lr)
     stream = scenes_for_split("train", seed=cfg.seed + 11)
+    quadrants = torch.tensor(cell_quadrants(), device=weight.device).repeat(cfg.batch_size)
     acc = 0.0
     for step in range(cfg.probe_steps):
         scenes = [next(stream) for _ in range(cfg.batch_size)]
@@ -201,9 +202,8 @@ def train_probe(adapter: ModelAdapter, cfg: TrainConfig, progress: Progress | No
         states = adapter.image_token_states(enc.inputs)
         target = torch.tensor([cell_labels(s) for s in scenes], device=states.device)
         logits = head(states)
-        quadrant = torch.tensor(cell_quadrants(), device=states.device).repeat(len(scenes))
         loss = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten())
-        loss = loss + F.cross_entropy(where(states).flatten(0, 1).float(), quadrant)
+        loss = loss + F.cross_entropy(where(states).flatten(0, 1).float(), quadrants)
         opt.zero_grad()
         loss.backward()
         opt.step()
