@@ -9,8 +9,10 @@ Per model it trains (or resumes) the policy with GRPO on dev, then measures:
 - matched sparsity 0.2 / 0.3 / 0.4 / 0.5 on the TEST split (reporting only): the policy with its budget overridden,
   robustness-heavy and utility-heavy, against the best heuristic at that sparsity (chosen on dev, by the mean of
   ScienceQA accuracy and POPE balanced accuracy) and the Torch-Pruning peer;
-- controllability on dev: Spearman between the robustness weight and POPE balanced accuracy at a fixed budget,
-  and between the compression weight and achieved sparsity;
+- controllability: the robustness weight swept at a fixed budget (utility weight = 0.9 - robustness, compression
+  0.1), each plan scored on TEST (reporting only; nothing is chosen on it), with the Spearman correlations of the
+  robustness weight with adversarial POPE and of the utility weight with ScienceQA; and the compression weight
+  against achieved sparsity;
 - the stability gate's counters from training; invocation latency p50 / p99; GRPO wall time.
 
     python benchmarks/policy_quality.py [--models embedded embedded:qwen2_5_vl] [--iters 16] [--save]
@@ -35,10 +37,11 @@ from hipp_core.evaluation.backends import make_evaluator
 from hipp_core.grpo import GRPOConfig, load_policy, objectives
 from hipp_core.search import hypervolume, nsga2_search, random_search
 
-ROBUST, UTILITY = (0.15, 0.75, 0.1), (0.75, 0.15, 0.1)
+ROBUST, UTILITY = (0.1, 0.8, 0.1), (0.8, 0.1, 0.1)  # the steering issue's robustness- and utility-heavy preferences
 MATCHED = (0.2, 0.3, 0.4, 0.5)
 HEURISTIC_SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
-FIXED_BUDGET = 0.4
+FIXED_BUDGET = 0.3
+STEER_POINTS = 10  # robustness weights 0, 0.1, ..., 0.9 in the controllability sweep
 
 
 def simplex_grid(steps: int = 10) -> list[tuple[float, float, float]]:
@@ -117,13 +120,9 @@ def run_model(spec: str, args) -> dict:
             entry[name] = {"achieved": round(bp.achieved, 4), **_metrics(result)}
         matched.append(entry)
 
-    # Controllability on dev.
-    robust_ws = [(1 - r, r, 0.0) for r in np.linspace(0, 1, 11)]
-    robust_bps = [plans.blueprint(w, FIXED_BUDGET) for w in robust_ws]
-    robust_pope = [r.pope_balanced_accuracy for r in evaluator.evaluate(robust_bps)]
+    steering = controllability(spec, plans)
     comp_ws = [((1 - c) / 2, (1 - c) / 2, c) for c in np.linspace(0, 1, 11)]
     comp_sparsity = [plans.blueprint(w).achieved for w in comp_ws]
-    rho_r = _spearman([w[1] for w in robust_ws], robust_pope)
     rho_c = _spearman([w[2] for w in comp_ws], comp_sparsity)
 
     evaluator.close()
@@ -149,8 +148,7 @@ def run_model(spec: str, args) -> dict:
         ),
         "matched_test": matched,
         "controllability": {
-            "spearman_robustness_weight_vs_pope": rho_r,
-            "pope_at_fixed_budget": [round(x, 4) for x in robust_pope],
+            **steering,
             "spearman_compression_weight_vs_sparsity": rho_c,
             "sparsity_by_compression_weight": [round(x, 4) for x in comp_sparsity],
         },
@@ -166,6 +164,40 @@ def run_model(spec: str, args) -> dict:
             "p99": round(float(np.percentile(latencies, 99)), 2),
         },
         "benchmark_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def controllability(spec: str, plans) -> dict:
+    """The robustness weight swept at FIXED_BUDGET with the compression weight at 0.1: each plan on test, the
+    Spearman correlations, and the steering issue's check of the robustness- against the utility-heavy plan."""
+    weights = [(round(0.9 - r / STEER_POINTS, 2), round(r / STEER_POINTS, 2), 0.1) for r in range(STEER_POINTS)]
+    rows = []
+    for w in weights:
+        bp = plans.blueprint(w, FIXED_BUDGET)
+        result = evaluate_model(spec, "all", "test", image_free=False, blueprint=bp)
+        rows.append(
+            {
+                "preference": w,
+                "plan_id": bp.plan_id,
+                "achieved": round(bp.achieved, 4),
+                "pope_adversarial": round(result.pope["adversarial"].balanced_accuracy, 4),
+                "pope_mean": round(result.pope_balanced_accuracy, 4),
+                "sqa": round(result.sqa.accuracy, 4),
+            }
+        )
+    by_pref = {tuple(r["preference"]): r for r in rows}
+    robust, utility = by_pref[ROBUST], by_pref[UTILITY]
+    return {
+        "budget": FIXED_BUDGET,
+        "split": "test",
+        "sweep": rows,
+        "distinct_plans": len({r["plan_id"] for r in rows}),
+        "spearman_robustness_weight_vs_pope_adversarial": _spearman(
+            [r["preference"][1] for r in rows], [r["pope_adversarial"] for r in rows]
+        ),
+        "spearman_utility_weight_vs_sqa": _spearman([r["preference"][0] for r in rows], [r["sqa"] for r in rows]),
+        "robust_minus_utility_pope_adversarial": round(robust["pope_adversarial"] - utility["pope_adversarial"], 4),
+        "utility_minus_robust_sqa": round(utility["sqa"] - robust["sqa"], 4),
     }
 
 
@@ -201,8 +233,13 @@ def markdown(report: dict) -> str:
         lines += [
             "",
             (
-                f"Spearman robustness weight vs POPE: {c['spearman_robustness_weight_vs_pope']}; compression weight vs "
-                f"sparsity: {c['spearman_compression_weight_vs_sparsity']}. Gate: {g['gated_plans_not_evaluated']} "
+                f"Controllability at budget {c['budget']} on test ({c['distinct_plans']} distinct plans over "
+                f"{len(c['sweep'])} robustness weights): Spearman robustness weight vs adversarial POPE "
+                f"{c['spearman_robustness_weight_vs_pope_adversarial']}, utility weight vs ScienceQA "
+                f"{c['spearman_utility_weight_vs_sqa']}; robustness-heavy minus utility-heavy: adversarial POPE "
+                f"{c['robust_minus_utility_pope_adversarial']:+.4f}, ScienceQA {-c['utility_minus_robust_sqa']:+.4f}. "
+                f"Compression weight vs sparsity: {c['spearman_compression_weight_vs_sparsity']}. "
+                f"Gate: {g['gated_plans_not_evaluated']} "
                 f"evaluations saved, false-gate rate {g['false_gate_rate']} ({g['audited']} audited). Invocation p50 "
                 f"{ms['p50']} ms, p99 {ms['p99']} ms. GRPO: {r['grpo']['wall_seconds']} s, "
                 f"{r['grpo']['distinct_plans_evaluated']} distinct plans."
