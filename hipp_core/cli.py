@@ -993,6 +993,7 @@ def recover_cmd(
                 eval_data=scored_on if own else None,
                 **_settings(device, dtype),
             )
+        _print_notices(result)
         if as_json:
             report = {"artifact_dir": str(result.artifact_dir), "seconds": result.seconds, "steps": result.steps}
             report |= {"cached": result.cached, "before": result.before.to_json(), "after": result.after.to_json()}
@@ -1087,6 +1088,7 @@ def pipeline_cmd(
                 recover_data=recover_data,
                 **_settings(device, dtype),
             )
+        _print_notices(result.recovery)
         stages = Table("stage", "", "seconds", title="pipeline")
         for name, reused, seconds in result.stages:
             stages.add_row(name, "reused" if reused else "computed", f"{seconds:.1f}")

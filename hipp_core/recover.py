@@ -25,7 +25,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,13 +39,13 @@ from hipp_core.data import build as data_build
 from hipp_core.data.instructions import Instruction, load_instructions
 from hipp_core.data.source import DataSource
 from hipp_core.data.world import scenes_for_split
-from hipp_core.errors import HippError
+from hipp_core.errors import HippError, collecting_notices, notice
 from hipp_core.evaluation.engine import EvalResult, open_image
 from hipp_core.evaluation.stored import evaluate_model, evaluate_recovered, evaluation_options
 from hipp_core.export import export_pruned, load_pruned
 from hipp_core.models.adapters import ModelAdapter
 from hipp_core.models.device import AUTO
-from hipp_core.models.loading import load_model
+from hipp_core.models.loading import EMBEDDED_ALIASES, load_model
 from hipp_core.models.train import TrainConfig, answer_loss, draw_batch, lr_factor, samples_loss
 from hipp_core.prune import materialize
 from plan_store import PlanStore
@@ -117,6 +117,7 @@ class RecoveryResult:
     seconds: float  # training wall time, summed over resumed runs
     steps: int
     cached: bool = False  # True when a stored artifact was returned without training
+    notices: list[str] = field(default_factory=list)  # what the user should know about the settings (HippNotice)
 
 
 # -- data ---------------------------------------------------------------------------------------------------------
@@ -128,6 +129,21 @@ def data_key(data: Path | None) -> str:
     if not path.is_file():
         raise HippError(f"instruction file {path} does not exist; pass a LLaVA-format JSON file")
     return "file-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def check_recovery_data(spec: str, data: Path | None, own_test_data: bool, option: str = "--data") -> None:
+    """ShapesWorld is the embedded models' training data; a real checkpoint tuned on it would learn toy shapes. A model
+    scored on the user's own test files must name its instruction file (`option`); any other local checkpoint
+    recovers on ShapesWorld with a notice (tiny test checkpoints and speed runs do so on purpose)."""
+    if data is not None or spec in EMBEDDED_ALIASES:
+        return
+    advice = f"pass {option} FILE, a LLaVA-format instruction file"
+    if own_test_data:
+        raise HippError(
+            f"{spec} is a local checkpoint tuned on your own data, so its LoRA recovery must not train on ShapesWorld: "
+            + advice
+        )
+    notice(f"{spec} is recovered on ShapesWorld train, the embedded testbed's toy data; for a real model, {advice}")
 
 
 # loss_at(adapter, step, micro): the (total, answer, caption) losses of micro-batch `micro` of step `step`.
@@ -341,6 +357,8 @@ def recover_plan(
     in `dtype`; the artifact keeps the base checkpoint's dtype. `eval_batch_size` is the evaluations' questions per
     forward pass (training's is `cfg.batch_size`)."""
     data_id = data_key(data)  # a missing or malformed instruction file fails here, before minutes of evaluation
+    with collecting_notices() as notices:
+        check_recovery_data(spec, data, eval_data is not None)
     batches = shapes_world_batches(cfg) if data is None else instruction_batches(load_instructions(data), cfg)
     store = store or PlanStore()
     settings = {"device": device, "dtype": dtype}
@@ -382,4 +400,4 @@ def recover_plan(
         progress=progress,
         data=eval_data,
     )
-    return RecoveryResult(artifact_dir, before, after, seconds, cfg.steps, cached=info is not None)
+    return RecoveryResult(artifact_dir, before, after, seconds, cfg.steps, info is not None, notices)

@@ -14,11 +14,18 @@ from hipp_core.blueprint import UnitScores, make_blueprint
 from hipp_core.config import set_threads
 from hipp_core.data.instructions import load_instructions
 from hipp_core.data.world import render, sample_scene
-from hipp_core.errors import HippError
+from hipp_core.errors import HippError, collecting_notices
 from hipp_core.export import _check_inputs, load_pruned
 from hipp_core.models.loading import load_model
 from hipp_core.prune import materialize
-from hipp_core.recover import RecoveryConfig, add_lora, instruction_batches, shapes_world_batches, train_lora
+from hipp_core.recover import (
+    RecoveryConfig,
+    add_lora,
+    check_recovery_data,
+    instruction_batches,
+    shapes_world_batches,
+    train_lora,
+)
 from plan_store import PlanStore
 from tests.conftest import assert_plain_transformers_loads, invoke, random_blueprint, tiny_adapter
 
@@ -168,6 +175,7 @@ def test_recovered_artifact_reloads_everywhere_and_is_cached(family, request, tm
         spec, blueprint, steps=3, rank=4, store=store, limit=4, progress=lambda s, *a, **k: stages.append(s)
     )
     assert "recover" in stages and result.steps == 3 and not result.cached
+    assert [n for n in result.notices if "ShapesWorld train" in n and "--data FILE" in n]  # a local checkpoint
     assert set(result.before.pope) == set(result.after.pope) == {"random", "popular", "adversarial"}
     assert [(a.kind, a.path) for a in store.list_artifacts(blueprint.plan_id)] == [
         ("recovered", str(result.artifact_dir))
@@ -204,6 +212,17 @@ def test_recovered_artifact_reloads_everywhere_and_is_cached(family, request, tm
 def test_recover_validates_numbers_at_the_boundary(kwargs, expected):
     with pytest.raises(HippError, match=expected):
         api.recover("embedded", None, **kwargs)
+
+
+def test_recovery_data_is_required_for_own_test_data_and_noticed_otherwise(tmp_path):
+    check_recovery_data("embedded:qwen2_5_vl", None, own_test_data=True)  # the embedded models train on ShapesWorld
+    check_recovery_data(str(tmp_path), tmp_path / "turns.json", own_test_data=True)
+    with pytest.raises(HippError, match=r"must not train on ShapesWorld: pass --recover-data FILE, a LLaVA-format"):
+        check_recovery_data(str(tmp_path), None, own_test_data=True, option="--recover-data")
+    with collecting_notices() as notices:
+        check_recovery_data(str(tmp_path), None, own_test_data=False)
+    expected = f"{tmp_path} is recovered on ShapesWorld train, the embedded testbed's toy data; for a real model, "
+    assert notices == [expected + "pass --data FILE, a LLaVA-format instruction file"]
 
 
 def test_cli_recover_runs_and_rejects_bad_rank(tmp_path, tiny_llava, isolated_store):
