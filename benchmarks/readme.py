@@ -13,11 +13,12 @@ from pathlib import Path
 
 from results_io import RESULTS, load
 
+from hipp_core.data.records import POPE_CATEGORIES
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 TRADEOFF_PLOT = Path("docs/img/tradeoff.png")  # relative to the repository root, as the README links it
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-CATS = ("random", "popular", "adversarial")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -39,8 +40,8 @@ def dense_quality() -> list[str]:
         rows.append(
             [
                 spec,
-                " / ".join(f"{b[c]:.3f}" for c in CATS),
-                " / ".join(f"{free[c]:.3f}" for c in CATS),
+                " / ".join(f"{b[c]:.3f}" for c in POPE_CATEGORIES),
+                " / ".join(f"{free[c]:.3f}" for c in POPE_CATEGORIES),
                 f"{m['sqa_accuracy']:.3f} ({m['sqa_accuracy_image']:.3f} / {m['sqa_accuracy_text']:.3f})",
                 f"{m['sqa_image_questions_blank_image']:.3f}",
                 f"≥ {m['targets']['pope_each_category']} / ≥ {m['targets']['sqa']} ({m['targets']['sqa_image']})",
@@ -107,7 +108,29 @@ def policy_quality() -> list[str]:
     md = RESULTS / "policy_quality.md"
     if not md.exists():
         return out + _missing("policy_quality", "python benchmarks/policy_quality.py --save")
-    return [*out, md.read_text().strip(), ""]
+    return [*out, md.read_text().strip(), "", *gate_audit()]
+
+
+def gate_audit() -> list[str]:
+    out = ["#### The stability gate, audited on calib", ""]
+    r = load("gate_audit")
+    if r is None:
+        return out + _missing("gate_audit", "python benchmarks/gate_audit.py --save")
+    for m in r["models"]:
+        rho = m["spearman_stability_vs"]
+        at = {t["tau"]: t for t in m["thresholds"]}[m["current_tau"]]
+        best = m["largest_tau_meeting_target"]
+        out.append(
+            f"- {m['model']}: {m['plans']} random plans; Spearman of SynFlow stability with utility {rho['utility']}, "
+            f"robustness {rho['robustness']}; at τ = {m['current_tau']} the gate would skip {at['gated']} of them, "
+            f"with a false-gate rate of {at['false_gate_rate']}; "
+            + (
+                f"the largest τ with a false-gate rate ≤ {r['target_false_gate_rate']} is {best}."
+                if best is not None
+                else f"no τ of the grid keeps the false-gate rate ≤ {r['target_false_gate_rate']}."
+            )
+        )
+    return [*out, ""]
 
 
 def tradeoff_plot(r: dict, out: Path) -> None:
@@ -201,8 +224,8 @@ def recovery() -> list[str]:
             [
                 row["method"],
                 str(row["sparsity"]),
-                " / ".join(f"{before[c]:.3f}" for c in CATS),
-                " / ".join(f"{after[c]:.3f}" for c in CATS),
+                " / ".join(f"{before[c]:.3f}" for c in POPE_CATEGORIES),
+                " / ".join(f"{after[c]:.3f}" for c in POPE_CATEGORIES),
                 f"{row['before']['sqa_accuracy']:.3f} → {row['after']['sqa_accuracy']:.3f}",
                 "nothing lost" if share is None else f"{share:.0%}",
                 f"{row['train_seconds']:.0f}",

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 
 from hipp_core import objectives
+from hipp_core.data.records import POPE_CATEGORIES
 from plan_store import DENSE_PLAN_ID, EvalKey, EvaluationRecord, PlanRecord, PlanStore
 
 # Two plans count as the same budget when their sparsities differ by at most this much (one percentage point):
 # plans are rounded to whole units, so a requested 45% lands anywhere near it, and a baseline 0.07 points sparser
 # must not escape a plan that beats it by 20 points of accuracy.
 SPARSITY_TOLERANCE = 0.01
-POPE_CATEGORIES = ("random", "popular", "adversarial")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hipp_core import objectives
-from hipp_core.ui_pareto import POPE_CATEGORIES
+from hipp_core.data.records import POPE_CATEGORIES
 
 TABLE_COLUMNS = {  # cloud_frame column -> table heading, in order
     "label": "plan",
