@@ -79,7 +79,7 @@ def audit(spec: str, n_plans: int, seed: int, limit: int | None) -> dict:
             "compression": _rho(stab, objs[:, 2]),
         },
         "thresholds": table,
-        "current_tau": GRPOConfig().gate_tau,
+        "default_tau": GRPOConfig().gate_tau,
         "largest_tau_meeting_target": largest_tau_meeting_target(table),
         "seconds": round(time.perf_counter() - t0, 1),
     }

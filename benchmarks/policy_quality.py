@@ -207,6 +207,15 @@ def _spearman(x, y) -> float | None:
     return None if np.isnan(rho) else round(float(rho), 3)
 
 
+def _gate_line(g: dict) -> str:
+    if not g["tau"]:
+        return "Stability gate off (τ = 0, the default; benchmarks/gate_audit.py says why)."
+    return (
+        f"Gate (τ = {g['tau']}): {g['gated_plans_not_evaluated']} evaluations saved, false-gate rate "
+        f"{g['false_gate_rate']} ({g['audited']} audited)."
+    )
+
+
 def markdown(report: dict) -> str:
     lines = []
     for spec, r in report["models"].items():
@@ -239,8 +248,8 @@ def markdown(report: dict) -> str:
                 f"{c['spearman_utility_weight_vs_sqa']}; robustness-heavy minus utility-heavy: adversarial POPE "
                 f"{c['robust_minus_utility_pope_adversarial']:+.4f}, ScienceQA {-c['utility_minus_robust_sqa']:+.4f}. "
                 f"Compression weight vs sparsity: {c['spearman_compression_weight_vs_sparsity']}. "
-                f"Gate: {g['gated_plans_not_evaluated']} "
-                f"evaluations saved, false-gate rate {g['false_gate_rate']} ({g['audited']} audited). Invocation p50 "
+                + _gate_line(g)
+                + f" Invocation p50 "
                 f"{ms['p50']} ms, p99 {ms['p99']} ms. GRPO: {r['grpo']['wall_seconds']} s, "
                 f"{r['grpo']['distinct_plans_evaluated']} distinct plans."
             ),

@@ -118,17 +118,15 @@ def gate_audit() -> list[str]:
         return out + _missing("gate_audit", "python benchmarks/gate_audit.py --save")
     for m in r["models"]:
         rho = m["spearman_stability_vs"]
-        at = {t["tau"]: t for t in m["thresholds"]}[m["current_tau"]]
+        rates = ", ".join(
+            f"τ {t['tau']}: {t['false_gate_rate']} of {t['gated']}" for t in m["thresholds"] if t["gated"]
+        )
         best = m["largest_tau_meeting_target"]
+        verdict = f"largest τ within the target: {best}" if best is not None else "no τ of the grid meets the target"
         out.append(
-            f"- {m['model']}: {m['plans']} random plans; Spearman of SynFlow stability with utility {rho['utility']}, "
-            f"robustness {rho['robustness']}; at τ = {m['current_tau']} the gate would skip {at['gated']} of them, "
-            f"with a false-gate rate of {at['false_gate_rate']}; "
-            + (
-                f"the largest τ with a false-gate rate ≤ {r['target_false_gate_rate']} is {best}."
-                if best is not None
-                else f"no τ of the grid keeps the false-gate rate ≤ {r['target_false_gate_rate']}."
-            )
+            f"- {m['model']}, {m['plans']} random plans: Spearman of SynFlow stability with utility {rho['utility']}, "
+            f"robustness {rho['robustness']}, compression {rho['compression']}; false-gate rate (of the plans gated) "
+            f"per threshold: {rates}; {verdict} (≤ {r['target_false_gate_rate']} with at least 5 gated)."
         )
     return [*out, ""]
 

@@ -6,10 +6,11 @@ allocation, which is what trains "best allocation at matched sparsity". Rewards 
 the dense model; advantages are normalized within each group; the update is the clipped-ratio objective with a KL
 penalty (k3 estimator) to the initial policy, a few Adam epochs per iteration.
 
-The stability gate scores plans that would collapse a layer (a layer keeping less than τ of its SynFlow saliency)
-as a collapsed model would score (chance on both benchmarks, at the plan's real compression) instead of
-evaluating them. A random share of gated plans is evaluated anyway (audits) to measure how often the gate is wrong:
-a false gate is an audited plan whose real reward would have been above its group's median.
+The stability gate, when on (τ > 0; off by default, docs/design.md says why), scores plans that would collapse a
+layer (a layer keeping less than τ of its SynFlow saliency) as a collapsed model would score (chance on both
+benchmarks, at the plan's real compression) instead of evaluating them. A random share of gated plans is evaluated
+anyway (audits) to measure how often the gate is wrong: a false gate is an audited plan whose real reward would have
+been above its group's median.
 
 Every evaluation goes through the evaluator and hence the plan store: a killed run, rerun, resumes from its last
 checkpoint (policy, reference policy, optimizer, curve), redraws the same plans (seeded per iteration) and finds
@@ -57,7 +58,9 @@ class GRPOConfig:
     clip: float = 0.2
     kl_coef: float = 0.02
     reward: str = "linear"
-    gate_tau: float = 0.35  # a plan is gated when some layer keeps less than this share of its SynFlow saliency
+    # A plan is gated when some layer keeps less than this share of its SynFlow saliency; 0 = no gate (the default:
+    # no threshold was right often enough, benchmarks/gate_audit.py; docs/design.md, Reward, gate, GRPO).
+    gate_tau: float = 0.0
     audit_rate: float = 0.25
     split: str = "dev"
     limit: int | None = 100
