@@ -5,6 +5,7 @@ Module- and session-scoped fixtures that need store state (a trained policy, a s
 own with `hipp_home`, and tests copy it into theirs with `copy_home`: a test never sees what another test wrote.
 """
 
+import importlib
 import json
 import os
 import shutil
@@ -19,6 +20,18 @@ import pytest
 
 from hipp_core.cli import prepare_process
 from hipp_core.models.zoo import DecoderSize, build_model, build_processor
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def benchmark_module(name: str):
+    """A script of benchmarks/ as a module (the scripts import each other by bare name, as when run from there)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
 
 TINY = DecoderSize(hidden=32, layers=2, heads=4, kv_heads=2, intermediate=48)
 # Enough heads per KV group (4) and layers (3) that random plans drop whole groups and keep uneven head counts.

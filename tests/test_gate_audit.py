@@ -1,23 +1,15 @@
 """benchmarks/gate_audit.py: the false-gate table per threshold, and the script end to end on tiny settings."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def gate_audit():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import gate_audit
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return gate_audit
+    return benchmark_module("gate_audit")
 
 
 def test_false_gate_rate_counts_fine_plans_below_each_threshold(gate_audit):

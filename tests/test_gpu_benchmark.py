@@ -5,11 +5,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import BENCHMARKS, benchmark_module
 
 
 def _positive(value) -> bool:
@@ -51,11 +49,7 @@ def test_tiny_dry_run_reports_every_mode_with_positive_ratios(tmp_path):
 
 
 def test_tiny_numbers_are_never_saved_as_results():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import gpu_7b
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    gpu_7b = benchmark_module("gpu_7b")
     with pytest.raises(SystemExit) as exit_info:
         gpu_7b.parse_args(["--tiny", "--save"])
     assert exit_info.value.code == 2

@@ -2,7 +2,6 @@
 each step's time and the command's own peak memory, resumes from its report, and benchmarks/gpu_run.sh (the GPU
 machine's one command) runs the tasks it is given."""
 
-import importlib
 import json
 import os
 import re
@@ -11,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import BENCHMARKS, benchmark_module
 
 from hipp_core.peak_memory import PREFIX, parse_report
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ROOT / "benchmarks"
 
 
 def _env() -> dict[str, str]:
@@ -23,17 +22,8 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "HIPP_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
-def _benchmark(name: str):
-    """A module of benchmarks/ (the scripts import each other by bare name, as when run from there)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-
-
 def _module():
-    return _benchmark("gpu_pipeline")
+    return benchmark_module("gpu_pipeline")
 
 
 def _pipeline(out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -130,7 +120,7 @@ def test_the_7b_processors_fit_their_configs_and_score_answers(arch, image_token
     from hipp_core.models.adapters import adapter_class
     from hipp_core.models.loading import load_processor
 
-    checkpoint7b = _benchmark("checkpoint7b")
+    checkpoint7b = benchmark_module("checkpoint7b")
     arch7b = checkpoint7b.arch7b
     processor = checkpoint7b.processor_for(arch, tiny=False)  # raises when a special id is not the config's
     config = arch7b.config(arch)
@@ -218,7 +208,7 @@ def test_gpu_run_refuses_unknown_tasks_in_one_line(tmp_path):
 
 
 def test_readme_renders_the_saved_report_or_says_not_measured(monkeypatch):
-    readme = _benchmark("readme")
+    readme = benchmark_module("readme")
     monkeypatch.setattr(readme, "load", lambda name: None)
     assert "*Not measured yet*" in "\n".join(readme.gpu_pipeline())
     gpu_pipeline = _module()

@@ -2,24 +2,16 @@
 test in the shape the Trade-off target asks for; and the pair that measures the target."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import benchmark_module
 
 from hipp_core.blueprint import SPARSITY_TOLERANCE
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def tradeoff():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import tradeoff
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return tradeoff
+    return benchmark_module("tradeoff")
 
 
 def test_front_is_reported_on_test_at_the_matched_sparsity(tradeoff, shapes_world, capsys):
