@@ -119,14 +119,13 @@ def gate_audit() -> list[str]:
     for m in r["models"]:
         rho = m["spearman_stability_vs"]
         rates = ", ".join(
-            f"τ {t['tau']}: {t['false_gate_rate']} of {t['gated']}" for t in m["thresholds"] if t["gated"]
+            f"τ {t['tau']}: {t['false_gate_rate']:.0%} of {t['gated']} gated" for t in m["thresholds"] if t["gated"]
         )
         best = m["largest_tau_meeting_target"]
         verdict = f"largest τ within the target: {best}" if best is not None else "no τ of the grid meets the target"
         out.append(
             f"- {m['model']}, {m['plans']} random plans: Spearman of SynFlow stability with utility {rho['utility']}, "
-            f"robustness {rho['robustness']}, compression {rho['compression']}; false-gate rate (of the plans gated) "
-            f"per threshold: {rates}; {verdict} (≤ {r['target_false_gate_rate']} with at least 5 gated)."
+            f"robustness {rho['robustness']}, compression {rho['compression']}; false gates per threshold: {rates}; {verdict} (≤ {r['target_false_gate_rate']} with at least 5 gated)."
         )
     return [*out, ""]
 
@@ -217,7 +216,7 @@ def recovery() -> list[str]:
             rows.append([row["method"], str(row["sparsity"]), row.get("error", "n/a"), "", "", "", ""])
             continue
         before, after = row["before"]["pope_balanced_accuracy"], row["after"]["pope_balanced_accuracy"]
-        share = row["regained_share"]
+        shares = [row["regained_share"], row.get("regained_share_adversarial", "n/a")]  # older files: mean only
         rows.append(
             [
                 row["method"],
@@ -225,11 +224,11 @@ def recovery() -> list[str]:
                 " / ".join(f"{before[c]:.3f}" for c in POPE_CATEGORIES),
                 " / ".join(f"{after[c]:.3f}" for c in POPE_CATEGORIES),
                 f"{row['before']['sqa_accuracy']:.3f} → {row['after']['sqa_accuracy']:.3f}",
-                "nothing lost" if share is None else f"{share:.0%}",
+                " / ".join("nothing lost" if x is None else x if isinstance(x, str) else f"{x:.0%}" for x in shares),
                 f"{row['train_seconds']:.0f}",
             ]
         )
-    header = ["plan", "sparsity", "before r / p / a", "after r / p / a", "SQA", "regained", "train s"]
+    header = ["plan", "sparsity", "before r / p / a", "after r / p / a", "SQA", "regained mean / adv.", "train s"]
     return [*out, *_table(header, rows), ""]
 
 

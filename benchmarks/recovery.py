@@ -3,10 +3,12 @@ after recovery, on ShapesWorld `test`.
 
 Prints JSON (and writes benchmarks/results/recovery.json with --save). Per sparsity and plan: POPE balanced
 accuracy per split and ScienceQA accuracy of the physically pruned model and of the recovered one, the share of the
-lost balanced accuracy (mean over splits, vs the dense model) that recovery regains, and the training wall time.
+lost balanced accuracy (mean over splits, and on `adversarial` alone, vs the dense model) that recovery regains, and
+the training wall time.
 
 Targets (Recovery issue): at sparsity 0.5, recovery regains >= 50% of the lost balanced accuracy within 5 minutes
-of training on 2 CPU cores, and the recovered policy plan still beats the recovered uniform plan on `adversarial`.
+of training on 2 CPU cores (the testbed issue asks the same of `adversarial` alone, for the uniform plan), and the
+recovered policy plan still beats the recovered uniform plan on `adversarial`.
 The policy plan is the trained policy's for a robustness-heavy preference with its budget fixed to the sparsity; if
 no policy is trained, its row says so and the `visual` heuristic stands in for it.
 
@@ -49,7 +51,12 @@ def plan_for(spec: str, method: str, sparsity: float):
     return api.plan_baseline(spec, method, sparsity)
 
 
-def row(spec: str, method: str, sparsity: float, dense: float, cfg: RecoveryConfig) -> dict:
+def regained(dense: float, before: float, after: float) -> float | None:
+    lost = dense - before
+    return round((after - before) / lost, 4) if lost >= NOTHING_LOST else None
+
+
+def row(spec: str, method: str, sparsity: float, dense: EvalResult, cfg: RecoveryConfig) -> dict:
     try:
         blueprint = plan_for(spec, method, sparsity)
     except (HippError, RuntimeError) as err:  # no trained policy, or a checkpoint the code cannot load: say so
@@ -58,7 +65,7 @@ def row(spec: str, method: str, sparsity: float, dense: float, cfg: RecoveryConf
     t0 = time.perf_counter()
     result = api.recover(spec, blueprint, cfg.steps, cfg.rank, None, cfg.seed, cfg.lr)
     before, after = result.before.pope_balanced_accuracy, result.after.pope_balanced_accuracy
-    lost = dense - before
+    adversarial = [r.pope["adversarial"].balanced_accuracy for r in (dense, result.before, result.after)]
     return {
         "method": method,
         "sparsity": sparsity,
@@ -66,8 +73,9 @@ def row(spec: str, method: str, sparsity: float, dense: float, cfg: RecoveryConf
         "plan_id": blueprint.plan_id,
         "before": scores(result.before),
         "after": scores(result.after),
-        "lost_balanced_accuracy": round(lost, 4),
-        "regained_share": round((after - before) / lost, 4) if lost >= NOTHING_LOST else None,
+        "lost_balanced_accuracy": round(dense.pope_balanced_accuracy - before, 4),
+        "regained_share": regained(dense.pope_balanced_accuracy, before, after),
+        "regained_share_adversarial": regained(*adversarial),
         "train_seconds": result.seconds,
         "total_seconds": round(time.perf_counter() - t0, 1),
         "from_store": result.cached,
@@ -78,11 +86,11 @@ def row(spec: str, method: str, sparsity: float, dense: float, cfg: RecoveryConf
 def verdict(rows: list[dict], sparsity: float) -> dict:
     """The issue's two checks at `sparsity`, for each plan that ran."""
     ran = {r["method"]: r for r in rows if r["sparsity"] == sparsity and "error" not in r}
-    regains = {  # None: the pruned model lost (almost) nothing against the dense one, so there is nothing to regain
-        m: None if r["regained_share"] is None else r["regained_share"] >= 0.5 and r["train_seconds"] <= BUDGET_S
-        for m, r in ran.items()
-    }
-    out = {f"regains_half_within_{BUDGET_S:.0f}s": regains}
+    out = {}
+    for key, name in (("regained_share", "regains_half"), ("regained_share_adversarial", "regains_half_adversarial")):
+        out[f"{name}_within_{BUDGET_S:.0f}s"] = {  # None: nothing (or almost nothing) was lost, so nothing to regain
+            m: None if r[key] is None else r[key] >= 0.5 and r["train_seconds"] <= BUDGET_S for m, r in ran.items()
+        }
     adversarial = {m: r["after"]["pope_balanced_accuracy"]["adversarial"] for m, r in ran.items()}
     for method in ("policy", "visual"):
         if method in adversarial and "uniform" in adversarial:
@@ -107,9 +115,7 @@ def main() -> None:
     cfg = RecoveryConfig(steps=args.steps, rank=args.rank, lr=args.lr, seed=args.seed)
     dense = api.evaluate_model(args.model, "all", "test")
     rows = [
-        row(args.model, method, s, dense.pope_balanced_accuracy, cfg)
-        for s in args.sparsities
-        for method in ("uniform", "policy", "visual")
+        row(args.model, method, s, dense, cfg) for s in args.sparsities for method in ("uniform", "policy", "visual")
     ]
     report = {
         "model": args.model,
