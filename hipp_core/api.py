@@ -68,10 +68,10 @@ from hipp_core.jobs import find_jobs  # noqa: F401
 from hipp_core.methods import Method, channel_multiple  # noqa: F401  (re-exported)
 from hipp_core.models import zoo
 from hipp_core.models.device import AUTO, DTYPES, Placement, dtype_runs, resolve, resolve_device
-from hipp_core.models.loading import checkpoint_dtype, load_model, resolve_spec
+from hipp_core.models.loading import EMBEDDED_ALIASES, checkpoint_dtype, load_model, resolve_spec  # noqa: F401  (re-exported)
 from hipp_core.policies import BUNDLED_POLICY, policy_checkpoint_path, policy_record  # noqa: F401  (re-exported)
 from hipp_core.policy import Planner
-from hipp_core.recover import RecoveryConfig, RecoveryResult, check_recovery_data, recover_plan
+from hipp_core.recover import RecoveryConfig, RecoveryResult, check_recovery_data, instruction_advice, recover_plan
 from hipp_core.stock import StockSizes
 from hipp_core.stock import stock_sizes as _stock_sizes
 from hipp_core.tuning import (  # noqa: F401  (re-exported: calibration and tuning data)
@@ -646,7 +646,7 @@ def _pipeline_test_data(
     """The test data a pipeline reports on (None: ShapesWorld `test`), read once to check it, and its instruction
     file checked too: a local checkpoint tuned on its own data is never recovered on ShapesWorld."""
     test = data.report_source() if data is not None else None
-    check_recovery_data(spec, recover_data, test is not None, "--recover-data")
+    check_recovery_data(spec, recover_data, test is not None, instruction_advice("--recover-data"))
     if recover_data is not None:
         load_instructions(recover_data)
     if test is not None:

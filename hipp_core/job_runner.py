@@ -187,11 +187,13 @@ def _run_materialize(params: dict[str, Any], store: PlanStore, progress: JobProg
 @runs("recover")
 def _run_recover(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
     plan = store.get_plan(params["plan_id"])
+    instructions = params.get("instructions")  # jobs stored before it existed have none
     result = api.recover(
         params["spec"],
         blueprint_of(plan),
         steps=params["steps"],
         rank=params["rank"],
+        data=Path(instructions) if instructions else None,
         seed=params["seed"],
         store=store,
         progress=progress,
@@ -200,7 +202,10 @@ def _run_recover(params: dict[str, Any], store: PlanStore, progress: JobProgress
         **_settings(params),
     )
     before, after = result.before.pope_balanced_accuracy, result.after.pope_balanced_accuracy
-    return f"plan {plan.plan_id} recovered in {result.steps} steps: POPE balanced accuracy {before:.3f} → {after:.3f}"
+    message = (
+        f"plan {plan.plan_id} recovered in {result.steps} steps: POPE balanced accuracy {before:.3f} → {after:.3f}"
+    )
+    return " ".join([message, *(f"Notice: {n}" for n in result.notices)])
 
 
 @runs("export")

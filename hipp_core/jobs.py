@@ -348,15 +348,25 @@ def _check_plan_job(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
 # -- recover ----------------------------------------------------------------------------------------------------
 @register("recover", "LoRA recovery of a pruned plan, merged, evaluated before and after.")
 def _check_recover(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
+    from hipp_core.data.instructions import load_instructions
     from hipp_core.data.source_params import from_params
+    from hipp_core.recover import check_recovery_data
 
-    _known(params, ("spec", "plan_id", "steps", "rank", "seed", "limit", "data", *SETTINGS), "recover")
+    allowed = ("spec", "plan_id", "steps", "rank", "seed", "limit", "data", "instructions", *SETTINGS)
+    _known(params, allowed, "recover")
     spec = _spec(params)
     data = _data(params, spec)
-    if data:
-        from_params(data).report_source()  # own data scores on its test files: refused now when they are not named
+    test = from_params(data).report_source() if data else None  # own data: refused now without its test files
+    instructions = params.get("instructions") or None
+    if instructions is not None:
+        instructions = Path(str(instructions).strip()).expanduser().absolute()
+        load_instructions(instructions)  # a missing or malformed file is refused now, in one line
+    if test is not None:  # refused now; without own data the worker's run says in its message what it trained on
+        advice = "name its LLaVA-format instruction file (the Export page's Instruction file field)"
+        check_recovery_data(spec, instructions, own_test_data=True, advice=advice)
     return {
         "data": data,
+        "instructions": str(instructions) if instructions else None,
         "spec": spec,
         "plan_id": _plan(params, store, spec).plan_id,
         "steps": _int(params, "steps", 300, 1, 100_000),

@@ -131,13 +131,18 @@ def data_key(data: Path | None) -> str:
     return "file-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def check_recovery_data(spec: str, data: Path | None, own_test_data: bool, option: str = "--data") -> None:
+def instruction_advice(option: str) -> str:
+    return f"pass {option} FILE, a LLaVA-format instruction file"
+
+
+def check_recovery_data(spec: str, data: Path | None, own_test_data: bool, advice: str | None = None) -> None:
     """ShapesWorld is the embedded models' training data; a real checkpoint tuned on it would learn toy shapes. A model
-    scored on the user's own test files must name its instruction file (`option`); any other local checkpoint
-    recovers on ShapesWorld with a notice (tiny test checkpoints and speed runs do so on purpose)."""
+    scored on the user's own test files must name its instruction file (`advice` says where; default: `--data`); any
+    other local checkpoint recovers on ShapesWorld with a notice (tiny test checkpoints and speed runs do so on
+    purpose)."""
     if data is not None or spec in EMBEDDED_ALIASES:
         return
-    advice = f"pass {option} FILE, a LLaVA-format instruction file"
+    advice = advice or instruction_advice("--data")
     if own_test_data:
         raise HippError(
             f"{spec} is a local checkpoint tuned on your own data, so its LoRA recovery must not train on ShapesWorld: "

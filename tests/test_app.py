@@ -437,22 +437,26 @@ def test_jobs_page_shows_overall_progress_and_a_failed_jobs_traceback():
 
 
 # -- Export ---------------------------------------------------------------------------------------------------------
+def _export_dir(at):
+    return next(t for t in at.text_input if t.label == "Directory to create")
+
+
 def test_export_validates_the_path_then_exports_and_offers_the_card(trained, tmp_path, no_spawn):
     plan_id = evaluated_plans(trained, 1)[0]
     at = page("export", trained)
     assert not at.exception and not at.error
     at.selectbox[0].select(plan_id).run()
-    at.text_input[0].input("relative/dir").run()
+    _export_dir(at).input("relative/dir").run()
     at.button[-1].click().run()
     assert "relative path" in at.error[0].value
     taken = tmp_path / "taken"
     taken.mkdir()
-    at.text_input[0].input(str(taken)).run()
+    _export_dir(at).input(str(taken)).run()
     at.button[-1].click().run()
     assert "already exists" in at.error[0].value
 
     target = tmp_path / "export"
-    at.text_input[0].input(str(target)).run()
+    _export_dir(at).input(str(target)).run()
     at.radio(key="export_format").set_value("stock").run()
     at.button[-1].click().run()
     assert not at.error and "Started the export" in at.success[0].value
@@ -466,6 +470,30 @@ def test_export_validates_the_path_then_exports_and_offers_the_card(trained, tmp
     at.run()
     assert any(b.label == "Download model card" for b in at.get("download_button"))
     assert plan_id in "".join(m.value for m in at.markdown)
+
+
+def test_export_recovery_trains_on_the_instruction_file_it_names(trained, tmp_path, no_spawn):
+    plan_id = evaluated_plans(trained, 1)[0]
+    at = page("export", trained)
+    at.selectbox[0].select(plan_id).run()
+    recover = next(b for b in at.button if b.label == "Recover this plan")
+    at.text_input(key="recover_instructions").input(str(tmp_path / "missing.json")).run()
+    recover.click().run()
+    assert (
+        at.error[0].value
+        == f"instruction file {tmp_path / 'missing.json'} does not exist; pass a LLaVA-format JSON file"
+    )
+    assert no_spawn == [], "nothing started"
+
+    turns = [
+        {"id": "t1", "image": None, "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "A"}]}
+    ]
+    (tmp_path / "turns.json").write_text(json.dumps(turns))
+    at.text_input(key="recover_instructions").input(f" {tmp_path / 'turns.json'} ").run()
+    next(b for b in at.button if b.label == "Recover this plan").click().run()
+    assert not at.error
+    (job,) = jobs.find_jobs(PlanStore(), "recover", active_only=False, plan_id=plan_id)
+    assert no_spawn == [job.job_id] and job.params["instructions"] == str(tmp_path / "turns.json")
 
 
 def test_export_link_keeps_the_chosen_plan_across_reloads(trained):

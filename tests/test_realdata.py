@@ -465,7 +465,7 @@ def test_a_local_checkpoints_calibrate_job_runs_on_the_chosen_data(real, dev, ti
     assert "share 3 image(s) with the test files" in store.get_job(job_id).error
 
 
-def test_train_policy_and_recover_jobs_hand_the_chosen_data_to_the_api(real, dev, tiny_llava, monkeypatch):
+def test_train_policy_and_recover_jobs_hand_the_chosen_data_to_the_api(real, dev, tiny_llava, monkeypatch, tmp_path):
     from types import SimpleNamespace
 
     from hipp_core import api, job_runner, jobs
@@ -487,10 +487,18 @@ def test_train_policy_and_recover_jobs_hand_the_chosen_data_to_the_api(real, dev
     with pytest.raises(HippError, match="your own POPE data needs the POPE test files"):
         jobs.kind("recover").check({"spec": spec, "plan_id": plan_id, "data": untested}, store)
     score = SimpleNamespace(pope_balanced_accuracy=0.5)
-    fake = lambda spec, blueprint, **kw: seen.update(kw) or SimpleNamespace(steps=1, before=score, after=score)
+    fake = lambda spec, blueprint, **kw: (
+        seen.update(kw) or SimpleNamespace(steps=1, before=score, after=score, notices=[])
+    )
     monkeypatch.setattr(api, "recover", fake)
     params = {"spec": spec, "plan_id": plan_id, "steps": 1, "limit": 2, "data": raw}
-    job_id = store.create_job("recover", jobs.kind("recover").check(params, store))
+    with pytest.raises(HippError, match="must not train on ShapesWorld: name its LLaVA-format instruction file"):
+        jobs.kind("recover").check(params, store)  # a local checkpoint on its own data never tunes on toy shapes
+    instructions = instruction_file(real, tmp_path / "instruct")
+    job_id = store.create_job(
+        "recover", jobs.kind("recover").check(params | {"instructions": str(instructions)}, store)
+    )
     assert job_runner.run_job(job_id, store) == "done", store.get_job(job_id).error
+    assert seen["data"] == instructions, "recovery trains on the named instruction file"
     assert seen["eval_data"] == expected.report_source(), "recovery is scored on the chosen test files"
     assert seen["eval_data"].pope == real["test"] and seen["eval_data"].split == "test"

@@ -22,6 +22,7 @@ from hipp_core.recover import (
     RecoveryConfig,
     add_lora,
     check_recovery_data,
+    instruction_advice,
     instruction_batches,
     shapes_world_batches,
     train_lora,
@@ -218,7 +219,7 @@ def test_recovery_data_is_required_for_own_test_data_and_noticed_otherwise(tmp_p
     check_recovery_data("embedded:qwen2_5_vl", None, own_test_data=True)  # the embedded models train on ShapesWorld
     check_recovery_data(str(tmp_path), tmp_path / "turns.json", own_test_data=True)
     with pytest.raises(HippError, match=r"must not train on ShapesWorld: pass --recover-data FILE, a LLaVA-format"):
-        check_recovery_data(str(tmp_path), None, own_test_data=True, option="--recover-data")
+        check_recovery_data(str(tmp_path), None, own_test_data=True, advice=instruction_advice("--recover-data"))
     with collecting_notices() as notices:
         check_recovery_data(str(tmp_path), None, own_test_data=False)
     expected = f"{tmp_path} is recovered on ShapesWorld train, the embedded testbed's toy data; for a real model, "
