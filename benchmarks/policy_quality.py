@@ -242,11 +242,12 @@ def markdown(report: dict) -> str:
         lines += [
             "",
             (
-                f"Controllability at budget {c['budget']} on test ({c['distinct_plans']} distinct plans over "
-                f"{len(c['sweep'])} robustness weights): Spearman robustness weight vs adversarial POPE "
+                f"Controllability at budget {c['budget']} on test: {c['distinct_plans']} distinct plan(s) over "
+                f"{len(c['sweep'])} robustness weights; Spearman robustness weight vs adversarial POPE "
                 f"{c['spearman_robustness_weight_vs_pope_adversarial']}, utility weight vs ScienceQA "
-                f"{c['spearman_utility_weight_vs_sqa']}; robustness-heavy minus utility-heavy: adversarial POPE "
-                f"{c['robust_minus_utility_pope_adversarial']:+.4f}, ScienceQA {-c['utility_minus_robust_sqa']:+.4f}. "
+                f"{c['spearman_utility_weight_vs_sqa']}; robustness-heavy minus utility-heavy adversarial POPE "
+                f"{c['robust_minus_utility_pope_adversarial']:+.4f}, utility-heavy minus robustness-heavy ScienceQA "
+                f"{c['utility_minus_robust_sqa']:+.4f} (targets: ≥ +0.02 each). "
                 f"Compression weight vs sparsity: {c['spearman_compression_weight_vs_sparsity']}. "
                 + _gate_line(g)
                 + f" Invocation p50 "
