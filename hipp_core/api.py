@@ -646,7 +646,8 @@ def _pipeline_test_data(
     """The test data a pipeline reports on (None: ShapesWorld `test`), read once to check it, and its instruction
     file checked too: a local checkpoint tuned on its own data is never recovered on ShapesWorld."""
     test = data.report_source() if data is not None else None
-    check_recovery_data(spec, recover_data, test is not None, instruction_advice("--recover-data"))
+    if test is not None:  # refused before any stage; otherwise recovery itself notices a local checkpoint
+        check_recovery_data(spec, recover_data, True, instruction_advice("--recover-data"))
     if recover_data is not None:
         load_instructions(recover_data)
     if test is not None:

@@ -137,18 +137,20 @@ def instruction_advice(option: str) -> str:
 
 def check_recovery_data(spec: str, data: Path | None, own_test_data: bool, advice: str | None = None) -> None:
     """ShapesWorld is the embedded models' training data; a real checkpoint tuned on it would learn toy shapes. A model
-    scored on the user's own test files must name its instruction file (`advice` says where; default: `--data`); any
-    other local checkpoint recovers on ShapesWorld with a notice (tiny test checkpoints and speed runs do so on
-    purpose)."""
+    scored on the user's own test files must name its instruction file (the error's `advice` says where; default:
+    `--data`); any other local checkpoint recovers on ShapesWorld with a notice (tiny test checkpoints and speed runs
+    do so on purpose)."""
     if data is not None or spec in EMBEDDED_ALIASES:
         return
-    advice = advice or instruction_advice("--data")
     if own_test_data:
         raise HippError(
             f"{spec} is a local checkpoint tuned on your own data, so its LoRA recovery must not train on ShapesWorld: "
-            + advice
+            + (advice or instruction_advice("--data"))
         )
-    notice(f"{spec} is recovered on ShapesWorld train, the embedded testbed's toy data; for a real model, {advice}")
+    notice(
+        f"{spec} is recovered on ShapesWorld train, the embedded testbed's toy data; for a real model, train on its "
+        "own LLaVA-format instructions (hipp recover --data, hipp pipeline --recover-data, Export's Instruction file)"
+    )
 
 
 # loss_at(adapter, step, micro): the (total, answer, caption) losses of micro-batch `micro` of step `step`.

@@ -176,7 +176,7 @@ def test_recovered_artifact_reloads_everywhere_and_is_cached(family, request, tm
         spec, blueprint, steps=3, rank=4, store=store, limit=4, progress=lambda s, *a, **k: stages.append(s)
     )
     assert "recover" in stages and result.steps == 3 and not result.cached
-    assert [n for n in result.notices if "ShapesWorld train" in n and "--data FILE" in n]  # a local checkpoint
+    assert [n for n in result.notices if "ShapesWorld train" in n and "hipp recover --data" in n]  # a local checkpoint
     assert set(result.before.pope) == set(result.after.pope) == {"random", "popular", "adversarial"}
     assert [(a.kind, a.path) for a in store.list_artifacts(blueprint.plan_id)] == [
         ("recovered", str(result.artifact_dir))
@@ -223,7 +223,8 @@ def test_recovery_data_is_required_for_own_test_data_and_noticed_otherwise(tmp_p
     with collecting_notices() as notices:
         check_recovery_data(str(tmp_path), None, own_test_data=False)
     expected = f"{tmp_path} is recovered on ShapesWorld train, the embedded testbed's toy data; for a real model, "
-    assert notices == [expected + "pass --data FILE, a LLaVA-format instruction file"]
+    where = "hipp recover --data, hipp pipeline --recover-data, Export's Instruction file"
+    assert notices == [expected + f"train on its own LLaVA-format instructions ({where})"]
 
 
 def test_cli_recover_runs_and_rejects_bad_rank(tmp_path, tiny_llava, isolated_store):
