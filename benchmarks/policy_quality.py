@@ -250,8 +250,7 @@ def markdown(report: dict) -> str:
                 f"{c['utility_minus_robust_sqa']:+.4f} (targets: ≥ +0.02 each). "
                 f"Compression weight vs sparsity: {c['spearman_compression_weight_vs_sparsity']}. "
                 + _gate_line(g)
-                + f" Invocation p50 "
-                f"{ms['p50']} ms, p99 {ms['p99']} ms. GRPO: {r['grpo']['wall_seconds']} s, "
+                + f" Invocation p50 {ms['p50']} ms, p99 {ms['p99']} ms. GRPO: {r['grpo']['wall_seconds']} s, "
                 f"{r['grpo']['distinct_plans_evaluated']} distinct plans."
             ),
             "",
