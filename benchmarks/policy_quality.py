@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -258,6 +259,18 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def merged(report: dict, saved: dict | None) -> dict:
+    """`report` with the saved report's other models added, but only those measured by this version of the script:
+    an older entry lacks sections the markdown prints, and mixing it in would fail after the whole run."""
+    current = set(next(iter(report["models"].values()), {}))
+    old = (saved or {}).get("models", {})
+    kept = {spec: e for spec, e in old.items() if set(e) >= current and "budget" in e.get("controllability", {})}
+    dropped = sorted(set(old) - set(kept) - set(report["models"]))
+    if dropped:
+        print(f"dropped saved results in an older format for {', '.join(dropped)}: rerun them", file=sys.stderr)
+    return {**report, "models": {**kept, **report["models"]}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["embedded", "embedded:qwen2_5_vl"])
@@ -273,9 +286,7 @@ def main() -> None:
     threads = set_threads(args.threads)
     report = {"threads": threads, "seed": args.seed, "models": {spec: run_model(spec, args) for spec in args.models}}
     if args.save:  # models run separately (e.g. in parallel) merge into one report
-        saved = load("policy_quality")
-        if saved:
-            report = {**report, "models": {**saved["models"], **report["models"]}}
+        report = merged(report, load("policy_quality"))
         write("policy_quality.md", markdown(report) + "\n")
     emit("policy_quality", report, args.save)
 
