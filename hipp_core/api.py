@@ -79,6 +79,7 @@ from hipp_core.tuning import (  # noqa: F401  (re-exported: calibration and tuni
     calibrate_model,
     calibration_batch,
     calibration_questions,
+    evaluation_data,
     model_features,
     policy_calibration,
     reward_data,

@@ -115,22 +115,24 @@ def steps_of(name: str) -> Callable[[JobSteps], JobSteps]:
 @runs("evaluate")
 def _run_evaluate(params: dict[str, Any], store: PlanStore, progress: JobProgress) -> str:
     plan = store.get_plan(params["plan_id"]) if params["plan_id"] else None
+    source, split = api.evaluation_data(params["spec"], _data(params), params["split"], params["limit"])
     # Without the image-free pass, like policy training: its evaluations and these share one Pareto cloud.
     result = api.evaluate_model(
         params["spec"],
         "all",
-        params["split"],
-        params["limit"],
+        limit=params["limit"],
         image_free=False,
         store=store,
         blueprint=blueprint_of(plan) if plan else None,
         mode=params["mode"],
         progress=progress,
+        **api.evaluation_options(source, split),
         **_settings(params),
     )
     what = f"plan {plan.plan_id}" if plan else "dense model"
+    where = params["split"] if source is None else f"{params['split']} (POPE {source.pope.name}, ScienceQA {split})"
     sqa = f"{result.sqa.accuracy:.3f}" if result.sqa else "-"
-    return f"{what} on {params['split']}: POPE balanced accuracy {result.pope_balanced_accuracy:.3f}, ScienceQA {sqa}"
+    return f"{what} on {where}: POPE balanced accuracy {result.pope_balanced_accuracy:.3f}, ScienceQA {sqa}"
 
 
 @runs("calibrate")
@@ -238,7 +240,8 @@ LORA_STEP_COST = 4  # one LoRA step (forward and backward over a batch) counted 
 
 @steps_of("evaluate")
 def _evaluate_steps(params: dict[str, Any]) -> list[Step]:
-    return evaluation_steps(api.load_benchmark("all", params["split"], params["limit"]), image_free=False)
+    source, split = api.evaluation_data(params["spec"], _data(params), params["split"], params["limit"])
+    return evaluation_steps(api.load_benchmark("all", split, params["limit"], source), image_free=False)
 
 
 @steps_of("recover")

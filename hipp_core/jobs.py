@@ -234,7 +234,7 @@ def _settings(params: dict[str, Any]) -> dict[str, str]:
     return chosen
 
 
-DATA_KINDS = ("calibrate", "train-policy", "plan", "recover")  # the kinds that take a `data` parameter
+DATA_KINDS = ("calibrate", "train-policy", "plan", "recover", "evaluate")  # the kinds that take a `data` parameter
 
 
 def _data(params: dict[str, Any], spec: str, uses: str | None = None, needs: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -259,19 +259,33 @@ def blueprint_of(plan: PlanRecord):
 
 
 # -- evaluate ---------------------------------------------------------------------------------------------------
-@register("evaluate", "Score a plan (or the dense model) on ShapesPOPE and ShapesSQA.")
+@register("evaluate", "Score a plan (or the dense model) on dev or test: ShapesWorld, or the tuning data's own files.")
 def _check_evaluate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
+    from hipp_core.data.source import for_model
+    from hipp_core.data.source_params import from_params
     from hipp_core.data.world import SPLITS
+    from hipp_core.models.loading import EMBEDDED_ALIASES
 
-    _known(params, ("spec", "plan_id", "split", "limit", "mode", *SETTINGS), "evaluate")
+    _known(params, ("spec", "plan_id", "split", "limit", "mode", "data", *SETTINGS), "evaluate")
     spec = _spec(params)
     plan_id = params.get("plan_id")
     if plan_id is not None:
         plan_id = _plan(params, store, spec).plan_id
+    data = _data(params, spec)
+    source = from_params(data) if data else None
+    if source is not None and source.real:  # the worker reads the files and checks them apart (`evaluation_data`)
+        for_model(source, spec in EMBEDDED_ALIASES, spec, "evaluation", ("pope", "sqa"))
+        names = ("dev", "test", source.tuning_split, source.report_split)
+        split = _choice(params, "split", "dev", tuple(dict.fromkeys(names)))
+        if split in ("test", source.report_split):
+            source.report_source()  # own POPE data without its test file is refused now, in one line
+    else:
+        split = _choice(params, "split", "dev", tuple(SPLITS))
     return {
         "spec": spec,
         "plan_id": plan_id,
-        "split": _choice(params, "split", "dev", tuple(SPLITS)),
+        "split": split,
+        "data": data,
         "limit": _int(params, "limit", 100, 1, 1_000_000, optional=True),  # None: the whole split
         "mode": _choice(params, "mode", "masked", ("masked", "physical")),
         **_settings(params),

@@ -9,6 +9,7 @@ that one. The API and the planning methods (through `methods.ModelContext`) call
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from hipp_core import validation
@@ -125,6 +126,29 @@ def reward_data(
         return source, split, SHAPESWORLD_KEY
     split = source.tuning_split
     return source, split, data_key(source, load_tuning(source, "all", split, limit, what))
+
+
+def evaluation_data(
+    spec: str, data: DataSource | None, split: str, limit: int | None
+) -> tuple[DataSource | None, str]:
+    """The questions an evaluation of `spec` at `split` reads, as (data, split read): ShapesWorld's `split` when `data`
+    names none of the user's files. With them, `dev` (or the tuning split itself) means the tuning questions, read and
+    checked apart from the test files as rewards read them, so a dashboard evaluation lands on the same stored key as
+    the policy's rewards; `test` (or the report split) means the files results are reported on
+    (`DataSource.report_source`). Own data must name both POPE and ScienceQA (never half ShapesWorld)."""
+    if data is None or not data.real:
+        return None, split
+    for_model(data, spec in EMBEDDED_ALIASES, spec, "evaluation", ("pope", "sqa"))
+    if split in ("test", data.report_split):
+        test = data.report_source()
+        return test, test.split or "test"
+    if split in ("dev", data.tuning_split):
+        source, read, _ = reward_data(spec, data, limit, "the dev evaluation questions")
+        return replace(source, split=read), read
+    raise HippError(
+        f"your own data has a dev set (the tuning files, ScienceQA {data.tuning_split}) and a test set (the "
+        f"--test-pope files, ScienceQA {data.report_split}); evaluate on dev or test, not {split!r}"
+    )
 
 
 def calibration_batch(batch_size: int) -> int:

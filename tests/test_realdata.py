@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -502,3 +503,31 @@ def test_train_policy_and_recover_jobs_hand_the_chosen_data_to_the_api(real, dev
     assert seen["data"] == instructions, "recovery trains on the named instruction file"
     assert seen["eval_data"] == expected.report_source(), "recovery is scored on the chosen test files"
     assert seen["eval_data"].pope == real["test"] and seen["eval_data"].split == "test"
+
+
+def test_evaluate_jobs_read_the_chosen_data_dev_beside_the_rewards_and_test_on_the_test_files(real, dev, tiny_llava):
+    from hipp_core import api, job_runner, jobs
+    from plan_store import PlanStore
+
+    store, spec = PlanStore(), str(tiny_llava)
+    raw = job_data(real, dev, sqa=str(real["sqa"]), split="val", test_pope_images=str(real["images"]))
+    with pytest.raises(HippError, match="ScienceQA questions of your own are needed for the evaluation"):
+        jobs.kind("evaluate").check({"spec": spec, "data": job_data(real, dev)}, store)  # never half ShapesWorld
+    with pytest.raises(HippError, match="split must be one of dev, test, val, got 'calib'"):
+        jobs.kind("evaluate").check({"spec": spec, "split": "calib", "data": raw}, store)
+
+    def run(split: str) -> str:
+        params = jobs.kind("evaluate").check({"spec": spec, "split": split, "limit": 4, "data": raw}, store)
+        job_id = store.create_job("evaluate", params)
+        assert job_runner.run_job(job_id, store) == "done", store.get_job(job_id).error
+        return store.get_job(job_id).message
+
+    assert run("dev").startswith(f"dense model on dev (POPE {dev.name}, ScienceQA val): POPE balanced accuracy")
+    data = DataSource(dev, real["images"], None, real["sqa"], split="val", test_pope=(real["test"],))
+    data = replace(data, test_pope_images=real["images"])
+    rewards = api.make_evaluator(spec, "val", 4, store, data=data)
+    assert rewards.evaluate([None])[0].cached, "a dev evaluation lands where the policy's rewards look for it"
+    assert run("test").startswith(f"dense model on test (POPE {real['test'].name}, ScienceQA test): POPE")
+    test = api.evaluation_options(data.report_source())
+    again = api.evaluate_model(spec, "all", limit=4, image_free=False, store=store, device="cpu", **test)
+    assert again.cached, "the test evaluation read the --test-pope files and ScienceQA test"

@@ -71,11 +71,11 @@ def bench_key(bench: str, image_free: bool, data: str = SHAPESWORLD_KEY, placeme
     return f"{bench}:{data}:{'with-image-free' if image_free else 'no-image-free'}{placement}"
 
 
-def evaluation_options(data: DataSource | None) -> dict:
-    """`evaluate_model`'s data keywords for reading `data` (a `DataSource.report_source`; None: ShapesWorld `test`),
-    so a command's test evaluations all read the same questions."""
+def evaluation_options(data: DataSource | None, split: str = "test") -> dict:
+    """`evaluate_model`'s data keywords for reading `data` (a `DataSource.report_source`, or any source whose own
+    `split` is set; None: ShapesWorld `split`), so a command's test evaluations all read the same questions."""
     if data is None:
-        return {"split": "test"}
+        return {"split": split}
     return {
         "pope_dir": data.pope,
         "pope_images": data.pope_images,
