@@ -125,7 +125,7 @@ def build_model(arch: str, processor, seed: int = 0, size: DecoderSize = Decoder
         "eos_token_id": tok.eos_token_id,
     }
     if arch == "llava":
-        # LLaVA lays the 64 image tokens out in one row of 1-D positions; a slower base leaves more of the 16-dim
+        # LLaVA lays the 16 image tokens out in one row of 1-D positions; a slower base leaves more of the 16-dim
         # heads' rotary pairs free to look up content anywhere in the image (docs/design.md, "Embedded models").
         text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e5}
         vision = CLIPVisionConfig(
