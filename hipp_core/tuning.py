@@ -128,9 +128,7 @@ def reward_data(
     return source, split, data_key(source, load_tuning(source, "all", split, limit, what))
 
 
-def evaluation_data(
-    spec: str, data: DataSource | None, split: str, limit: int | None
-) -> tuple[DataSource | None, str]:
+def evaluation_data(spec: str, data: DataSource | None, split: str, limit: int | None) -> tuple[DataSource | None, str]:
     """The questions an evaluation of `spec` at `split` reads, as (data, split read): ShapesWorld's `split` when `data`
     names none of the user's files. With them, `dev` (or the tuning split itself) means the tuning questions, read and
     checked apart from the test files as rewards read them, so a dashboard evaluation lands on the same stored key as
