@@ -725,10 +725,6 @@ def train_policy_cmd(
     limit: Annotated[
         int, typer.Option(help="Dev questions per POPE category and of ScienceQA behind each reward.")
     ] = 100,
-    kl_target: Annotated[
-        float,
-        typer.Option(help="KL to the initial policy to hold by adapting the penalty's coefficient; 0: fixed (0.02)."),
-    ] = 0.0,
     backend: BackendOpt = "local",
     address: AddressOpt = None,
     num_workers: WorkersOpt = None,
@@ -755,12 +751,7 @@ def train_policy_cmd(
         api.validation.count(limit, "--limit")
         data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
         config = api.GRPOConfig(
-            reward=reward,
-            seed=seed,
-            limit=limit,
-            prefs_per_iter=prefs,
-            fixed_budget_groups=prefs // 2,
-            kl_target=kl_target,
+            reward=reward, seed=seed, limit=limit, prefs_per_iter=prefs, fixed_budget_groups=prefs // 2
         )
         options = _backend_options(address, num_workers)
         with progress_bar() as cb:

@@ -56,10 +56,7 @@ class GRPOConfig:
     epochs: int = 4
     lr: float = 3e-3
     clip: float = 0.2
-    kl_coef: float = 0.02  # the KL penalty's coefficient (its starting value when `kl_target` is set)
-    # With a target, the coefficient adapts after each iteration, PPO's adaptive KL penalty: doubled when the measured
-    # KL to the initial policy exceeds 1.5x the target, halved below target / 1.5. 0 keeps the coefficient fixed.
-    kl_target: float = 0.0
+    kl_coef: float = 0.02
     reward: str = "linear"
     # A plan is gated when some layer keeps less than this share of its SynFlow saliency; 0 = no gate (the default:
     # no threshold was right often enough, benchmarks/gate_audit.py; docs/design.md, Reward, gate, GRPO).
@@ -89,8 +86,6 @@ class GRPOConfig:
             (self.reward in REWARDS, f"unknown reward {self.reward!r}; use one of {', '.join(REWARDS)}"),
             (0 <= self.gate_tau < 1, f"gate threshold must be in [0, 1), got {self.gate_tau}"),
             (0 <= self.audit_rate <= 1, f"audit rate must be in [0, 1], got {self.audit_rate}"),
-            (self.kl_coef >= 0, f"KL coefficient must be at least 0, got {self.kl_coef}"),
-            (self.kl_target >= 0, f"--kl-target must be at least 0 (0: a fixed coefficient), got {self.kl_target}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -113,23 +108,10 @@ class GRPOConfig:
         """What makes two runs the same run (iters is not: a longer run continues a shorter one)."""
         data = self.to_json()
         data.pop("iters")
-        for name in ("data", "calibration", "kl_target"):  # unset: the same run as before these fields existed
+        for name in ("data", "calibration"):
             if not data[name]:
                 data.pop(name)
         return data
-
-
-def adapted_kl_coef(coef: float, kl: float, target: float) -> float:
-    """The KL coefficient for the next iteration: unchanged without a target; else doubled when `kl` overshot 1.5x
-    the target and halved when it fell below target / 1.5 (Schulman et al. 2017, PPO's adaptive KL penalty), so the
-    policy drifts from its initialisation about as far as the target says, whatever the reward scale."""
-    if target <= 0:
-        return coef
-    if kl > 1.5 * target:
-        return coef * 2
-    if kl < target / 1.5:
-        return coef / 2
-    return coef
 
 
 # -- reward and gate ----------------------------------------------------------------------------------------------
@@ -173,7 +155,6 @@ class TrainState:
     gated: int = 0
     audited: int = 0
     false_gates: int = 0
-    kl_coef: float | None = None  # the adapted KL coefficient (None: the config's, as it starts)
 
 
 def policy_id_for(model_id: str, config: GRPOConfig) -> str:
@@ -267,9 +248,7 @@ class GRPOTrainer:
             rewards = np.array([reward(o, p, cfg.reward) for o, p in zip(objs, prefs)])
             advantages = _group_advantages(rewards, cfg.group_size)
             self._audit_outcomes(audits, rewards, prefs)
-            coef = self.kl_coef
-            kl = self._update(state_t, w, samples, advantages, coef)
-            self.state.kl_coef = adapted_kl_coef(coef, kl, cfg.kl_target)
+            kl = self._update(state_t, w, samples, advantages)
             front = non_dominated(np.array(self.state.history), (True, True, True)).sum() if self.state.history else 0
             self.state.iteration += 1
             self.state.curve.append(
@@ -284,7 +263,6 @@ class GRPOTrainer:
                     "false_gates": self.state.false_gates,
                     "budget_mean": float(np.mean([s.budget for s in samples])),
                     "kl": kl,
-                    "kl_coef": coef,
                     "seconds": time.perf_counter() - t0,
                 }
             )
@@ -335,13 +313,7 @@ class GRPOTrainer:
             self.state.audited += 1
             self.state.false_gates += int(reward(real, prefs_of[i], self.config.reward) > np.median(group))
 
-    @property
-    def kl_coef(self) -> float:
-        return self.config.kl_coef if self.state.kl_coef is None else self.state.kl_coef
-
-    def _update(
-        self, state_t: torch.Tensor, w: torch.Tensor, samples: list[PlanSample], adv: np.ndarray, kl_coef: float
-    ) -> float:
+    def _update(self, state_t: torch.Tensor, w: torch.Tensor, samples: list[PlanSample], adv: np.ndarray) -> float:
         cfg = self.config
         budget = torch.tensor([s.budget for s in samples], dtype=torch.float32)
         alpha = torch.tensor(np.stack([s.alpha for s in samples]), dtype=torch.float32)
@@ -357,7 +329,7 @@ class GRPOTrainer:
             surrogate = torch.minimum(ratio * adv_t, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv_t)
             log_r = (ref - new).clamp(-20, 20)
             kl = torch.exp(log_r) - log_r - 1
-            loss = -(surrogate - kl_coef * kl).mean()
+            loss = -(surrogate - cfg.kl_coef * kl).mean()
             self.opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)

@@ -21,7 +21,6 @@ from hipp_core.grpo import (
     GRPOConfig,
     GRPOTrainer,
     _group_advantages,
-    adapted_kl_coef,
     policy_id_for,
     reward,
     stability,
@@ -101,17 +100,6 @@ def test_checkpoints_from_before_the_budget_prior_load_without_it():
     assert GRPOConfig.from_json(GRPOConfig().to_json()).policy.compression_prior is True
 
 
-def test_the_kl_coefficient_adapts_to_its_target_and_an_unset_target_keeps_run_ids():
-    assert adapted_kl_coef(0.02, 0.5, 0.0) == 0.02  # no target: fixed
-    assert adapted_kl_coef(0.02, 0.2, 0.1) == 0.04  # overshoot: doubled
-    assert adapted_kl_coef(0.02, 0.05, 0.1) == 0.01  # undershoot: halved
-    assert adapted_kl_coef(0.02, 0.1, 0.1) == 0.02  # within [target / 1.5, 1.5 target]: kept
-    assert "kl_target" not in GRPOConfig().identity(), "runs from before the field keep their policy ids"
-    assert GRPOConfig(kl_target=0.5).identity()["kl_target"] == 0.5
-    with pytest.raises(HippError, match="--kl-target must be at least 0"):
-        GRPOConfig(kl_target=-1)
-
-
 def test_seeded_sampling_repeats_and_leaves_global_rng_alone(plans):
     policy = PrunePolicy(len(STATE_FEATURES))
     w = torch.tensor([[1 / 3] * 3] * 4)
@@ -189,9 +177,7 @@ class _Interrupt(Exception):
 def test_grpo_resumes_after_interruption_without_recomputing(tiny_llava, tmp_path, monkeypatch):
     monkeypatch.setenv("HIPP_HOME", str(tmp_path))
     spec, store = str(tiny_llava), PlanStore()
-    config = GRPOConfig(
-        iters=3, prefs_per_iter=2, group_size=3, fixed_budget_groups=1, limit=LIMIT, gate_tau=0.3, kl_target=1e-4
-    )
+    config = GRPOConfig(iters=3, prefs_per_iter=2, group_size=3, fixed_budget_groups=1, limit=LIMIT, gate_tau=0.3)
     computed: list[str] = []
 
     class Counting(InProcessEvaluator):
@@ -216,10 +202,6 @@ def test_grpo_resumes_after_interruption_without_recomputing(tiny_llava, tmp_pat
     state = first.run()
     assert [c["iter"] for c in state.curve] == [1, 2, 3]
     assert len(computed) == len(set(computed))  # nothing was evaluated twice across the interruption
-    coefs = [c["kl_coef"] for c in state.curve]
-    assert coefs[0] == config.kl_coef
-    for before, after in zip(state.curve, coefs[1:]):  # the adapted coefficient survives the interruption
-        assert after == adapted_kl_coef(before["kl_coef"], before["kl"], config.kl_target) != before["kl_coef"]
     record = store.latest_policy(first.planner.model_id)
     assert record.policy_id == first.policy_id and len(record.curve) == 3
     assert state.curve[-1]["evaluations"] == len(state.scored) > 0
