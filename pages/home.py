@@ -124,6 +124,10 @@ elif source_kind == OWN:
         "sqa_images": ("Its images (--sqa-images)", "Default: images/ in the ScienceQA root."),
         "split": ("ScienceQA split to tune on (--split)", "Empty: val (minival is smaller)."),
         "test_split": ("ScienceQA split you report on (--test-split)", "Empty: test."),
+        "pope_labels": (
+            "POPE labels (--pope-labels)",
+            "Only for LLaVA's llava_pope_test.jsonl (it has no answers): the official coco_pope_*.json folder.",
+        ),
     }
     for name in FIELDS:
         st.session_state.setdefault(f"data_{name}", data_now.get(name, ""))
@@ -148,7 +152,8 @@ elif source_kind == OWN:
         use = st.form_submit_button("Use these files", type="primary", key="use_data")
     if use:
         paths = {
-            name: Path(typed[name]) if typed[name] else None for name in ("pope", "pope_images", "sqa", "sqa_images")
+            name: Path(typed[name]) if typed[name] else None
+            for name in ("pope", "pope_images", "pope_labels", "sqa", "sqa_images")
         }
         try:
             source = api.DataSource(

@@ -221,12 +221,17 @@ def test_home_tuning_data_is_checked_before_it_is_kept_and_jobs_then_use_it(tiny
     at.text_input(key="data_pope").input(str(tmp_path / "pope_dev"))
     at.text_input(key="data_pope_images").input(str(tmp_path / "coco"))
     at.text_input(key="data_sqa").input(str(tmp_path / "scienceqa"))
+    at.text_input(key="data_pope_labels").input(str(tmp_path / "labels_typo"))
     at.text_area(key="data_test_pope").input(str(tmp_path / "coco_pope_random.json"))
+    at.button(key="use_data").click().run()
+    assert f"--pope-labels {tmp_path / 'labels_typo'} does not exist" in at.error[0].value
+    at.text_input(key="data_pope_labels").input(str(tmp_path / "pope_dev"))  # the folder labelling LLaVA's jsonl
     at.button(key="use_data").click().run()
     assert not at.error
     kept = {
         "pope": str(tmp_path / "pope_dev"),
         "pope_images": str(tmp_path / "coco"),
+        "pope_labels": str(tmp_path / "pope_dev"),
         "sqa": str(tmp_path / "scienceqa"),
         "test_pope": [str(tmp_path / "coco_pope_random.json")],
     }
