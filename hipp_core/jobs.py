@@ -265,6 +265,7 @@ def _check_evaluate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     from hipp_core.data.source_params import from_params
     from hipp_core.data.world import SPLITS
     from hipp_core.models.loading import EMBEDDED_ALIASES
+    from hipp_core.tuning import own_split
 
     _known(params, ("spec", "plan_id", "split", "limit", "mode", "data", *SETTINGS), "evaluate")
     spec = _spec(params)
@@ -275,9 +276,8 @@ def _check_evaluate(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
     source = from_params(data) if data else None
     if source is not None and source.real:  # the worker reads the files and checks them apart (`evaluation_data`)
         for_model(source, spec in EMBEDDED_ALIASES, spec, "evaluation", ("pope", "sqa"))
-        names = ("dev", "test", source.tuning_split, source.report_split)
-        split = _choice(params, "split", "dev", tuple(dict.fromkeys(names)))
-        if split in ("test", source.report_split):
+        split = params.get("split", "dev")
+        if own_split(source, split) == "test":
             source.report_source()  # own POPE data without its test file is refused now, in one line
     else:
         split = _choice(params, "split", "dev", tuple(SPLITS))

@@ -130,19 +130,26 @@ def reward_data(
 
 def evaluation_data(spec: str, data: DataSource | None, split: str, limit: int | None) -> tuple[DataSource | None, str]:
     """The questions an evaluation of `spec` at `split` reads, as (data, split read): ShapesWorld's `split` when `data`
-    names none of the user's files. With them, `dev` (or the tuning split itself) means the tuning questions, read and
-    checked apart from the test files as rewards read them, so a dashboard evaluation lands on the same stored key as
-    the policy's rewards; `test` (or the report split) means the files results are reported on
-    (`DataSource.report_source`). Own data must name both POPE and ScienceQA (never half ShapesWorld)."""
+    names none of the user's files. With them, the tuning questions for `dev` (read and checked apart from the test
+    files as rewards read them, so a dashboard evaluation lands on the same stored key as the policy's rewards) and the
+    files results are reported on for `test` (`DataSource.report_source`); see `own_split`."""
     if data is None or not data.real:
         return None, split
     for_model(data, spec in EMBEDDED_ALIASES, spec, "evaluation", ("pope", "sqa"))
-    if split in ("test", data.report_split):
+    if own_split(data, split) == "test":
         test = data.report_source()
         return test, test.split or "test"
+    source, read, _ = reward_data(spec, data, limit, "the dev evaluation questions")
+    return replace(source, split=read), read
+
+
+def own_split(data: DataSource, split: object) -> str:
+    """`dev` or `test`: what `split` names in the user's own data, which has a dev set (the tuning files, also called
+    by their ScienceQA split, e.g. val) and a test set (the `--test-pope` files, or ScienceQA's report split)."""
     if split in ("dev", data.tuning_split):
-        source, read, _ = reward_data(spec, data, limit, "the dev evaluation questions")
-        return replace(source, split=read), read
+        return "dev"
+    if split in ("test", data.report_split):
+        return "test"
     raise HippError(
         f"your own data has a dev set (the tuning files, ScienceQA {data.tuning_split}) and a test set (the "
         f"--test-pope files, ScienceQA {data.report_split}); evaluate on dev or test, not {split!r}"

@@ -513,7 +513,7 @@ def test_evaluate_jobs_read_the_chosen_data_dev_beside_the_rewards_and_test_on_t
     raw = job_data(real, dev, sqa=str(real["sqa"]), split="val", test_pope_images=str(real["images"]))
     with pytest.raises(HippError, match="ScienceQA questions of your own are needed for the evaluation"):
         jobs.kind("evaluate").check({"spec": spec, "data": job_data(real, dev)}, store)  # never half ShapesWorld
-    with pytest.raises(HippError, match="split must be one of dev, test, val, got 'calib'"):
+    with pytest.raises(HippError, match=r"a dev set \(the tuning files, ScienceQA val\) and a test set .* not 'calib'"):
         jobs.kind("evaluate").check({"spec": spec, "split": "calib", "data": raw}, store)
 
     def run(split: str) -> str:
