@@ -23,7 +23,6 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 
-import torch
 from results_io import emit
 
 from hipp_core.config import quiet_libraries, set_threads
@@ -32,7 +31,7 @@ from hipp_core.data.prompts import LETTERS, pope_prompt, sqa_prompt
 from hipp_core.data.questions import FACT_QUESTIONS, FACT_VALUES, facts, multiple_choice
 from hipp_core.data.world import OBJECTS
 from hipp_core.evaluation import benchmarks
-from hipp_core.evaluation.engine import score
+from hipp_core.evaluation.engine import answer_batch, score
 from hipp_core.evaluation.stored import load_benchmark
 from hipp_core.models.adapters import ModelAdapter
 from hipp_core.models.loading import load_model
@@ -41,7 +40,6 @@ MODELS = ("embedded", "embedded:qwen2_5_vl")
 SEED = 5  # of the letter-drill questions
 
 
-@torch.no_grad()
 def picks(
     adapter: ModelAdapter,
     texts: Sequence[str],
@@ -50,18 +48,15 @@ def picks(
     batch_size: int = 64,
 ) -> list[int]:
     """For each text-only prompt, the index of the answer whose first token scores highest after it, among the first
-    `counts[i]` answers (default: all): logit scoring as `hipp eval` does it, over each question's own options. Every
-    prompt ends where the first one does, with the chat template's generation prompt."""
+    `counts[i]` answers (default: all): `hipp eval`'s logit scoring, over each question's own options. Every prompt
+    ends where the first one does, with the chat template's generation prompt."""
     ids = adapter.answer_token_ids(texts[0], False, list(answers), False)
     counts = counts or [len(answers)] * len(texts)
     out = []
     for start in range(0, len(texts), batch_size):
-        chunk = list(texts[start : start + batch_size])
-        enc = adapter.encode(chunk, [None] * len(chunk), padding_side="left")
-        positions = adapter.padded_positions(enc.inputs)
-        logits = adapter.model(**enc.inputs, **positions, use_cache=False, logits_to_keep=1).logits[:, -1].float()
-        for row, k in zip(logits, counts[start : start + batch_size]):
-            out.append(max(range(k), key=lambda j: row[ids[j]].max().item()))
+        rows = range(start, min(len(texts), start + batch_size))
+        options = [ids[: counts[i]] for i in rows]
+        out += answer_batch(adapter, [texts[i] for i in rows], [None] * len(rows), options, generate=False)
     return out
 
 

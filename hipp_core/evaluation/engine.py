@@ -139,7 +139,7 @@ def _batches(n: int, size: int):
 
 
 @torch.no_grad()
-def _answer(
+def answer_batch(
     adapter: ModelAdapter,
     texts: list[str],
     images: list[Image.Image | None],
@@ -204,7 +204,7 @@ def score(
         batch = [questions[i] for i in idx]
         images = [open_image(q.image, q.blank) if q.image is not None else None for q in batch]
         options = [[ids[a] for a in q.answers] for q in batch] if ids else None
-        raw = _answer(adapter, [q.text for q in batch], images, options, scoring == "generate")
+        raw = answer_batch(adapter, [q.text for q in batch], images, options, scoring == "generate")
         if scoring == "generate":
             raw = [bench.parse(text, items[i], parser) for i, text in zip(idx, raw)]
         picks += raw
