@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -523,8 +522,9 @@ def test_evaluate_jobs_read_the_chosen_data_dev_beside_the_rewards_and_test_on_t
         return store.get_job(job_id).message
 
     assert run("dev").startswith(f"dense model on dev (POPE {dev.name}, ScienceQA val): POPE balanced accuracy")
-    data = DataSource(dev, real["images"], None, real["sqa"], split="val", test_pope=(real["test"],))
-    data = replace(data, test_pope_images=real["images"])
+    data = DataSource(
+        dev, real["images"], None, real["sqa"], split="val", test_pope=(real["test"],), test_pope_images=real["images"]
+    )
     rewards = api.make_evaluator(spec, "val", 4, store, data=data)
     assert rewards.evaluate([None])[0].cached, "a dev evaluation lands where the policy's rewards look for it"
     assert run("test").startswith(f"dense model on test (POPE {real['test'].name}, ScienceQA test): POPE")
