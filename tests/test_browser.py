@@ -397,7 +397,8 @@ def test_pareto_hover_shows_values_and_a_click_selects_the_plan(page, server, ma
     _settle(page)
     assert f"plans={plan_id}" in page.url
     rows = page.locator('[data-testid="stDataFrame"]').last
-    assert rows.get_by_text(plan_id).count() >= 1, "the compare table shows the clicked plan"
+    rows.scroll_into_view_if_needed()  # the grid draws only the cells in view, and it may sit below the window
+    rows.get_by_text(plan_id).first.wait_for(state="attached", timeout=30_000)  # the compare table shows the plan
     page.screenshot(path=str(ARTIFACTS / "pareto-selected.png"), full_page=True)
 
 
