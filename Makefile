@@ -26,8 +26,9 @@ setup: install
 app: setup
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.headless true --browser.gatherUsageStats false
 
+# Two workers (the CI machine's two cores), each test file on one worker so its module fixtures are built once.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
