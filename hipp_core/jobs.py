@@ -376,7 +376,7 @@ def _check_recover(params: dict[str, Any], store: PlanStore) -> dict[str, Any]:
         instructions = Path(str(instructions).strip()).expanduser().absolute()
         load_instructions(instructions)  # a missing or malformed file is refused now, in one line
     if test is not None:  # refused now; without own data the worker's run says in its message what it trained on
-        advice = "name its LLaVA-format instruction file (the Export page's Instruction file field)"
+        advice = "name its LLaVA-format instruction file (the Instruction file field of the Export or Pareto page)"
         check_recovery_data(spec, instructions, own_test_data=True, advice=advice)
     return {
         "data": data,

@@ -149,7 +149,8 @@ def check_recovery_data(spec: str, data: Path | None, own_test_data: bool, advic
         )
     notice(
         f"{spec} is recovered on ShapesWorld train, the embedded testbed's toy data; for a real model, train on its "
-        "own LLaVA-format instructions (hipp recover --data, hipp pipeline --recover-data, Export's Instruction file)"
+        "own LLaVA-format instructions (hipp recover --data, hipp pipeline --recover-data, the Instruction file of "
+        "Export or Pareto)"
     )
 
 

@@ -114,6 +114,19 @@ def chosen_data() -> dict:
     return dict(st.session_state.get(DATA_KEY, {}))
 
 
+def instruction_file(key: str) -> str | None:
+    """The LoRA recovery's instruction file, as the recover job takes it (None: ShapesWorld train). Export and Pareto
+    both start recoveries, and a real checkpoint needs its own instructions on either."""
+    path = st.text_input(
+        "Instruction file",
+        key=key,
+        placeholder="empty: ShapesWorld train (the embedded models' own data)",
+        help="A LLaVA-format JSON file the LoRA trains on: what a real checkpoint needs, since ShapesWorld's toy "
+        "questions would teach it shapes. Images are read relative to the file.",
+    )
+    return path.strip() or None
+
+
 def pin_threads() -> None:
     """Torch's thread count as the CLI sets it ($HIPP_THREADS, else one core left free), for this script run.
 

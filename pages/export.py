@@ -12,6 +12,7 @@ from pages._common import (
     current_model,
     follow_job,
     hand_over_to_app,
+    instruction_file,
     keep_in_url,
     remember,
     restore,
@@ -91,18 +92,12 @@ with st.expander("LoRA recovery" + (f" ({len(recovered)} recovered)" if recovere
     a, b, c = st.columns(3)
     steps = a.number_input("Steps", min_value=1, max_value=100_000, value=300, step=50)
     rank = b.number_input("LoRA rank", min_value=1, max_value=1024, value=8)
-    instructions = st.text_input(
-        "Instruction file",
-        key="recover_instructions",
-        placeholder="empty: ShapesWorld train (the embedded models' own data)",
-        help="A LLaVA-format JSON file the LoRA trains on: what a real checkpoint needs, since ShapesWorld's toy "
-        "questions would teach it shapes. Images are read relative to the file.",
-    )
+    instructions = instruction_file("recover_instructions")
     with c:
         running = follow_job("recover", "LoRA recovery", plan_id=plan_id)
     if running is None and c.button("Recover this plan"):
         params = {"spec": choice.spec, "plan_id": plan_id, "steps": int(steps), "rank": int(rank)}
-        submit_job("recover", params | {"instructions": instructions.strip() or None}, "LoRA recovery")
+        submit_job("recover", params | {"instructions": instructions}, "LoRA recovery")
 
 # -- export ---------------------------------------------------------------------------------------------------------
 st.subheader("Export to a directory")

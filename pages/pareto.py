@@ -9,6 +9,7 @@ from pages._common import (
     current_model,
     follow_job,
     hand_over_to_app,
+    instruction_file,
     keep_in_url,
     remember,
     restore,
@@ -254,15 +255,25 @@ st.dataframe(
 )
 
 target = st.selectbox("Act on plan", selected, format_func=lambda p: labels.get(p, p), key="pareto_target")
+instructions = instruction_file("pareto_recover_instructions")
 buttons = st.columns(3)
 actions = (
     ("evaluate", "Evaluate on test split", "All test questions, masked view: the reporting split.", {"split": "test"}),
-    ("recover", "Recover with LoRA", "300 steps of LoRA on the pruned decoder, then evaluated.", {}),
+    (
+        "recover",
+        "Recover with LoRA",
+        "300 steps of LoRA on the pruned decoder (on the instruction file above), then evaluated.",
+        {},
+    ),
     ("materialize", "Materialize", "Build the physically pruned checkpoint inside the store.", {}),
 )
+submitted = {
+    "evaluate": {"limit": None},
+    "recover": {"instructions": instructions},
+}  # sent with the job, not matched by follow_job
 for col, (kind, label, help_text, extra) in zip(buttons, actions):
     with col:
         running = follow_job(kind, label.lower(), plan_id=target, **extra)
     if running is None and col.button(label, help=help_text, key=f"act-{kind}"):
-        params = {"spec": choice.spec, "plan_id": target, **extra} | ({"limit": None} if kind == "evaluate" else {})
+        params = {"spec": choice.spec, "plan_id": target, **extra} | submitted.get(kind, {})
         submit_job(kind, params, label.lower())

@@ -477,13 +477,23 @@ def test_export_validates_the_path_then_exports_and_offers_the_card(trained, tmp
     assert plan_id in "".join(m.value for m in at.markdown)
 
 
-def test_export_recovery_trains_on_the_instruction_file_it_names(trained, tmp_path, no_spawn):
+RECOVER_ON = {  # the pages that start a recovery: their instruction field and recover button
+    "export": ("recover_instructions", "Recover this plan"),
+    "pareto": ("pareto_recover_instructions", "Recover with LoRA"),
+}
+
+
+@pytest.mark.parametrize("name", list(RECOVER_ON))
+def test_recovery_trains_on_the_instruction_file_it_names(name, trained, tmp_path, no_spawn):
+    field, label = RECOVER_ON[name]
     plan_id = evaluated_plans(trained, 1)[0]
-    at = page("export", trained)
-    at.selectbox[0].select(plan_id).run()
-    recover = next(b for b in at.button if b.label == "Recover this plan")
-    at.text_input(key="recover_instructions").input(str(tmp_path / "missing.json")).run()
-    recover.click().run()
+    at = page(name, trained)
+    if name == "export":
+        at.selectbox[0].select(plan_id).run()
+    else:
+        at.multiselect(key="pareto_pick").select(plan_id).run()
+    at.text_input(key=field).input(str(tmp_path / "missing.json")).run()
+    next(b for b in at.button if b.label == label).click().run()
     assert (
         at.error[0].value
         == f"instruction file {tmp_path / 'missing.json'} does not exist; pass a LLaVA-format JSON file"
@@ -494,8 +504,8 @@ def test_export_recovery_trains_on_the_instruction_file_it_names(trained, tmp_pa
         {"id": "t1", "image": None, "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "A"}]}
     ]
     (tmp_path / "turns.json").write_text(json.dumps(turns))
-    at.text_input(key="recover_instructions").input(f" {tmp_path / 'turns.json'} ").run()
-    next(b for b in at.button if b.label == "Recover this plan").click().run()
+    at.text_input(key=field).input(f" {tmp_path / 'turns.json'} ").run()
+    next(b for b in at.button if b.label == label).click().run()
     assert not at.error
     (job,) = jobs.find_jobs(PlanStore(), "recover", active_only=False, plan_id=plan_id)
     assert no_spawn == [job.job_id] and job.params["instructions"] == str(tmp_path / "turns.json")

@@ -223,7 +223,7 @@ def test_recovery_data_is_required_for_own_test_data_and_noticed_otherwise(tmp_p
     with collecting_notices() as notices:
         check_recovery_data(str(tmp_path), None, own_test_data=False)
     expected = f"{tmp_path} is recovered on ShapesWorld train, the embedded testbed's toy data; for a real model, "
-    where = "hipp recover --data, hipp pipeline --recover-data, Export's Instruction file"
+    where = "hipp recover --data, hipp pipeline --recover-data, the Instruction file of Export or Pareto"
     assert notices == [expected + f"train on its own LLaVA-format instructions ({where})"]
 
 
