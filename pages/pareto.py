@@ -267,10 +267,8 @@ actions = (
     ),
     ("materialize", "Materialize", "Build the physically pruned checkpoint inside the store.", {}),
 )
-submitted = {
-    "evaluate": {"limit": None},
-    "recover": {"instructions": instructions},
-}  # sent with the job, not matched by follow_job
+# Sent with a job, but not what follow_job matches it by.
+submitted = {"evaluate": {"limit": None}, "recover": {"instructions": instructions}}
 for col, (kind, label, help_text, extra) in zip(buttons, actions):
     with col:
         running = follow_job(kind, label.lower(), plan_id=target, **extra)
