@@ -288,7 +288,7 @@ def main() -> None:
     if args.save:  # models run separately (e.g. in parallel) merge into one report
         report = merged(report, load("policy_quality"))
         write("policy_quality.md", markdown(report) + "\n")
-    emit("policy_quality", report, args.save)
+    emit("policy_quality", report, args.save, merge=False)  # merged above, older formats left out
 
 
 if __name__ == "__main__":

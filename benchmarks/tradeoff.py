@@ -23,7 +23,7 @@ import os
 import time
 
 import numpy as np
-from results_io import emit, load
+from results_io import emit
 from tqdm import tqdm
 
 from hipp_core.api import planner
@@ -148,14 +148,6 @@ def run_model(spec: str, args, threads: int) -> dict:
     }
 
 
-def merged(saved: dict | None, report: dict) -> dict:
-    """Models run separately land in one file: a model run again replaces its own entry, the others stay."""
-    if not saved:
-        return report
-    ran = {m["model"] for m in report["models"]}
-    return {**report, "models": [m for m in saved["models"] if m["model"] not in ran] + report["models"]}
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["embedded", "embedded:qwen2_5_vl"])
@@ -171,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     quiet_libraries()
     threads = set_threads(args.threads)
     report = {"seed": args.seed, "models": [run_model(spec, args, threads) for spec in args.models]}
-    emit("tradeoff", merged(load("tradeoff"), report) if args.save else report, args.save)
+    emit("tradeoff", report, args.save)
 
 
 if __name__ == "__main__":

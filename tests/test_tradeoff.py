@@ -44,13 +44,3 @@ def test_best_pair_is_the_largest_min_gap_over_ordered_pairs(tradeoff):
     close = tradeoff.best_pair(plans[:1] + [{"plan_id": "d", "pope_adversarial": 0.79, "sqa": 0.52}])
     assert close["min_gap"] == pytest.approx(0.01) and close["met"] is False
     assert tradeoff.best_pair(plans[:1])["min_gap"] is None
-
-
-def test_a_model_run_again_replaces_only_its_own_entry(tradeoff):
-    saved = {"seed": 0, "models": [{"model": "embedded", "n": 1}, {"model": "embedded:qwen2_5_vl", "n": 1}]}
-    new = {"seed": 1, "models": [{"model": "embedded", "n": 2}]}
-    assert tradeoff.merged(saved, new)["models"] == [
-        {"model": "embedded:qwen2_5_vl", "n": 1},
-        {"model": "embedded", "n": 2},
-    ]
-    assert tradeoff.merged(None, new) == new
