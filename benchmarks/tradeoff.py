@@ -6,7 +6,8 @@ Prints JSON (and, with --save, writes benchmarks/results/tradeoff.json). Per mod
   robustness (mean POPE balanced accuracy), both relative to the dense model; compression is the budget itself;
 - the plans no other evaluated plan dominates on dev (over every plan the run evaluated, not only its last
   population) are re-scored on `test` (`--test-limit` questions per set, default all). Test only reports: nothing
-  is chosen on it;
+  is chosen on it; each plan lists, per layer, the KV groups, query heads and MLP channels it keeps, so where the
+  plans differ can be read (and compared with what the policy samples);
 - the trade-off target: two test plans each at least 3 points better than the other on one of POPE adversarial
   balanced accuracy and ScienceQA accuracy. `best_pair` gives the largest min-gap, max over plans (A, B) of
   min(A.pope − B.pope, B.sqa − A.sqa), and whether it reaches 0.03.
@@ -123,6 +124,7 @@ def run_model(spec: str, args, threads: int) -> dict:
             "dev": {**_scores(d), **{OBJECTIVES[i].name: round(float(p.objectives[i]), 4) for i in QUALITY}},
             "achieved": round(bp.achieved, 4),
             "removed_attention_share": removed_attention_share(bp, plans.shapes),
+            "kept": [[layer.n_kv, layer.n_q, layer.n_mlp] for layer in bp.layers],
         }
         for p, bp, d, t in zip(front, blueprints, front_dev, front_test, strict=True)
     ]

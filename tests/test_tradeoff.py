@@ -26,6 +26,8 @@ def test_front_is_reported_on_test_at_the_matched_sparsity(tradeoff, shapes_worl
         assert all(0 <= s <= 1 for s in scores), plan
         assert abs(plan["achieved"] - 0.3) <= SPARSITY_TOLERANCE
         assert 0 <= plan["removed_attention_share"] <= 1
+        kept = plan["kept"]  # per layer: KV groups, query heads (as many in every kept group), MLP channels
+        assert len(kept) == 8 and all(1 <= kv <= 2 and q % kv == 0 and q <= 8 and 0 <= m <= 256 for kv, q, m in kept)
     assert 0 <= model["dense"]["pope_adversarial"] <= 1 and model["dense"]["split"] == "test"
     # The dev front: no reported plan is beaten on both quality objectives by another.
     dev = [(p["dev"]["utility"], p["dev"]["robustness"]) for p in model["plans"]]
