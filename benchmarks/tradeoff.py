@@ -57,6 +57,11 @@ def removed_attention_share(blueprint, shapes) -> float:
     return round(float(attention / removed), 4) if removed else 0.0
 
 
+def kept_counts(blueprint) -> list[list[int]]:
+    """Per layer: the KV groups, query heads and MLP channels the plan keeps (steering.py rebuilds plans from it)."""
+    return [[layer.n_kv, layer.n_q, layer.n_mlp] for layer in blueprint.layers]
+
+
 def dev_front(points: list[SearchPoint]) -> list[SearchPoint]:
     """The distinct plans no other evaluated plan dominates on the quality objectives, best utility first."""
     distinct = list({p.blueprint.plan_id: p for p in points}.values())
@@ -124,7 +129,7 @@ def run_model(spec: str, args, threads: int) -> dict:
             "dev": {**_scores(d), **{OBJECTIVES[i].name: round(float(p.objectives[i]), 4) for i in QUALITY}},
             "achieved": round(bp.achieved, 4),
             "removed_attention_share": removed_attention_share(bp, plans.shapes),
-            "kept": [[layer.n_kv, layer.n_q, layer.n_mlp] for layer in bp.layers],
+            "kept": kept_counts(bp),
         }
         for p, bp, d, t in zip(front, blueprints, front_dev, front_test, strict=True)
     ]
