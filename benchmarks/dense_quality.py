@@ -16,7 +16,7 @@ from results_io import emit
 from hipp_core.api import evaluate_model
 from hipp_core.config import quiet_libraries, set_threads
 from hipp_core.models.loading import load_model
-from hipp_core.models.zoo import train_info
+from hipp_core.models.zoo import train_info, train_seconds, train_threads
 
 TARGETS = {"embedded:llava": (0.90, 0.80), "embedded:qwen2_5_vl": (0.90, 0.80)}
 SQA_IMAGE_TARGET = 0.75
@@ -49,8 +49,8 @@ def main() -> None:
             and result.sqa.accuracy >= sqa_target
             and result.sqa.accuracy_image >= SQA_IMAGE_TARGET,
             "questions": result.questions,
-            "train_seconds": info.get("seconds_this_run"),
-            "train_threads": info.get("torch_threads"),
+            "train_seconds": train_seconds(info),
+            "train_threads": train_threads(info),
             "train_config": info.get("train_config"),
         }
     emit("dense_quality", report, args.save)

@@ -65,8 +65,12 @@ def dense_quality() -> list[str]:
 def _retrain(m: dict) -> str:
     if m.get("train_seconds") is None:
         return "n/a"
-    threads = m.get("train_threads")
-    return f"{m['train_seconds'] / 60:.0f} min" + (f", {threads} thread{'s' if threads > 1 else ''}" if threads else "")
+    threads = m.get("train_threads") or []  # a count per run that trained it (one number in older results)
+    threads = sorted(set(threads if isinstance(threads, list) else [threads]))
+    if not threads:
+        return f"{m['train_seconds'] / 60:.0f} min"
+    counts = str(threads[0]) if len(threads) == 1 else f"{threads[0]}–{threads[-1]}"
+    return f"{m['train_seconds'] / 60:.0f} min, {counts} thread{'s' if threads[-1] > 1 else ''}"
 
 
 def matched_sparsity() -> list[str]:

@@ -142,8 +142,16 @@ def ensure_data(progress: Progress | None = None, root: Path | None = None, forc
 class ZooModel:
     arch: str
     path: Path | None  # the checkpoint in use: a retrain in the cache wins over the shipped one; None if missing
-    info: dict  # its training record (hipp_train.json): parameters, train_config, seconds_this_run
+    info: dict  # its training record (hipp_train.json): parameters, train_config, seconds, threads_by_run
     trained_now: bool = False
+
+    @property
+    def train_seconds(self) -> float | None:
+        return zoo.train_seconds(self.info)
+
+    @property
+    def train_threads(self) -> list[int]:
+        return zoo.train_threads(self.info)
 
 
 def zoo_status() -> list[ZooModel]:

@@ -281,7 +281,9 @@ def zoo_build(
             rows = api.zoo_build(arch, retrain, steps, threads, cb)
         for row in rows:
             if row.trained_now:
-                out.print(f"{row.arch}: trained in {row.info['seconds_this_run']:.0f} s → {row.path}")
+                total, now = row.train_seconds, row.info["seconds_this_run"]
+                resumed = f" ({now:.0f} s in this run, which resumed a checkpoint)" if total > now + 1 else ""
+                out.print(f"{row.arch}: trained in {total:.0f} s{resumed} → {row.path}")
             else:
                 out.print(
                     f"{row.arch}: shipped checkpoint at {row.path} ({row.info.get('parameters', '?')} parameters)"
@@ -295,14 +297,15 @@ def zoo_status() -> None:
     """Where each embedded model is loaded from and how it was trained."""
     from hipp_core import api
 
-    table = Table("arch", "in use", "parameters", "decoder steps", "trained seconds")
+    table = Table("arch", "in use", "parameters", "decoder steps", "trained seconds", "threads")
     for row in api.zoo_status():
         table.add_row(
             row.arch,
             str(row.path or "missing"),
             str(row.info.get("parameters", "")),
             str(row.info.get("train_config", {}).get("steps", "")),
-            str(row.info.get("seconds_this_run", "")),
+            str(row.train_seconds or ""),
+            ", ".join(map(str, row.train_threads)),
         )
     out.print(table)
 

@@ -4,6 +4,7 @@ from dataclasses import asdict
 
 import pytest
 import torch
+from transformers import AutoConfig
 
 from hipp_core.models.adapters import adapter_class
 from hipp_core.models.train import (
@@ -45,9 +46,14 @@ def test_resume_after_kill_matches_unbroken_run(arch, tmp_path):
     broken.model.load_state_dict(start)
     with pytest.raises(Killed):
         train_decoder(broken, CFG, tmp_path / "b.pt", die_at_step_5)
-    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 4  # past the letter drill
+    saved = torch.load(tmp_path / "b.pt", weights_only=False)
+    assert saved["step"] == 4  # past the letter drill
+    threads = torch.get_num_threads()
+    assert saved["time"]["seconds"] > 0 and saved["time"]["threads"] == [threads]
     resumed = _adapter(arch)  # a new process: fresh weights, everything comes from the checkpoint
-    train_decoder(resumed, CFG, tmp_path / "b.pt")
+    spent = train_decoder(resumed, CFG, tmp_path / "b.pt")
+    assert spent.earlier == saved["time"]["seconds"] and spent.now > 0, "the killed run's time still counts"
+    assert spent.to_json()["threads"] == [threads, threads]
     for (name, a), b in zip(unbroken.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -104,3 +110,15 @@ def test_prompt_loss_covers_the_prompt_text_only(arch):
 def test_retrain_recipe_is_the_one_each_shipped_checkpoint_was_trained_with(arch):
     """`hipp zoo build --retrain` must reproduce the shipped model, so its recipe is the one recorded beside it."""
     assert asdict(recipe(arch)) == train_info(shipped_dir(arch))["train_config"]
+
+
+@pytest.mark.parametrize("arch", ["llava", "qwen2_5_vl"])
+def test_retrain_builds_the_shipped_architecture(arch):
+    """A retrain starts from `build_model`'s default size: it must be the shipped checkpoint's layout, down to the
+    head width and rotary base."""
+    processor = build_processor(arch)
+    built = build_model(arch, processor).config.get_text_config().to_dict()
+    shipped = AutoConfig.from_pretrained(shipped_dir(arch)).get_text_config().to_dict()
+    keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size")
+    assert {k: built[k] for k in keys} == {k: shipped[k] for k in keys}
+    assert built.get("head_dim") == shipped.get("head_dim") and built["rope_parameters"] == shipped["rope_parameters"]

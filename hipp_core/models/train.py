@@ -25,8 +25,9 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -213,6 +214,30 @@ def train_probe(adapter: ModelAdapter, cfg: TrainConfig, progress: Progress | No
     return acc
 
 
+@dataclass(frozen=True)
+class TrainTime:
+    """Seconds of training behind a checkpoint, over every run that resumed it, and the thread counts those runs
+    used: what a retrain costs, reported even when it was killed and resumed. Work lost after the last checkpoint
+    of a killed run is not counted (the next run redoes it)."""
+
+    earlier: float = 0.0  # runs before this one, up to the checkpoint this run resumed
+    now: float = 0.0  # this run
+    threads: tuple[int, ...] = ()  # earlier runs' thread counts
+
+    @classmethod
+    def resumed(cls, saved: dict | None, this_run: TrainTime) -> TrainTime:
+        if saved is None:  # a checkpoint from before times were kept
+            return this_run
+        return cls(saved["seconds"], this_run.now, tuple(saved["threads"]))
+
+    def plus(self, seconds: float) -> TrainTime:
+        return replace(self, now=self.now + seconds)
+
+    def to_json(self) -> dict:
+        """As a checkpoint keeps it: the total so far, and every run's thread count (this one's included)."""
+        return {"seconds": self.earlier + self.now, "threads": [*self.threads, torch.get_num_threads()]}
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up over `cfg.warmup` steps, then cosine decay to 10% of the peak at `cfg.total_steps`."""
     if step < cfg.warmup:
@@ -221,8 +246,15 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def train_decoder(adapter: ModelAdapter, cfg: TrainConfig, checkpoint: Path, progress: Progress | None = None) -> None:
-    """Stage 2 (letter drill, then the task mix), resumable from `checkpoint`."""
+def train_decoder(
+    adapter: ModelAdapter,
+    cfg: TrainConfig,
+    checkpoint: Path,
+    progress: Progress | None = None,
+    spent: TrainTime | None = None,
+) -> TrainTime:
+    """Stage 2 (letter drill, then the task mix), resumable from `checkpoint`. `spent` is the time the probe took
+    in this run; the returned `TrainTime` adds every earlier run's share, as the checkpoint kept it."""
     model = adapter.model
     for p in adapter.vision_encoder().parameters():
         p.requires_grad_(False)
@@ -244,6 +276,7 @@ def train_decoder(adapter: ModelAdapter, cfg: TrainConfig, checkpoint: Path, pro
     rng = random.Random(cfg.seed + 22)
     stream_seed = cfg.seed + 33
     start = 0
+    spent = spent or TrainTime()
     if checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)  # our own file, written below
         model.load_state_dict(state["model"])
@@ -251,6 +284,8 @@ def train_decoder(adapter: ModelAdapter, cfg: TrainConfig, checkpoint: Path, pro
         sched.load_state_dict(state["sched"])
         rng.setstate(state["rng"])
         start = state["step"]
+        spent = TrainTime.resumed(state.get("time"), spent)
+    t0 = time.perf_counter()
     # The scene stream is re-derived from the step so a resumed run sees the same data as an unbroken one.
     stream = scenes_for_split("train", seed=stream_seed + start)
     model.train()
@@ -277,7 +312,9 @@ def train_decoder(adapter: ModelAdapter, cfg: TrainConfig, checkpoint: Path, pro
                     "rng": rng.getstate(),
                     "step": done,
                     "config": asdict(cfg),
+                    "time": spent.plus(time.perf_counter() - t0).to_json(),
                 },
                 checkpoint,
             )
     model.eval()
+    return spent.plus(time.perf_counter() - t0)

@@ -1,6 +1,6 @@
 """The embedded model zoo: tiny LLaVA and Qwen2.5-VL built from configs, trained by the project, shipped.
 
-Sizes (docs/design.md, The embedded testbed): a Llama-style decoder of 8 layers (hidden 128, 4 query / 2 KV heads, so GQA is
+Sizes (docs/design.md, The embedded testbed): a Llama-style decoder of 8 layers (hidden 128, 8 query / 2 KV heads, so GQA is
 real) over a 2-layer vision tower whose 16 output tokens are the 16 cells of a ShapesWorld image.
 """
 
@@ -32,7 +32,7 @@ from hipp_core.data.world import CELL, IMAGE_SIZE
 from hipp_core.models.adapters import adapter_class
 from hipp_core.models.qwen_processor import Qwen2_5_VLImageProcessorOnly
 from hipp_core.models.tokenizer import SPECIALS, build_tokenizer
-from hipp_core.models.train import Progress, TrainConfig, train_decoder, train_probe
+from hipp_core.models.train import Progress, TrainConfig, TrainTime, train_decoder, train_probe
 
 ARCHS = ("llava", "qwen2_5_vl")
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -52,6 +52,17 @@ def train_info(path: Path) -> dict | None:
     """What `train_embedded` recorded about a trained checkpoint (recipe, seeds, time), if anything."""
     info = path / "hipp_train.json"
     return json.loads(info.read_text()) if info.exists() else None
+
+
+def train_seconds(info: dict) -> float | None:
+    """Training time of a checkpoint over every run that resumed it (records from before resumed runs were summed
+    give their last run's)."""
+    return info.get("seconds", info.get("seconds_this_run"))
+
+
+def train_threads(info: dict) -> list[int]:
+    """The torch thread count of each run that trained the checkpoint."""
+    return info.get("threads_by_run") or ([info["torch_threads"]] if "torch_threads" in info else [])
 
 
 def shipped_dir(arch: str) -> Path:
@@ -203,17 +214,19 @@ def train_embedded(
     processor = build_processor(arch)
     model = build_model(arch, processor, seed=cfg.seed)
     adapter = adapter_class(arch)(model, processor)
-    t0 = time.time()
+    t0 = time.perf_counter()
     probe_acc = None
     if not checkpoint.exists():
         probe_acc = train_probe(adapter, cfg, progress)
-    train_decoder(adapter, cfg, checkpoint, progress)
+    spent = train_decoder(adapter, cfg, checkpoint, progress, TrainTime(now=time.perf_counter() - t0))
     info = {
         "arch": arch,
         "train_config": asdict(cfg),
-        "probe_cell_accuracy": probe_acc,
-        "seconds_this_run": round(time.time() - t0, 1),
+        "probe_cell_accuracy": probe_acc,  # None when this run resumed after the probe
+        "seconds": round(spent.earlier + spent.now, 1),  # every run that resumed the checkpoint
+        "seconds_this_run": round(time.perf_counter() - t0, 1),
         "torch_threads": n_threads,
+        "threads_by_run": spent.to_json()["threads"],
         "torch_version": torch.__version__,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
