@@ -209,6 +209,49 @@ def tradeoff() -> list[str]:
     return [*out, *_table(header, rows), ""]
 
 
+def steering() -> list[str]:
+    r = load("steering")
+    out = ["### Does the preference steer the plan? (dev split, at the trade-off budget)", ""]
+    if r is None:
+        return out + _missing("steering", "python benchmarks/steering.py --save")
+    out += [
+        (
+            "A and B: the trade-off front's most robust and most useful plans on dev. Reward margin: how much more "
+            "reward A earns than B under the robustness-heavy preference (0.1, 0.8, 0.1), and B than A under the "
+            "utility-heavy one (0.8, 0.1, 0.1), on GRPO's reward questions, also in units of the reward spread inside "
+            "a group of the policy's own samples at that preference. Distances: mean absolute difference of the kept "
+            "share of every attention and MLP block."
+        ),
+        "",
+    ]
+    rows = []
+    for m in r["models"]:
+        if "policy" not in m:
+            rows.append([m["model"], m["note"], "", "", "", ""])
+            continue
+        robust, utility = m["policy"]["robust"], m["policy"]["utility"]
+        closest = [robust["samples"]["closest_to_A"], utility["samples"]["closest_to_B"]]
+        rows.append(
+            [
+                m["model"],
+                f"{m['pair_distance']:.3f}",
+                f"{robust['reward_margin']:+.4f} / {utility['reward_margin']:+.4f}",
+                f"{robust['margin_over_reward_std']:+.2f} / {utility['margin_over_reward_std']:+.2f}",
+                f"{m['policy_mean_plans_distance']:.3f}",
+                f"{closest[0]:.3f} / {closest[1]:.3f}",
+            ]
+        )
+    header = [
+        "model",
+        "A ↔ B distance",
+        "reward margin robust / utility",
+        "margin ÷ sample reward std",
+        "policy robust ↔ utility plan distance",
+        "closest sample to A (robust) / B (utility)",
+    ]
+    return [*out, *_table(header, rows), ""]
+
+
 def recovery() -> list[str]:
     r = load("recovery")
     out = ["### LoRA recovery (test split)", ""]
@@ -369,6 +412,7 @@ def main() -> None:
         *matched_sparsity(),
         *policy_quality(),
         *tradeoff(),
+        *steering(),
         *recovery(),
         *speed(),
         *gpu_speed(),

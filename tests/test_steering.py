@@ -22,7 +22,7 @@ def entry():
     return {"model": "embedded", "sparsity": 0.3, "plans": rows}
 
 
-def test_pair_rebuilds_and_is_measured_against_the_policy(shapes_world, entry):
+def test_pair_rebuilds_and_is_measured_against_the_policy(shapes_world, entry, monkeypatch):
     report = benchmark_module("steering").run_model(entry, samples=3, seed=0, limit=8)
     pair = report["pair"]
     assert pair["A_robust"]["plan_id"] == entry["plans"][0]["plan_id"]
@@ -38,6 +38,14 @@ def test_pair_rebuilds_and_is_measured_against_the_policy(shapes_world, entry):
         assert 0 <= low <= high
         assert 0 <= policy["samples"]["closest_to_A"] <= 1
         assert abs(policy["mean_plan"]["compression"] - 0.3) <= 0.005
+
+    readme = benchmark_module("readme")
+    monkeypatch.setattr(readme, "load", lambda name: {"models": [report]} if name == "steering" else None)
+    (row,) = [line for line in readme.steering() if line.startswith("| embedded |")]
+    margins = (
+        f"{report['policy']['robust']['reward_margin']:+.4f} / {report['policy']['utility']['reward_margin']:+.4f}"
+    )
+    assert margins in row and f"{report['pair_distance']:.3f}" in row
 
 
 def test_a_plan_that_does_not_rebuild_is_refused(shapes_world, entry):
