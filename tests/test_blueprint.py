@@ -39,12 +39,11 @@ from hipp_core.blueprint import (
 )
 from hipp_core.errors import HippError
 from hipp_core.models.adapters import ModelAdapter, adapter_class
-from hipp_core.models.zoo import DecoderSize, build_model, build_processor
+from hipp_core.models.zoo import EMBEDDED_SIZES, DecoderSize, build_model, build_processor
 from tests.conftest import TINY
 
 ARCHS = ("llava", "qwen2_5_vl")
 WIDE_GQA = DecoderSize(hidden=64, layers=2, heads=8, kv_heads=2, intermediate=96)  # 4 query heads per KV group
-EMBEDDED = DecoderSize()  # the shipped size: hidden 128, 8 layers, 4/2 heads, 344 channels (0.5 pp is reachable)
 
 
 @cache
@@ -185,7 +184,7 @@ def test_allocation_weights_are_checked(bad):
 # -- realization -----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ARCHS)
 def test_achieved_sparsity_within_half_point_for_random_plans(arch):
-    shapes = _tiny(arch, EMBEDDED, meta=True).layer_shapes()
+    shapes = _tiny(arch, EMBEDDED_SIZES[arch], meta=True).layer_shapes()
     rng = np.random.default_rng(7)
     for _ in range(25):
         budget = rng.uniform(0.05, 0.7)
@@ -430,7 +429,7 @@ def test_split_allocation_meets_budget_and_equal_weights_prune_alike():
 
 
 def test_split_allocation_spares_the_block_with_little_weight():
-    shapes = _tiny("llava", EMBEDDED, meta=True).layer_shapes()
+    shapes = _tiny("llava", EMBEDDED_SIZES["llava"], meta=True).layer_shapes()
     n = len(shapes)
     bp = make_blueprint("m", "llava", shapes, 0.3, np.ones(n), None, 8, alpha_attention=np.full(n, 1e-3))
     assert abs(bp.achieved - 0.3) <= SPARSITY_TOLERANCE
@@ -457,7 +456,7 @@ def _counts(blueprint: Blueprint) -> set[tuple[int, int, int]]:
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_equal_counts_keep_one_layer_shape_at_the_budget(arch):
-    shapes = _tiny(arch, EMBEDDED, meta=True).layer_shapes()
+    shapes = _tiny(arch, EMBEDDED_SIZES[arch], meta=True).layer_shapes()
     rng = np.random.default_rng(5)
     for budget in (0.1, 0.25, 0.3, 0.5, 0.7):
         alpha = rng.dirichlet(np.full(len(shapes), 0.5))  # a skewed allocation: equal counts must ignore it
@@ -479,7 +478,7 @@ def test_equal_counts_on_real_7b_layouts(arch):
 
 
 def test_equal_counts_keep_the_attention_split_of_the_allocation():
-    shapes = _tiny("llava", EMBEDDED, meta=True).layer_shapes()
+    shapes = _tiny("llava", EMBEDDED_SIZES["llava"], meta=True).layer_shapes()
     n = len(shapes)
     shape = shapes[0]
     kept = shape.intermediate - 112  # a budget that MLP widths alone reach exactly
@@ -498,7 +497,7 @@ def test_equal_counts_refuse_layers_of_different_shapes():
 
 
 def test_equal_counts_with_fixed_stock_heads_keep_every_query_head():
-    shapes = _tiny("qwen2_5_vl", EMBEDDED, meta=True).layer_shapes()
+    shapes = _tiny("qwen2_5_vl", EMBEDDED_SIZES["qwen2_5_vl"], meta=True).layer_shapes()
     block = shapes[0].mlp_params(8) / shapes[0].dense_params  # only MLP widths can move: the closest reachable
     for budget in (0.25, 0.5):
         bp = make_blueprint(

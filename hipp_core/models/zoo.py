@@ -46,6 +46,14 @@ class DecoderSize:
     heads: int = 8  # a layer can keep 8, 6, 4, 3, 2 or 1 query heads (every kept KV group keeps as many)
     kv_heads: int = 2  # fewer KV than query heads: pruning must respect GQA groups
     intermediate: int = 256  # a multiple of 8, the embedded models' channel rounding
+    head_dim: int | None = None  # None: hidden // heads (the only width Qwen2.5-VL allows)
+    rope_theta: float = 10000.0
+
+
+# The shipped checkpoints' decoders. LLaVA lays the 16 image tokens out in one row of 1-D positions; a slower RoPE base
+# leaves more of the 16-dim heads' rotary pairs free to look up content anywhere in the image (docs/design.md,
+# "Embedded models", also for the 32-dim heads at base 1e4 that were tried).
+EMBEDDED_SIZES = {"llava": DecoderSize(rope_theta=1e5), "qwen2_5_vl": DecoderSize()}
 
 
 def train_info(path: Path) -> dict | None:
@@ -116,8 +124,10 @@ def build_processor(
     raise ValueError(f"unknown embedded architecture {arch!r}; expected one of {', '.join(ARCHS)}")
 
 
-def build_model(arch: str, processor, seed: int = 0, size: DecoderSize = DecoderSize()):
-    """A freshly initialised embedded model whose token ids agree with `processor`'s tokenizer."""
+def build_model(arch: str, processor, seed: int = 0, size: DecoderSize | None = None):
+    """A freshly initialised embedded model whose token ids agree with `processor`'s tokenizer; `size` defaults to
+    the shipped model's."""
+    size = size or EMBEDDED_SIZES.get(arch, DecoderSize())
     tok = processor.tokenizer
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIALS[arch]}
     torch.manual_seed(seed)
@@ -136,9 +146,9 @@ def build_model(arch: str, processor, seed: int = 0, size: DecoderSize = Decoder
         "eos_token_id": tok.eos_token_id,
     }
     if arch == "llava":
-        # LLaVA lays the 16 image tokens out in one row of 1-D positions; a slower base leaves more of the 16-dim
-        # heads' rotary pairs free to look up content anywhere in the image (docs/design.md, "Embedded models").
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e5}
+        if size.head_dim is not None:
+            text["head_dim"] = size.head_dim
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": size.rope_theta}
         vision = CLIPVisionConfig(
             hidden_size=64,
             intermediate_size=256,
@@ -160,6 +170,8 @@ def build_model(arch: str, processor, seed: int = 0, size: DecoderSize = Decoder
         model = LlavaForConditionalGeneration(config)
     elif arch == "qwen2_5_vl":
         head_dim = size.hidden // size.heads
+        if size.head_dim not in (None, head_dim):  # its attention derives the width from hidden_size alone
+            raise ValueError(f"Qwen2.5-VL's heads are hidden // heads = {head_dim} wide, not {size.head_dim}")
         half = head_dim // 2
         section = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]  # temporal, height, width
         vision = {
@@ -174,7 +186,7 @@ def build_model(arch: str, processor, seed: int = 0, size: DecoderSize = Decoder
             "window_size": IMAGE_SIZE,  # one window covers the image: every block sees all cells
             "fullatt_block_indexes": [1],
         }
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": size.rope_theta, "mrope_section": section}
         config = Qwen2_5_VLConfig(
             text_config=text,
             vision_config=vision,
