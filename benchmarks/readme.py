@@ -220,14 +220,14 @@ def steering() -> list[str]:
             "reward A earns than B under the robustness-heavy preference (0.1, 0.8, 0.1), and B than A under the "
             "utility-heavy one (0.8, 0.1, 0.1), on GRPO's reward questions, also in units of the reward spread inside "
             "a group of the policy's own samples at that preference. Distances: mean absolute difference of the kept "
-            "share of every attention and MLP block."
+            "share of every attention and MLP block. A Spearman near 1 means every preference ranks the policy's samples alike."
         ),
         "",
     ]
     rows = []
     for m in r["models"]:
         if "policy" not in m:
-            rows.append([m["model"], m["note"], "", "", "", ""])
+            rows.append([m["model"], m["note"], "", "", "", "", ""])
             continue
         robust, utility = m["policy"]["robust"], m["policy"]["utility"]
         closest = [robust["samples"]["closest_to_A"], utility["samples"]["closest_to_B"]]
@@ -239,6 +239,9 @@ def steering() -> list[str]:
                 f"{robust['margin_over_reward_std']:+.2f} / {utility['margin_over_reward_std']:+.2f}",
                 f"{m['policy_mean_plans_distance']:.3f}",
                 f"{closest[0]:.3f} / {closest[1]:.3f}",
+                "n/a"
+                if m["samples_utility_robustness_spearman"] is None
+                else f"{m['samples_utility_robustness_spearman']:+.2f}",
             ]
         )
     header = [
@@ -248,6 +251,7 @@ def steering() -> list[str]:
         "margin ÷ sample reward std",
         "policy robust ↔ utility plan distance",
         "closest sample to A (robust) / B (utility)",
+        "utility–robustness Spearman over the samples",
     ]
     return [*out, *_table(header, rows), ""]
 

@@ -8,6 +8,9 @@ Prints JSON (and, with --save, writes benchmarks/results/steering.json). Per mod
   per set, GRPO's by default), rewarded under the robustness-heavy and the utility-heavy preference: A should win the first and B the
   second. The margins are set beside the spread of rewards inside a GRPO group at the same preference and budget
   (`--samples` plans drawn from the trained policy), which is the scale an advantage is measured in;
+- do the objectives pull apart among the plans GRPO samples at all? the Spearman correlation of utility and robustness
+  over the policy's samples: near 1, every preference ranks the samples alike and no reward can teach a
+  preference-dependent plan;
 - does GRPO ever sample them? the layout distance (mean absolute difference of the kept share of each attention and
   MLP block) from each sampled plan, and from the deterministic plan of each preference, to A and to B, next to the
   distance between A and B themselves.
@@ -23,6 +26,7 @@ import argparse
 import numpy as np
 import torch
 from results_io import emit, load
+from scipy.stats import spearmanr
 
 from hipp_core.api import planner
 from hipp_core.blueprint import Blueprint, LayerShape, blueprint_from_layers, select_units
@@ -97,7 +101,7 @@ def run_model(entry: dict, samples: int, seed: int, limit: int | None) -> dict:
         "utility": reward(pair_obj["B_utility"], UTILITY, config.reward)
         - reward(pair_obj["A_robust"], UTILITY, config.reward),
     }
-    policy = {}
+    policy, sampled_objs = {}, []
     for name, w in PREFERENCES.items():
         w_t = torch.tensor([w] * samples, dtype=torch.float32)
         drawn = plans.policy.act(plans.state(), w_t, torch.full((samples,), budget), seed=seed)
@@ -105,6 +109,7 @@ def run_model(entry: dict, samples: int, seed: int, limit: int | None) -> dict:
         mean_plan = plans.blueprint(w, budget)
         objs = scored([mean_plan, *sampled])
         rewards = np.array([reward(o, w, config.reward) for o in objs[1:]])
+        sampled_objs += objs[1:]
         policy[name] = {
             "mean_plan": {
                 "plan_id": mean_plan.plan_id,
@@ -137,6 +142,7 @@ def run_model(entry: dict, samples: int, seed: int, limit: int | None) -> dict:
             plans.blueprint(ROBUST, budget), plans.blueprint(UTILITY, budget), plans.shapes
         ),
         "policy": policy,
+        "samples_utility_robustness_spearman": _spearman([o[0] for o in sampled_objs], [o[1] for o in sampled_objs]),
         "policy_id": plans.policy_id,
         "samples": samples,
         "seed": seed,
@@ -145,6 +151,13 @@ def run_model(entry: dict, samples: int, seed: int, limit: int | None) -> dict:
 
 def _named(obj: np.ndarray) -> dict:
     return {name: round(float(v), 4) for name, v in zip(NAMES, obj, strict=True)}
+
+
+def _spearman(x: list[float], y: list[float]) -> float | None:
+    """None when either side is constant (no ranking to compare)."""
+    if len(set(x)) < 2 or len(set(y)) < 2:
+        return None
+    return round(float(spearmanr(x, y).statistic), 3)
 
 
 def _range(values: list[float]) -> list[float]:

@@ -27,6 +27,8 @@ def test_pair_rebuilds_and_is_measured_against_the_policy(shapes_world, entry, m
     pair = report["pair"]
     assert pair["A_robust"]["plan_id"] == entry["plans"][0]["plan_id"]
     assert pair["B_utility"]["plan_id"] == entry["plans"][1]["plan_id"]
+    rho = report["samples_utility_robustness_spearman"]
+    assert rho is None or -1 <= rho <= 1
     assert 0 < report["pair_distance"] <= 1 and 0 <= report["policy_mean_plans_distance"] <= 1
     utility_plan = report["policy"]["utility"]["mean_plan"]
     assert utility_plan["plan_id"] == pair["B_utility"]["plan_id"] and utility_plan["distance_to_B"] == 0
