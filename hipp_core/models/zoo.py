@@ -47,7 +47,7 @@ class DecoderSize:
     kv_heads: int = 2  # fewer KV than query heads: pruning must respect GQA groups
     intermediate: int = 256  # a multiple of 8, the embedded models' channel rounding
     head_dim: int | None = None  # None: hidden // heads (the only width Qwen2.5-VL allows)
-    rope_theta: float = 10000.0
+    rope_theta: float | None = None  # None: the family's base (LLaVA 1e5, see EMBEDDED_SIZES; Qwen2.5-VL 1e4)
 
 
 # The shipped checkpoints' decoders. LLaVA lays the 16 image tokens out in one row of 1-D positions; a slower RoPE base
@@ -148,7 +148,7 @@ def build_model(arch: str, processor, seed: int = 0, size: DecoderSize | None = 
     if arch == "llava":
         if size.head_dim is not None:
             text["head_dim"] = size.head_dim
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": size.rope_theta}
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": size.rope_theta or 1e5}
         vision = CLIPVisionConfig(
             hidden_size=64,
             intermediate_size=256,
@@ -186,7 +186,11 @@ def build_model(arch: str, processor, seed: int = 0, size: DecoderSize | None = 
             "window_size": IMAGE_SIZE,  # one window covers the image: every block sees all cells
             "fullatt_block_indexes": [1],
         }
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": size.rope_theta, "mrope_section": section}
+        text["rope_parameters"] = {
+            "rope_type": "default",
+            "rope_theta": size.rope_theta or 1e4,
+            "mrope_section": section,
+        }
         config = Qwen2_5_VLConfig(
             text_config=text,
             vision_config=vision,
