@@ -25,6 +25,7 @@ import argparse
 
 import numpy as np
 import torch
+from policy_quality import ROBUST, UTILITY
 from results_io import emit, load
 from scipy.stats import spearmanr
 
@@ -37,7 +38,6 @@ from hipp_core.grpo import GRPOConfig, objectives, reward
 from hipp_core.objectives import NAMES
 from hipp_core.policy import Planner
 
-ROBUST, UTILITY = (0.1, 0.8, 0.1), (0.8, 0.1, 0.1)  # the steering issue's preferences, as policy_quality.py
 PREFERENCES = {"robust": ROBUST, "utility": UTILITY}
 
 
@@ -49,7 +49,16 @@ def rebuild(plans: Planner, row: dict) -> Blueprint:
         for shape, score, (kv, q, mlp) in zip(plans.shapes, plans.scores, row["kept"], strict=True)
     ]
     bp = blueprint_from_layers(
-        plans.model_id, plans.family, plans.shapes, row["achieved"], layers, plans.m, 0.9, "search", None, "wanda"
+        plans.model_id,
+        plans.family,
+        plans.shapes,
+        row["achieved"],
+        layers,
+        plans.m,
+        plans.policy.config.s_max,
+        "search",
+        None,
+        "wanda",
     )
     if bp.plan_id != row["plan_id"]:
         raise HippError(
@@ -101,12 +110,12 @@ def run_model(entry: dict, samples: int, seed: int, limit: int | None) -> dict:
         "utility": reward(pair_obj["B_utility"], UTILITY, config.reward)
         - reward(pair_obj["A_robust"], UTILITY, config.reward),
     }
-    policy, sampled_objs = {}, []
+    policy, sampled_objs, mean_plans = {}, [], {}
     for name, w in PREFERENCES.items():
         w_t = torch.tensor([w] * samples, dtype=torch.float32)
         drawn = plans.policy.act(plans.state(), w_t, torch.full((samples,), budget), seed=seed)
         sampled = [plans.make(s, w, "policy") for s in drawn]
-        mean_plan = plans.blueprint(w, budget)
+        mean_plan = mean_plans[name] = plans.blueprint(w, budget)
         objs = scored([mean_plan, *sampled])
         rewards = np.array([reward(o, w, config.reward) for o in objs[1:]])
         sampled_objs += objs[1:]
@@ -138,9 +147,7 @@ def run_model(entry: dict, samples: int, seed: int, limit: int | None) -> dict:
             for name in pair
         },
         "pair_distance": distance(pair["A_robust"], pair["B_utility"], plans.shapes),
-        "policy_mean_plans_distance": distance(
-            plans.blueprint(ROBUST, budget), plans.blueprint(UTILITY, budget), plans.shapes
-        ),
+        "policy_mean_plans_distance": distance(mean_plans["robust"], mean_plans["utility"], plans.shapes),
         "policy": policy,
         "samples_utility_robustness_spearman": _spearman([o[0] for o in sampled_objs], [o[1] for o in sampled_objs]),
         "policy_id": plans.policy_id,
