@@ -725,6 +725,9 @@ def train_policy_cmd(
     resume: Annotated[bool, typer.Option(help="Continue the last checkpoint of the same run if there is one.")] = True,
     reward: Annotated[str, typer.Option(help="linear or tchebycheff (augmented).")] = "linear",
     seed: Annotated[int, typer.Option(help="Seed of preferences, plans and the network's initialisation.")] = 0,
+    imitation: Annotated[
+        float, typer.Option(help="Weight of self-imitation of the best plan seen per preference (0: plain GRPO).")
+    ] = 0.5,
     limit: Annotated[
         int, typer.Option(help="Dev questions per POPE category and of ScienceQA behind each reward.")
     ] = 100,
@@ -754,7 +757,12 @@ def train_policy_cmd(
         api.validation.count(limit, "--limit")
         data = _data(pope_dir, pope_images, pope_labels, sqa_dir, sqa_images, split, test_pope, test_split, shapesworld)
         config = api.GRPOConfig(
-            reward=reward, seed=seed, limit=limit, prefs_per_iter=prefs, fixed_budget_groups=prefs // 2
+            reward=reward,
+            seed=seed,
+            limit=limit,
+            prefs_per_iter=prefs,
+            fixed_budget_groups=prefs // 2,
+            imitation_coef=imitation,
         )
         options = _backend_options(address, num_workers)
         with progress_bar() as cb:

@@ -6,6 +6,13 @@ allocation, which is what trains "best allocation at matched sparsity". Rewards 
 the dense model; advantages are normalized within each group; the update is the clipped-ratio objective with a KL
 penalty (k3 estimator) to the initial policy, a few Adam epochs per iteration.
 
+Self-imitation: every evaluated plan is kept in an archive (its budget, allocation and objectives), and each update
+also raises the log-probability, under each group's preference, of the archive's best plan for that preference (for
+a fixed-budget group, the best within `imitation_window` of its budget). GRPO's clipped steps alone left the
+deterministic plans next to the uniform start after 16 iterations although the groups had sampled far better plans
+(benchmarks/steering.py; docs/design.md, Reward, gate, GRPO); imitating the best plan seen per preference carries
+what the evaluations found into the means, and different preferences pick different elites.
+
 The stability gate, when on (τ > 0; off by default, docs/design.md says why), scores plans that would collapse a
 layer (a layer keeping less than τ of its SynFlow saliency) as a collapsed model would score (chance on both
 benchmarks, at the plan's real compression) instead of evaluating them. A random share of gated plans is evaluated
@@ -57,6 +64,9 @@ class GRPOConfig:
     lr: float = 3e-3
     clip: float = 0.2
     kl_coef: float = 0.02
+    # Weight of the self-imitation term; 0 = plain GRPO (what checkpoints from before the archive were trained with).
+    imitation_coef: float = 0.5
+    imitation_window: float = 0.03  # a fixed-budget group imitates archive plans within this distance of its budget
     reward: str = "linear"
     # A plan is gated when some layer keeps less than this share of its SynFlow saliency; 0 = no gate (the default:
     # no threshold was right often enough, benchmarks/gate_audit.py; docs/design.md, Reward, gate, GRPO).
@@ -86,6 +96,8 @@ class GRPOConfig:
             (self.reward in REWARDS, f"unknown reward {self.reward!r}; use one of {', '.join(REWARDS)}"),
             (0 <= self.gate_tau < 1, f"gate threshold must be in [0, 1), got {self.gate_tau}"),
             (0 <= self.audit_rate <= 1, f"audit rate must be in [0, 1], got {self.audit_rate}"),
+            (self.imitation_coef >= 0, f"--imitation must be at least 0 (0 = plain GRPO), got {self.imitation_coef}"),
+            (self.imitation_window > 0, f"imitation window must be above 0, got {self.imitation_window}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -99,8 +111,9 @@ class GRPOConfig:
     @classmethod
     def from_json(cls, data: dict) -> GRPOConfig:
         data = dict(data)
-        # Checkpoints written before the compression prior existed were trained without it.
+        # Checkpoints written before the compression prior or the archive existed were trained without them.
         data["policy"] = PolicyConfig(**{"compression_prior": False, **data["policy"]})
+        data = {"imitation_coef": 0.0, **data}
         data["fixed_budget_range"] = tuple(data["fixed_budget_range"])
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
@@ -111,6 +124,9 @@ class GRPOConfig:
         for name in ("data", "calibration"):
             if not data[name]:
                 data.pop(name)
+        if not data["imitation_coef"]:  # plain GRPO keeps the ids it had before self-imitation existed
+            data.pop("imitation_coef")
+            data.pop("imitation_window")
         return data
 
 
@@ -152,6 +168,7 @@ class TrainState:
     curve: list[dict] = field(default_factory=list)
     history: list[list[float]] = field(default_factory=list)  # objectives of every evaluated plan (front size)
     scored: list[str] = field(default_factory=list)  # distinct plan ids evaluated for training: the cost unit
+    archive: list[dict] = field(default_factory=list)  # every evaluated decision: budget, alpha, objectives
     gated: int = 0
     audited: int = 0
     false_gates: int = 0
@@ -244,11 +261,11 @@ class GRPOTrainer:
             samples = self.policy.act(state_t, w, budgets, seed=cfg.seed * 1_000_003 + it)
             prefs = [tuple(float(x) for x in row) for row in w]
             blueprints = [self.planner.make(s, p, "policy") for s, p in zip(samples, prefs)]
-            objs, audits = self._score(blueprints, dense, chance, it)
+            objs, audits = self._score(blueprints, samples, dense, chance, it)
             rewards = np.array([reward(o, p, cfg.reward) for o, p in zip(objs, prefs)])
             advantages = _group_advantages(rewards, cfg.group_size)
             self._audit_outcomes(audits, rewards, prefs)
-            kl = self._update(state_t, w, samples, advantages)
+            kl = self._update(state_t, w, samples, advantages, self._elites(prefs, samples))
             front = non_dominated(np.array(self.state.history), (True, True, True)).sum() if self.state.history else 0
             self.state.iteration += 1
             self.state.curve.append(
@@ -284,7 +301,7 @@ class GRPOTrainer:
         per_group += list(rng.uniform(lo, hi, size=cfg.fixed_budget_groups))
         return w, torch.tensor(np.repeat(per_group, cfg.group_size), dtype=torch.float32)
 
-    def _score(self, blueprints: list[Blueprint], dense: EvalResult, chance: float, it: int):
+    def _score(self, blueprints: list[Blueprint], samples: list[PlanSample], dense: EvalResult, chance: float, it: int):
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, it, 1])
         stable = [stability(bp, self.planner.features) >= cfg.gate_tau for bp in blueprints]
@@ -299,6 +316,10 @@ class GRPOTrainer:
                 self.state.history.append(real.tolist())
                 if bp.plan_id not in self.state.scored:
                     self.state.scored.append(bp.plan_id)
+                    sample = samples[i]
+                    self.state.archive.append(
+                        {"budget": sample.budget, "alpha": sample.alpha.tolist(), "objectives": real.tolist()}
+                    )
                 continue
             self.state.gated += 1
             objs.append(collapsed_objectives(dense, chance, bp.achieved))
@@ -313,7 +334,40 @@ class GRPOTrainer:
             self.state.audited += 1
             self.state.false_gates += int(reward(real, prefs_of[i], self.config.reward) > np.median(group))
 
-    def _update(self, state_t: torch.Tensor, w: torch.Tensor, samples: list[PlanSample], adv: np.ndarray) -> float:
+    def _elites(self, prefs: list[tuple[float, ...]], samples: list[PlanSample]) -> list[tuple[int, PlanSample]]:
+        """Per group, (its first row, the archive's best decision for the group's preference): for a fixed-budget
+        group, the best allocation within `imitation_window` of its budget, ranked with every plan's compression set
+        to that budget and imitated at the plan's own budget without the budget term; for a free group, the best
+        decision at any budget. Groups with no archive plan in reach get none."""
+        cfg = self.config
+        if not cfg.imitation_coef or not self.state.archive:
+            return []
+        budgets = np.array([e["budget"] for e in self.state.archive])
+        objs = np.array([e["objectives"] for e in self.state.archive])
+        elites = []
+        for first in range(0, len(samples), cfg.group_size):
+            sample, pref = samples[first], np.asarray(prefs[first])
+            reach = np.abs(budgets - sample.budget) <= cfg.imitation_window if sample.overridden else budgets >= 0
+            if not reach.any():
+                continue
+            ranked = objs
+            if sample.overridden:  # an allocation is judged at the group's budget: no credit for a larger one
+                ranked = objs.copy()
+                ranked[:, NAMES.index("compression")] = sample.budget
+            rewards = np.array([reward(o, pref, cfg.reward) for o in ranked])
+            best = int(np.flatnonzero(reach)[np.argmax(rewards[reach])])
+            entry = self.state.archive[best]
+            elites.append((first, PlanSample(entry["budget"], np.asarray(entry["alpha"]), sample.overridden)))
+        return elites
+
+    def _update(
+        self,
+        state_t: torch.Tensor,
+        w: torch.Tensor,
+        samples: list[PlanSample],
+        adv: np.ndarray,
+        elites: list[tuple[int, PlanSample]],
+    ) -> float:
         cfg = self.config
         budget = torch.tensor([s.budget for s in samples], dtype=torch.float32)
         alpha = torch.tensor(np.stack([s.alpha for s in samples]), dtype=torch.float32)
@@ -330,12 +384,27 @@ class GRPOTrainer:
             log_r = (ref - new).clamp(-20, 20)
             kl = torch.exp(log_r) - log_r - 1
             loss = -(surrogate - cfg.kl_coef * kl).mean()
+            if elites:
+                loss = loss - cfg.imitation_coef * self._log_prob_of(state_t, w, elites).mean()
             self.opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
             self.opt.step()
             kl_value = kl.mean().item()
         return kl_value
+
+    def _log_prob_of(
+        self, state_t: torch.Tensor, w: torch.Tensor, chosen: list[tuple[int, PlanSample]]
+    ) -> torch.Tensor:
+        rows = [i for i, _ in chosen]
+        plans = [p for _, p in chosen]
+        return self.policy.log_prob(
+            state_t,
+            w[rows],
+            torch.tensor([p.budget for p in plans], dtype=torch.float32),
+            torch.tensor(np.stack([p.alpha for p in plans]), dtype=torch.float32),
+            torch.tensor([p.overridden for p in plans]),
+        )
 
     def _save(self) -> None:
         save_checkpoint(

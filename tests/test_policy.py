@@ -100,6 +100,81 @@ def test_checkpoints_from_before_the_budget_prior_load_without_it():
     assert GRPOConfig.from_json(GRPOConfig().to_json()).policy.compression_prior is True
 
 
+def test_checkpoints_from_before_self_imitation_load_as_plain_grpo_with_their_ids():
+    old = GRPOConfig().to_json()
+    del old["imitation_coef"], old["imitation_window"]
+    loaded = GRPOConfig.from_json(old)
+    assert loaded.imitation_coef == 0
+    assert "imitation_coef" not in loaded.identity() and "imitation_window" not in loaded.identity()
+    assert GRPOConfig().identity()["imitation_coef"] == 0.5
+
+
+def test_a_negative_imitation_weight_is_refused_in_one_line(tiny_llava):
+    out = invoke("train-policy", str(tiny_llava), "--shapesworld", "--imitation", "-1")
+    assert out.returncode == 2
+    assert out.output.strip() == "error: --imitation must be at least 0 (0 = plain GRPO), got -1.0"
+
+
+def _trainer(plans, tmp_path, **overrides) -> GRPOTrainer:
+    config = GRPOConfig(prefs_per_iter=2, group_size=2, fixed_budget_groups=1, limit=LIMIT, **overrides)
+    return GRPOTrainer(plans, None, PlanStore(tmp_path / "plans.duckdb"), config, tmp_path / "policy.pt")
+
+
+def test_each_group_imitates_the_archive_plan_its_preference_rewards_most(plans, tmp_path):
+    from hipp_core.policy import PlanSample
+
+    trainer = _trainer(plans, tmp_path)
+    L = len(plans.shapes)
+    archive = {  # name: (budget, objectives (utility, robustness, compression))
+        "useful": (0.30, [1.10, 0.90, 0.30]),
+        "robust": (0.31, [0.90, 1.05, 0.31]),
+        "larger": (0.32, [0.90, 1.049, 0.32]),  # loses to "robust" only once compression is set to the group's 0.3
+        "far": (0.10, [1.30, 1.30, 0.10]),  # best for everyone, but 0.2 away from 0.3
+    }
+    for i, (budget, objs) in enumerate(archive.values()):
+        trainer.state.archive.append({"budget": budget, "alpha": [float(i + 1)] * (2 * L), "objectives": objs})
+    utility, robust = (0.8, 0.1, 0.1), (0.1, 0.8, 0.1)
+    alpha = np.full(2 * L, 1 / (2 * L))
+    groups = [(utility, 0.3, True), (robust, 0.3, True), (utility, 0.45, False), (robust, 0.6, True)]
+    assert reward(np.array(archive["larger"][1]), robust) > reward(np.array(archive["robust"][1]), robust)
+    samples = [PlanSample(b, alpha, o) for _, b, o in groups for _ in range(2)]
+    prefs = [w for w, _, _ in groups for _ in range(2)]
+    elites = trainer._elites(prefs, samples)
+    picked = {first: int(p.alpha[0]) - 1 for first, p in elites}
+    names = list(archive)
+    # fixed at 0.3: the in-window plan each preference rewards most; free: the best at any budget; fixed at 0.6:
+    # nothing within the window, so no imitation
+    assert {first: names[i] for first, i in picked.items()} == {0: "useful", 2: "robust", 4: "far"}
+    assert [p.overridden for _, p in elites] == [True, True, False]
+    assert _trainer(plans, tmp_path, imitation_coef=0.0)._elites(prefs, samples) == []
+
+
+def test_self_imitation_moves_each_preference_toward_its_own_elite(plans, tmp_path):
+    from hipp_core.policy import PlanSample
+
+    trainer = _trainer(plans, tmp_path, kl_coef=0.0)
+    state, L = _state(plans), len(plans.shapes)
+    rng = np.random.default_rng(0)
+    targets = [rng.dirichlet(np.ones(2 * L)) for _ in range(2)]
+    prefs = [(0.8, 0.1, 0.1), (0.1, 0.8, 0.1)]
+    w = torch.tensor(prefs, dtype=torch.float32)
+    budget = torch.tensor([0.3, 0.3])
+    elites = [(i, PlanSample(0.3, targets[i], True)) for i in range(2)]
+    uniform = [PlanSample(0.3, np.full(2 * L, 1 / (2 * L)), True)] * 2
+
+    def gaps() -> list[float]:
+        means = trainer.policy.act(state, w, budget, deterministic=True)
+        return [float(np.abs(m.alpha - t).sum()) for m, t in zip(means, targets)]
+
+    before = gaps()
+    for _ in range(40):
+        trainer._update(state, w, uniform, np.zeros(2), elites)  # no advantage: only imitation moves the policy
+    after = gaps()
+    assert all(a < 0.5 * b for a, b in zip(after, before)), (before, after)
+    means = trainer.policy.act(state, w, budget, deterministic=True)
+    assert np.abs(means[0].alpha - means[1].alpha).sum() > 0.5 * np.abs(targets[0] - targets[1]).sum()
+
+
 def test_seeded_sampling_repeats_and_leaves_global_rng_alone(plans):
     policy = PrunePolicy(len(STATE_FEATURES))
     w = torch.tensor([[1 / 3] * 3] * 4)
