@@ -25,7 +25,7 @@ from hipp_core.grpo import (
     reward,
     stability,
 )
-from hipp_core.policy import STATE_FEATURES, PrunePolicy, layer_state
+from hipp_core.policy import STATE_FEATURES, PlanSample, PrunePolicy, layer_state
 from hipp_core.search import hypervolume, nsga2_search, random_search
 from plan_store import PlanStore
 from tests.conftest import invoke
@@ -121,8 +121,6 @@ def _trainer(plans, tmp_path, **overrides) -> GRPOTrainer:
 
 
 def test_each_group_imitates_the_archive_plan_its_preference_rewards_most(plans, tmp_path):
-    from hipp_core.policy import PlanSample
-
     trainer = _trainer(plans, tmp_path)
     L = len(plans.shapes)
     archive = {  # name: (budget, objectives (utility, robustness, compression))
@@ -150,8 +148,6 @@ def test_each_group_imitates_the_archive_plan_its_preference_rewards_most(plans,
 
 
 def test_self_imitation_moves_each_preference_toward_its_own_elite(plans, tmp_path):
-    from hipp_core.policy import PlanSample
-
     trainer = _trainer(plans, tmp_path, kl_coef=0.0)
     state, L = _state(plans), len(plans.shapes)
     rng = np.random.default_rng(0)
