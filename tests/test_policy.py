@@ -117,7 +117,8 @@ def test_a_negative_imitation_weight_is_refused_in_one_line(tiny_llava):
 
 def _trainer(plans, tmp_path, **overrides) -> GRPOTrainer:
     config = GRPOConfig(prefs_per_iter=2, group_size=2, fixed_budget_groups=1, limit=LIMIT, **overrides)
-    return GRPOTrainer(plans, None, PlanStore(tmp_path / "plans.duckdb"), config, tmp_path / "policy.pt")
+    # a copy: the trainer installs its policy on the planner, and the module's planner must stay untrained
+    return GRPOTrainer(replace(plans), None, PlanStore(tmp_path / "plans.duckdb"), config, tmp_path / "policy.pt")
 
 
 def test_each_group_imitates_the_archive_plan_its_preference_rewards_most(plans, tmp_path):
