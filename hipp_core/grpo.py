@@ -347,7 +347,10 @@ class GRPOTrainer:
         elites = []
         for first in range(0, len(samples), cfg.group_size):
             sample, pref = samples[first], np.asarray(prefs[first])
-            reach = np.abs(budgets - sample.budget) <= cfg.imitation_window if sample.overridden else budgets >= 0
+            if sample.overridden:
+                reach = np.abs(budgets - sample.budget) <= cfg.imitation_window
+            else:
+                reach = np.full(len(budgets), True)
             if not reach.any():
                 continue
             ranked = objs
@@ -369,42 +372,29 @@ class GRPOTrainer:
         elites: list[tuple[int, PlanSample]],
     ) -> float:
         cfg = self.config
-        budget = torch.tensor([s.budget for s in samples], dtype=torch.float32)
-        alpha = torch.tensor(np.stack([s.alpha for s in samples]), dtype=torch.float32)
-        overridden = torch.tensor([s.overridden for s in samples])
+        plans = _plan_tensors(samples)
         adv_t = torch.tensor(adv, dtype=torch.float32)
         with torch.no_grad():
-            old = self.policy.log_prob(state_t, w, budget, alpha, overridden)
-            ref = self.ref.log_prob(state_t, w, budget, alpha, overridden)
+            old = self.policy.log_prob(state_t, w, *plans)
+            ref = self.ref.log_prob(state_t, w, *plans)
+        # each elite under its group's preference
+        imitated = (w[[i for i, _ in elites]], *_plan_tensors([p for _, p in elites])) if elites else None
         kl_value = 0.0
         for _ in range(cfg.epochs):
-            new = self.policy.log_prob(state_t, w, budget, alpha, overridden)
+            new = self.policy.log_prob(state_t, w, *plans)
             ratio = torch.exp((new - old).clamp(-20, 20))
             surrogate = torch.minimum(ratio * adv_t, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv_t)
             log_r = (ref - new).clamp(-20, 20)
             kl = torch.exp(log_r) - log_r - 1
             loss = -(surrogate - cfg.kl_coef * kl).mean()
-            if elites:
-                loss = loss - cfg.imitation_coef * self._log_prob_of(state_t, w, elites).mean()
+            if imitated is not None:
+                loss = loss - cfg.imitation_coef * self.policy.log_prob(state_t, *imitated).mean()
             self.opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
             self.opt.step()
             kl_value = kl.mean().item()
         return kl_value
-
-    def _log_prob_of(
-        self, state_t: torch.Tensor, w: torch.Tensor, chosen: list[tuple[int, PlanSample]]
-    ) -> torch.Tensor:
-        rows = [i for i, _ in chosen]
-        plans = [p for _, p in chosen]
-        return self.policy.log_prob(
-            state_t,
-            w[rows],
-            torch.tensor([p.budget for p in plans], dtype=torch.float32),
-            torch.tensor(np.stack([p.alpha for p in plans]), dtype=torch.float32),
-            torch.tensor([p.overridden for p in plans]),
-        )
 
     def _save(self) -> None:
         save_checkpoint(
@@ -413,6 +403,15 @@ class GRPOTrainer:
         self.store.put_policy(
             self.policy_id, self.planner.model_id, self.config.to_json(), self.checkpoint, self.state.curve
         )
+
+
+def _plan_tensors(plans: list[PlanSample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Budgets, allocations and budget-overridden flags of decisions, as `PrunePolicy.log_prob` reads them."""
+    return (
+        torch.tensor([p.budget for p in plans], dtype=torch.float32),
+        torch.tensor(np.stack([p.alpha for p in plans]), dtype=torch.float32),
+        torch.tensor([p.overridden for p in plans]),
+    )
 
 
 def _group_advantages(rewards: np.ndarray, g: int) -> np.ndarray:
