@@ -12,8 +12,10 @@ channels costs far less than removing heads at the same parameter count (benchma
 is its own Beta because one Dirichlet over the 2L blocks makes the attention share Beta(κL, κL) in disguise: its
 spread was ±0.04 at κ = 12, so GRPO never sampled a plan that spared attention, the plans that win on these models.
 log π(plan | w) = log p(ρ | w) + log p(β | w, ρ) + log p(a | w, ρ) + log p(m | w, ρ). With the budget overridden
-(matched sparsity) the budget term drops out. Deterministic mode takes the means (Beta means, Dirichlet means),
-which is what `hipp blueprint` and the dashboard show.
+(matched sparsity) the budget term drops out. Deterministic mode, which is what `hipp blueprint` and the dashboard
+show, takes the budget Beta's mode and the other heads' means. The mode because a Beta skewed against an end of the
+budget range keeps its mean well inside it: a preference for compression alone got ρ = 0.63 of 0.7 on LLaVA while its
+samples reached 0.7 (docs/design.md, The policy).
 
 The state of layer l is its calibration features normalized across layers (visual sensitivity v_attn / v_flow,
 activation norm, Wanda importance, OWL outlier ratio, SynFlow share, parameter share) plus depth l/(L−1).
@@ -52,8 +54,8 @@ class PolicyConfig:
     concentration: float = 12.0  # initial κ: each kind's Dirichlet total = κ·L; higher = less exploration
     split_spread: float = 4.0  # a + b of the attention share's initial Beta(a, b), a = b: lower = more exploration
     s_max: float = 0.9  # no layer loses more than this share of its parameters
-    # The budget head starts with its mean rising with the compression weight (ρ ≈ 0.16 at w_c = 0 to 0.59 at
-    # w_c = 1) instead of one mid budget for every w: from a w-blind start the head barely moved with the preference
+    # The budget head starts with its mode rising linearly with the compression weight (ρ ≈ 0.08 at w_c = 0 to 0.67
+    # at w_c = 1) instead of one mid budget for every w: from a w-blind start the head barely moved with the preference
     # in training, which left the policy's front a narrow band of sparsities (docs/design.md, The policy).
     compression_prior: bool = True
 
@@ -87,6 +89,14 @@ def layer_state(features: CalibrationFeatures, shapes: Sequence[LayerShape]) -> 
         state[:, j] = (x - x.mean()) / std if std > 1e-12 else 0.0
     state[:, -1] = np.arange(L) / max(L - 1, 1)
     return state
+
+
+def beta_mode(dist: Beta) -> torch.Tensor:
+    """The most likely value of each Beta, (a − 1)/(a + b − 2); the policy's Betas have a, b > 1 (softplus + 1), and
+    the uniform Beta(1, 1), reachable only when both softplus outputs underflow, gets its mean ½."""
+    a, b = dist.concentration1, dist.concentration0
+    spread = a + b - 2
+    return torch.where(spread > 1e-6, (a - 1) / spread.clamp_min(1e-6), torch.full_like(a, 0.5))
 
 
 @dataclass
@@ -130,8 +140,8 @@ class PrunePolicy(nn.Module):
 
     def budget_prior(self, w: torch.Tensor) -> torch.Tensor:
         """Fixed offsets to the budget logits [B, 2]: with the head at its initial output they make the Beta
-        Beta(1 + 6m, 1 + 6(1 − m)), m = 0.05 + 0.9·w_c (so Beta(4, 4) at m = ½, the w-blind start); zeros without
-        the prior."""
+        Beta(1 + 6m, 1 + 6(1 − m)), m = 0.05 + 0.9·w_c, whose mode is m (Beta(4, 4) at m = ½, the w-blind start);
+        zeros without the prior."""
         if not self.config.compression_prior:
             return torch.zeros(w.shape[0], 2)
         m = 0.05 + 0.9 * w[:, NAMES.index("compression")]
@@ -179,7 +189,7 @@ class PrunePolicy(nn.Module):
             if seed is not None:
                 torch.manual_seed(seed)
             dist = self.budget_dist(state, w)
-            x = dist.mean if deterministic else dist.sample().clamp(1e-4, 1 - 1e-4)
+            x = beta_mode(dist) if deterministic else dist.sample().clamp(1e-4, 1 - 1e-4)
             rho = self.from_unit(x)
             overridden = torch.zeros(w.shape[0], dtype=torch.bool)
             if budget is not None:  # NaN rows keep the policy's own budget

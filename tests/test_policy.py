@@ -59,14 +59,37 @@ def test_untrained_policy_starts_at_uniform_blocks_and_a_budget_rising_with_comp
     budgets = [p.budget for p in acted]
     assert all(np.allclose(p.alpha, 1 / (2 * len(plans.shapes))) for p in acted)
     assert budgets[1] == pytest.approx((c.budget_min + c.budget_max) / 2, abs=1e-6)  # Beta(4, 4) at w_c = ½
-    assert budgets[3] < budgets[0] < budgets[1] < budgets[2]  # Beta mean (1 + 6m) / 8, m = 0.05 + 0.9 w_c
-    assert budgets[2] == pytest.approx(c.budget_min + (c.budget_max - c.budget_min) * (1 + 6 * 0.95) / 8, abs=1e-5)
+    # the mode of Beta(1 + 6m, 1 + 6(1 − m)) is m = 0.05 + 0.9 w_c: linear in the compression weight
+    expected = [c.budget_min + (c.budget_max - c.budget_min) * (0.05 + 0.9 * float(wc)) for wc in w[:, 2]]
+    assert budgets == pytest.approx(expected, abs=1e-5)
     blind = PrunePolicy(len(STATE_FEATURES), replace(c, compression_prior=False))
     assert {round(p.budget, 6) for p in blind.act(_state(plans), w, deterministic=True)} == {
         round((c.budget_min + c.budget_max) / 2, 6)
     }
     fixed = policy.act(_state(plans), w[:1], torch.tensor([0.3]), deterministic=True)[0]
     assert fixed.overridden and fixed.budget == pytest.approx(0.3)
+
+
+def test_the_deterministic_budget_is_the_most_likely_one_and_reaches_the_end_of_the_range(plans):
+    """A Beta skewed against the top of the range keeps its mean inside it; the plan on show takes the mode, so a
+    policy that learned "as much compression as allowed" shows it."""
+    policy = PrunePolicy(len(STATE_FEATURES))
+    c, state = policy.config, _state(plans)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        policy.budget[-1].weight.normal_(0, 0.5)
+    w = torch.tensor(np.random.default_rng(0).dirichlet(np.ones(3), size=8), dtype=torch.float32)
+    dist = policy.budget_dist(state, w)
+    acted = policy.act(state, w, deterministic=True)
+    grid = torch.linspace(1e-3, 1 - 1e-3, 999)[:, None]
+    best = grid[dist.log_prob(grid).argmax(0), 0]  # the densest point of each row's Beta, by brute force
+    assert [policy.to_unit(torch.tensor(p.budget)).item() for p in acted] == pytest.approx(best.tolist(), abs=2e-3)
+    with torch.no_grad():  # a head that learned to push the budget up: Beta(≈30, ≈1)
+        policy.budget[-1].weight.zero_()
+        policy.budget[-1].bias.copy_(torch.tensor([30.0, -30.0]))
+    top = policy.act(state, w[:1], deterministic=True)[0].budget
+    mean = policy.from_unit(policy.budget_dist(state, w[:1]).mean).item()
+    assert top == pytest.approx(c.budget_max, abs=1e-3) and mean < c.budget_max - 0.015
 
 
 def test_attention_share_is_explored_and_learnable(plans):
