@@ -14,8 +14,8 @@ spread was ±0.04 at κ = 12, so GRPO never sampled a plan that spared attention
 log π(plan | w) = log p(ρ | w) + log p(β | w, ρ) + log p(a | w, ρ) + log p(m | w, ρ). With the budget overridden
 (matched sparsity) the budget term drops out. Deterministic mode, which is what `hipp blueprint` and the dashboard
 show, takes the budget Beta's mode and the other heads' means. The mode because a Beta skewed against an end of the
-budget range keeps its mean well inside it: a preference for compression alone got ρ = 0.63 of 0.7 on LLaVA while its
-samples reached 0.7 (docs/design.md, The policy).
+budget range keeps its mean well inside it, so the preferences that want the most compression never showed the range's
+end although their samples reached it (docs/design.md, The policy).
 
 The state of layer l is its calibration features normalized across layers (visual sensitivity v_attn / v_flow,
 activation norm, Wanda importance, OWL outlier ratio, SynFlow share, parameter share) plus depth l/(L−1).
