@@ -347,16 +347,13 @@ class GRPOTrainer:
         elites = []
         for first in range(0, len(samples), cfg.group_size):
             sample, pref = samples[first], np.asarray(prefs[first])
-            if sample.overridden:
-                reach = np.abs(budgets - sample.budget) <= cfg.imitation_window
-            else:
-                reach = np.full(len(budgets), True)
-            if not reach.any():
-                continue
-            ranked = objs
+            reach, ranked = np.full(len(budgets), True), objs
             if sample.overridden:  # an allocation is judged at the group's budget: no credit for a larger one
+                reach = np.abs(budgets - sample.budget) <= cfg.imitation_window
                 ranked = objs.copy()
                 ranked[:, NAMES.index("compression")] = sample.budget
+            if not reach.any():
+                continue
             rewards = np.array([reward(o, pref, cfg.reward) for o in ranked])
             best = int(np.flatnonzero(reach)[np.argmax(rewards[reach])])
             entry = self.state.archive[best]
