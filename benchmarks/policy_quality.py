@@ -69,6 +69,8 @@ def run_model(spec: str, args) -> dict:
     curve = state["curve"]
     n_evals = len(state["scored"])
     plans = planner(spec)
+    if plans.policy_id != record.policy_id:  # the planner takes the store's newest policy: it must be this one
+        raise SystemExit(f"planner loaded policy {plans.policy_id}, not the one just trained ({record.policy_id})")
     evaluator = make_evaluator(spec, "dev", GRPOConfig().limit, backend=args.backend, **options)
     dense = evaluator.evaluate([None])[0]
 
@@ -135,6 +137,7 @@ def run_model(spec: str, args) -> dict:
         latencies.append((time.perf_counter() - t) * 1000)
     last = curve[-1]
     return {
+        "policy_id": plans.policy_id,  # the policy every plan below came from (the one just trained)
         "grpo": {
             "iterations": last["iter"],
             "distinct_plans_evaluated": n_evals,
