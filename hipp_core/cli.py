@@ -269,7 +269,8 @@ def zoo_build(
         bool, typer.Option(help="Train again from scratch into $HIPP_CACHE/zoo (resumes if killed).")
     ] = False,
     steps: Annotated[
-        int | None, typer.Option(help="Decoder steps after the letter drill (default: the shipped recipe's).")
+        int | None,
+        typer.Option(help="Decoder steps with images, after the text-only phases (default: the shipped recipe's)."),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default $HIPP_THREADS or cores - 1).")] = None,
 ) -> None:

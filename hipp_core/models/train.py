@@ -5,16 +5,18 @@ Two stages, after what we measured (docs/design.md, The embedded testbed):
    predict the joint colour-and-shape class rather than colour and shape apart, so each image token carries
    its object's identity linearly and the decoder never has to bind colour to shape itself.
 2. The encoder is frozen; the decoder first drills option letters on text alone ("Which option is the red
-   circle?", `letter_steps`), then projector (3x learning rate) and decoder learn from balanced yes/no questions
-   (P(yes | object) = 0.5, half the negatives with a same-colour or same-shape lure), multiple choice (with some
-   letter drill kept in), and dense captions, with separate loss terms for answers and captions, plus next-token
-   loss on the prompt text.
+   circle?", `letter_steps`), then (`text_steps`, optional) learns ScienceQA's text kinds and the fact table, asked
+   open and as multiple choice, still without images; then projector (3x learning rate) and decoder learn from
+   balanced yes/no questions (P(yes | object) = 0.5, half the negatives with a same-colour or same-shape lure),
+   multiple choice (with some letter drill kept in), and dense captions, with separate loss terms for answers and
+   captions, plus next-token loss on the prompt text.
 
-Both additions are what multiple choice needs. Answering with a letter needs each option's text to know its letter
-(attention back to "B."), and an answer-only loss gives that circuit no gradient until the rest of it exists: on
-the letter drill alone the decoder stayed at chance for 1,000 steps (lr 1.5e-3 and 5e-3). Predicting the prompt's
-own next token ("B" after option A's text) trains that look-back: the same drill then reached 0.76 in 1,500
-steps. Mixed into the full task mix instead (30% of samples, 1,000 steps on a trained model), it stayed at chance.
+The drill and the prompt loss are what multiple choice needs. Answering with a letter needs each option's text to
+know its letter (attention back to "B."), and an answer-only loss gives that circuit no gradient until the rest of
+it exists: on the letter drill alone the decoder stayed at chance for 1,000 steps (lr 1.5e-3 and 5e-3). Predicting
+the prompt's own next token ("B" after option A's text) trains that look-back: the same drill then reached 0.76 in
+1,500 steps. Mixed into the full task mix instead (30% of samples, 1,000 steps on a trained model), it stayed at chance.
+The text phase is what the fact questions need: among images they are too rare to be learnt (docs/design.md).
 
 Training checkpoints every `checkpoint_every` steps (weights, optimizer, data-stream state); rerunning with
 the same output resumes where the last checkpoint left off.
@@ -57,7 +59,9 @@ class TrainConfig:
     probe_steps: int = 800  # with the quadrant head, LLaVA's tower needs ~800 steps to read every cell (400: 0.93)
     probe_lr: float = 3e-3
     letter_steps: int = 1500  # stage 2 opens with the text-only letter drill
-    steps: int = 3600  # stage 2 after the drill
+    text_steps: int = 0  # then ScienceQA's text kinds and open fact recall, still without images
+    share_text_recall: float = 0.3  # of the text phase's samples; the rest are multiple choice (with the drill kept)
+    steps: int = 3600  # stage 2 after the text phases
     lr: float = 1.5e-3
     projector_lr_mult: float = 3.0  # the bridge starts from nothing and must move fastest
     warmup: int = 100
@@ -75,11 +79,15 @@ class TrainConfig:
     checkpoint_every: int = 200
 
     @property
+    def text_only_steps(self) -> int:
+        return self.letter_steps + self.text_steps
+
+    @property
     def total_steps(self) -> int:
-        return self.letter_steps + self.steps
+        return self.text_only_steps + self.steps
 
     def lures_at(self, step: int) -> float:
-        """`step` counts from the end of the letter drill."""
+        """`step` counts from the end of the text-only phases."""
         return self.lure_prob if step >= self.lure_start * self.steps else 0.0
 
 
@@ -107,12 +115,13 @@ def draw_sample(stream, rng: random.Random, cfg: TrainConfig, step: int = 0) -> 
     return Sample(pope_prompt(question), scene, answer)
 
 
-def choice_sample(scene: Scene | None, rng: random.Random, share_drill: float) -> Sample:
-    """A multiple-choice sample; drill questions (text only) with probability `share_drill`."""
+def choice_sample(scene: Scene | None, rng: random.Random, share_drill: float, with_image: bool = True) -> Sample:
+    """A multiple-choice sample; drill questions (text only) with probability `share_drill`. Without `with_image`,
+    only the text kinds."""
     if rng.random() < share_drill:
         kinds = DRILL_KINDS
     else:
-        kinds = IMAGE_KINDS if rng.random() < 0.5 else TEXT_KINDS
+        kinds = IMAGE_KINDS if with_image and rng.random() < 0.5 else TEXT_KINDS
     while True:
         q = multiple_choice(scene, rng.choice(kinds), rng)
         if q is not None:
@@ -121,12 +130,25 @@ def choice_sample(scene: Scene | None, rng: random.Random, share_drill: float) -
 
 
 def draw_batch(stream, rng: random.Random, cfg: TrainConfig, step: int = 0) -> list[Sample]:
-    """Stage-2 samples at stage-2 `step` (counted from the end of the letter drill)."""
+    """Stage-2 samples at `step` counted from the end of the text-only phases."""
     return [draw_sample(stream, rng, cfg, step) for _ in range(cfg.batch_size)]
 
 
 def drill_batch(rng: random.Random, cfg: TrainConfig) -> list[Sample]:
     return [choice_sample(None, rng, share_drill=1.0) for _ in range(cfg.batch_size)]
+
+
+def text_sample(rng: random.Random, cfg: TrainConfig) -> Sample:
+    if rng.random() < cfg.share_text_recall:
+        question, answer = fact_recall(rng)
+        return Sample(pope_prompt(question), None, answer)
+    return choice_sample(None, rng, cfg.share_drill, with_image=False)
+
+
+def text_batch(rng: random.Random, cfg: TrainConfig) -> list[Sample]:
+    """The text phase: the fact table asked both ways, open and as multiple choice, before images compete for the
+    decoder (docs/design.md, The embedded testbed)."""
+    return [text_sample(rng, cfg) for _ in range(cfg.batch_size)]
 
 
 def answer_loss(
@@ -291,7 +313,12 @@ def train_decoder(
     model.train()
     for step in range(start, cfg.total_steps):
         drill = step < cfg.letter_steps
-        batch = drill_batch(rng, cfg) if drill else draw_batch(stream, rng, cfg, step - cfg.letter_steps)
+        if drill:
+            batch = drill_batch(rng, cfg)
+        elif step < cfg.text_only_steps:
+            batch = text_batch(rng, cfg)
+        else:
+            batch = draw_batch(stream, rng, cfg, step - cfg.text_only_steps)
         loss, qa_loss, cap_loss = samples_loss(adapter, batch, cfg.caption_weight, cfg.prompt_weight)
         opt.zero_grad()
         loss.backward()
@@ -300,7 +327,8 @@ def train_decoder(
         sched.step()
         if progress:
             losses = {"loss": loss.item(), "qa_loss": qa_loss.item(), "caption_loss": cap_loss.item()}
-            progress("letters" if drill else "decoder", step + 1, cfg.total_steps, losses)
+            stage = "letters" if drill else "text" if step < cfg.text_only_steps else "decoder"
+            progress(stage, step + 1, cfg.total_steps, losses)
         done = step + 1
         if done % cfg.checkpoint_every == 0 and done < cfg.total_steps:
             stream = scenes_for_split("train", seed=stream_seed + done)
