@@ -312,10 +312,10 @@ def train_decoder(
     stream = scenes_for_split("train", seed=stream_seed + start)
     model.train()
     for step in range(start, cfg.total_steps):
-        drill = step < cfg.letter_steps
-        if drill:
+        stage = "letters" if step < cfg.letter_steps else "text" if step < cfg.text_only_steps else "decoder"
+        if stage == "letters":
             batch = drill_batch(rng, cfg)
-        elif step < cfg.text_only_steps:
+        elif stage == "text":
             batch = text_batch(rng, cfg)
         else:
             batch = draw_batch(stream, rng, cfg, step - cfg.text_only_steps)
@@ -327,7 +327,6 @@ def train_decoder(
         sched.step()
         if progress:
             losses = {"loss": loss.item(), "qa_loss": qa_loss.item(), "caption_loss": cap_loss.item()}
-            stage = "letters" if drill else "text" if step < cfg.text_only_steps else "decoder"
             progress(stage, step + 1, cfg.total_steps, losses)
         done = step + 1
         if done % cfg.checkpoint_every == 0 and done < cfg.total_steps:
