@@ -262,12 +262,15 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+PRINTED = ("grpo", "hypervolume_dev", "matched_test", "controllability", "gate", "invocation_ms")
+
+
 def merged(report: dict, saved: dict | None) -> dict:
-    """`report` with the saved report's other models added, but only those measured by this version of the script:
-    an older entry lacks sections the markdown prints, and mixing it in would fail after the whole run."""
-    current = set(next(iter(report["models"].values()), {}))
+    """`report` with the saved report's other models added, but only entries that have every section the markdown
+    prints: an older one would fail after the whole run. Fields that only record (such as `policy_id`) may be
+    missing: dropping a model's results for those would lose a measurement that is still valid."""
     old = (saved or {}).get("models", {})
-    kept = {spec: e for spec, e in old.items() if set(e) >= current and "budget" in e.get("controllability", {})}
+    kept = {spec: e for spec, e in old.items() if set(e) >= set(PRINTED) and "budget" in e.get("controllability", {})}
     dropped = sorted(set(old) - set(kept) - set(report["models"]))
     if dropped:
         print(f"dropped saved results in an older format for {', '.join(dropped)}: rerun them", file=sys.stderr)

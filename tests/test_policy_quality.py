@@ -19,3 +19,7 @@ def test_saved_models_merge_only_when_in_the_current_format(capsys):
     assert list(alone["models"]) == ["embedded"], "an entry without the current sections is left out"
     assert "older format for embedded:qwen2_5_vl" in capsys.readouterr().err
     assert policy_quality.merged(report, None) == report
+
+    unrecorded = {k: v for k, v in qwen.items() if k != "policy_id"}
+    kept = policy_quality.merged(report, {"models": {"embedded:qwen2_5_vl": unrecorded}})
+    assert kept["models"]["embedded:qwen2_5_vl"] is unrecorded, "a field that only records must not drop a model"

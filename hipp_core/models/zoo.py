@@ -210,8 +210,9 @@ def build_model(arch: str, processor, seed: int = 0, size: DecoderSize | None = 
 
 def recipe(arch: str) -> TrainConfig:
     """The recipe each shipped checkpoint was trained with, so that `hipp zoo build --retrain` reproduces it.
-    Qwen2.5-VL's tower reads every cell after 400 probe steps; LLaVA's needs 800 (see `TrainConfig.probe_steps`)."""
-    return TrainConfig() if arch == "llava" else replace(TrainConfig(), probe_steps=400)
+    Qwen2.5-VL's tower reads every cell after 400 probe steps; LLaVA's needs 800 (see `TrainConfig.probe_steps`).
+    LLaVA learns the fact questions only in a text phase of their own (docs/design.md, The embedded testbed)."""
+    return replace(TrainConfig(), text_steps=1000) if arch == "llava" else replace(TrainConfig(), probe_steps=400)
 
 
 def train_embedded(
