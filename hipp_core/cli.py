@@ -729,6 +729,12 @@ def train_policy_cmd(
     imitation: Annotated[
         float, typer.Option(help="Weight of self-imitation of the best plan seen per preference (0: plain GRPO).")
     ] = 0.5,
+    replay: Annotated[
+        int,
+        typer.Option(
+            help="Random (preference, budget) pairs per update whose best plan seen is imitated too (0: none)."
+        ),
+    ] = 0,
     limit: Annotated[
         int, typer.Option(help="Dev questions per POPE category and of ScienceQA behind each reward.")
     ] = 100,
@@ -764,6 +770,7 @@ def train_policy_cmd(
             prefs_per_iter=prefs,
             fixed_budget_groups=prefs // 2,
             imitation_coef=imitation,
+            imitation_replay=replay,
         )
         options = _backend_options(address, num_workers)
         with progress_bar() as cb:

@@ -11,7 +11,11 @@ also raises the log-probability, under each group's preference, of the archive's
 a fixed-budget group, the best within `imitation_window` of its budget). GRPO's clipped steps alone left the
 deterministic plans next to the uniform start after 16 iterations although the groups had sampled far better plans
 (benchmarks/steering.py; docs/design.md, Reward, gate, GRPO); imitating the best plan seen per preference carries
-what the evaluations found into the means, and different preferences pick different elites.
+what the evaluations found into the means, and different preferences pick different elites. With
+`imitation_replay` > 0, each update also imitates the archive's best plan for that many random (preference, budget)
+pairs: an iteration's few groups teach the split and allocation heads little about how a plan should change with the
+preference, and the archive already holds the answer for preferences no group drew (docs/design.md, Reward, gate,
+GRPO).
 
 The stability gate, when on (τ > 0; off by default, docs/design.md says why), scores plans that would collapse a
 layer (a layer keeping less than τ of its SynFlow saliency) as a collapsed model would score (chance on both
@@ -67,6 +71,9 @@ class GRPOConfig:
     # Weight of the self-imitation term; 0 = plain GRPO (what checkpoints from before the archive were trained with).
     imitation_coef: float = 0.5
     imitation_window: float = 0.03  # a fixed-budget group imitates archive plans within this distance of its budget
+    # Random (preference, fixed budget) pairs per update whose best archive plan is imitated too; 0 = only the
+    # iteration's own groups (what the shipped policies were trained with).
+    imitation_replay: int = 0
     reward: str = "linear"
     # A plan is gated when some layer keeps less than this share of its SynFlow saliency; 0 = no gate (the default:
     # no threshold was right often enough, benchmarks/gate_audit.py; docs/design.md, Reward, gate, GRPO).
@@ -98,6 +105,7 @@ class GRPOConfig:
             (0 <= self.audit_rate <= 1, f"audit rate must be in [0, 1], got {self.audit_rate}"),
             (self.imitation_coef >= 0, f"--imitation must be at least 0 (0 = plain GRPO), got {self.imitation_coef}"),
             (self.imitation_window > 0, f"imitation window must be above 0, got {self.imitation_window}"),
+            (self.imitation_replay >= 0, f"--replay must be at least 0 (0 = no replay), got {self.imitation_replay}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -124,9 +132,12 @@ class GRPOConfig:
         for name in ("data", "calibration"):
             if not data[name]:
                 data.pop(name)
+        if not data["imitation_replay"]:  # runs without replay keep the ids they had before it existed
+            data.pop("imitation_replay")
         if not data["imitation_coef"]:  # plain GRPO keeps the ids it had before self-imitation existed
             data.pop("imitation_coef")
             data.pop("imitation_window")
+            data.pop("imitation_replay", None)
         return data
 
 
@@ -265,7 +276,8 @@ class GRPOTrainer:
             rewards = np.array([reward(o, p, cfg.reward) for o, p in zip(objs, prefs)])
             advantages = _group_advantages(rewards, cfg.group_size)
             self._audit_outcomes(audits, rewards, prefs)
-            kl = self._update(state_t, w, samples, advantages, self._elites(prefs, samples))
+            elites = [(prefs[first], plan) for first, plan in self._elites(prefs, samples)]
+            kl = self._update(state_t, w, samples, advantages, elites, self._replay(it))
             front = non_dominated(np.array(self.state.history), (True, True, True)).sum() if self.state.history else 0
             self.state.iteration += 1
             self.state.curve.append(
@@ -334,31 +346,50 @@ class GRPOTrainer:
             self.state.audited += 1
             self.state.false_gates += int(reward(real, prefs_of[i], self.config.reward) > np.median(group))
 
-    def _elites(self, prefs: list[tuple[float, ...]], samples: list[PlanSample]) -> list[tuple[int, PlanSample]]:
-        """Per group, (its first row, the archive's best decision for the group's preference): for a fixed-budget
-        group, the best allocation within `imitation_window` of its budget, ranked with every plan's compression set
-        to that budget and imitated at the plan's own budget without the budget term; for a free group, the best
-        decision at any budget. Groups with no archive plan in reach get none."""
-        cfg = self.config
-        if not cfg.imitation_coef or not self.state.archive:
-            return []
+    def _archive_best(self, pref: Sequence[float], budget: float | None) -> PlanSample | None:
+        """The archive's best decision for `pref`: at a fixed `budget`, the best allocation within `imitation_window`
+        of it, ranked with every plan's compression set to that budget (no credit for a larger plan) and imitated at
+        the plan's own budget without the budget term; with `budget` None, the best decision at any budget. None when
+        nothing is in reach."""
         budgets = np.array([e["budget"] for e in self.state.archive])
-        objs = np.array([e["objectives"] for e in self.state.archive])
+        ranked = np.array([e["objectives"] for e in self.state.archive])
+        reach = np.full(len(budgets), True)
+        if budget is not None:
+            reach = np.abs(budgets - budget) <= self.config.imitation_window
+            ranked[:, NAMES.index("compression")] = budget
+        if not reach.any():
+            return None
+        rewards = np.array([reward(o, pref, self.config.reward) for o in ranked])
+        entry = self.state.archive[int(np.flatnonzero(reach)[np.argmax(rewards[reach])])]
+        return PlanSample(entry["budget"], np.asarray(entry["alpha"]), budget is not None)
+
+    def _elites(self, prefs: list[tuple[float, ...]], samples: list[PlanSample]) -> list[tuple[int, PlanSample]]:
+        """Per group, (its first row, the archive's best decision for the group's preference, at the group's budget
+        when it is fixed). Groups with no archive plan in reach get none."""
+        if not self.config.imitation_coef or not self.state.archive:
+            return []
         elites = []
-        for first in range(0, len(samples), cfg.group_size):
-            sample, pref = samples[first], np.asarray(prefs[first])
-            reach, ranked = np.full(len(budgets), True), objs
-            if sample.overridden:  # an allocation is judged at the group's budget: no credit for a larger one
-                reach = np.abs(budgets - sample.budget) <= cfg.imitation_window
-                ranked = objs.copy()
-                ranked[:, NAMES.index("compression")] = sample.budget
-            if not reach.any():
-                continue
-            rewards = np.array([reward(o, pref, cfg.reward) for o in ranked])
-            best = int(np.flatnonzero(reach)[np.argmax(rewards[reach])])
-            entry = self.state.archive[best]
-            elites.append((first, PlanSample(entry["budget"], np.asarray(entry["alpha"]), sample.overridden)))
+        for first in range(0, len(samples), self.config.group_size):
+            sample = samples[first]
+            best = self._archive_best(np.asarray(prefs[first]), sample.budget if sample.overridden else None)
+            if best is not None:
+                elites.append((first, best))
         return elites
+
+    def _replay(self, it: int) -> list[tuple[tuple[float, ...], PlanSample]]:
+        """`imitation_replay` (preference, elite) pairs for iteration `it`: Dirichlet preferences at budgets drawn
+        like the fixed-budget groups', seeded per iteration apart from the groups' draws (a resumed run repeats them)."""
+        cfg = self.config
+        if not cfg.imitation_coef or not cfg.imitation_replay or not self.state.archive:
+            return []
+        rng = np.random.default_rng([cfg.seed, it, 1])
+        pairs = []
+        for _ in range(cfg.imitation_replay):
+            pref = tuple(float(x) for x in rng.dirichlet(np.ones(len(NAMES))))
+            best = self._archive_best(np.asarray(pref), float(rng.uniform(*cfg.fixed_budget_range)))
+            if best is not None:
+                pairs.append((pref, best))
+        return pairs
 
     def _update(
         self,
@@ -366,16 +397,22 @@ class GRPOTrainer:
         w: torch.Tensor,
         samples: list[PlanSample],
         adv: np.ndarray,
-        elites: list[tuple[int, PlanSample]],
+        elites: list[tuple[tuple[float, ...], PlanSample]],
+        replay: list[tuple[tuple[float, ...], PlanSample]] = (),
     ) -> float:
+        """Clipped-ratio steps on the groups' advantages, each also raising the mean log-probability of the groups'
+        elites and, as a term of its own, of the replayed ones (each under the preference it is best for)."""
         cfg = self.config
         plans = _plan_tensors(samples)
         adv_t = torch.tensor(adv, dtype=torch.float32)
         with torch.no_grad():
             old = self.policy.log_prob(state_t, w, *plans)
             ref = self.ref.log_prob(state_t, w, *plans)
-        # each elite under its group's preference
-        imitated = (w[[i for i, _ in elites]], *_plan_tensors([p for _, p in elites])) if elites else None
+        imitated = [
+            (torch.tensor([pref for pref, _ in rows], dtype=torch.float32), *_plan_tensors([p for _, p in rows]))
+            for rows in (elites, replay)
+            if rows
+        ]
         kl_value = 0.0
         for _ in range(cfg.epochs):
             new = self.policy.log_prob(state_t, w, *plans)
@@ -384,8 +421,8 @@ class GRPOTrainer:
             log_r = (ref - new).clamp(-20, 20)
             kl = torch.exp(log_r) - log_r - 1
             loss = -(surrogate - cfg.kl_coef * kl).mean()
-            if imitated is not None:
-                loss = loss - cfg.imitation_coef * self.policy.log_prob(state_t, *imitated).mean()
+            for rows in imitated:
+                loss = loss - cfg.imitation_coef * self.policy.log_prob(state_t, *rows).mean()
             self.opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)

@@ -132,10 +132,17 @@ def test_checkpoints_from_before_self_imitation_load_as_plain_grpo_with_their_id
     assert GRPOConfig().identity()["imitation_coef"] == 0.5
 
 
-def test_a_negative_imitation_weight_is_refused_in_one_line(tiny_llava):
-    out = invoke("train-policy", str(tiny_llava), "--shapesworld", "--imitation", "-1")
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("--imitation", "--imitation must be at least 0 (0 = plain GRPO), got -1.0"),
+        ("--replay", "--replay must be at least 0 (0 = no replay), got -1"),
+    ],
+)
+def test_a_negative_imitation_setting_is_refused_in_one_line(tiny_llava, option, message):
+    out = invoke("train-policy", str(tiny_llava), "--shapesworld", option, "-1")
     assert out.returncode == 2
-    assert out.output.strip() == "error: --imitation must be at least 0 (0 = plain GRPO), got -1.0"
+    assert out.output.strip() == f"error: {message}"
 
 
 def _trainer(plans, tmp_path, **overrides) -> GRPOTrainer:
@@ -171,6 +178,28 @@ def test_each_group_imitates_the_archive_plan_its_preference_rewards_most(plans,
     assert _trainer(plans, tmp_path, imitation_coef=0.0)._elites(prefs, samples) == []
 
 
+def test_replay_imitates_the_archive_best_for_random_preferences_at_fixed_budgets(plans, tmp_path):
+    trainer = _trainer(plans, tmp_path, imitation_replay=12)
+    assert trainer._replay(0) == [], "an empty archive has nothing to replay"
+    L = len(plans.shapes)
+    for b in (0.15, 0.25, 0.35, 0.45, 0.55):  # 0.1 apart: at most one budget within ±0.03 of any draw
+        for kind, objs in (("useful", [1.1, 0.9, b]), ("robust", [0.9, 1.1, b])):
+            alpha = [1.0 if kind == "useful" else 2.0] * (2 * L)
+            trainer.state.archive.append({"budget": b, "alpha": alpha, "objectives": objs})
+    pairs = trainer._replay(3)
+    assert 0 < len(pairs) < 12, "draws with no archive plan within the window are skipped"
+    again = trainer._replay(3)
+    assert [(w, e.budget, e.alpha.tolist()) for w, e in pairs] == [(w, e.budget, e.alpha.tolist()) for w, e in again]
+    assert [p for p, _ in pairs] != [p for p, _ in trainer._replay(4)]
+    for pref, elite in pairs:
+        assert elite.overridden and abs(sum(pref) - 1) < 1e-9
+        assert elite.alpha[0] == (1.0 if pref[0] > pref[1] else 2.0), "the plan the preference rewards more"
+    assert _trainer(plans, tmp_path)._replay(3) == [], "off by default"
+    assert _trainer(plans, tmp_path, imitation_replay=12, imitation_coef=0.0)._replay(3) == []
+    assert "imitation_replay" not in GRPOConfig().identity(), "runs without replay keep their policy ids"
+    assert GRPOConfig(imitation_replay=16).identity()["imitation_replay"] == 16
+
+
 def test_self_imitation_moves_each_preference_toward_its_own_elite(plans, tmp_path):
     trainer = _trainer(plans, tmp_path, kl_coef=0.0)
     state, L = _state(plans), len(plans.shapes)
@@ -179,7 +208,7 @@ def test_self_imitation_moves_each_preference_toward_its_own_elite(plans, tmp_pa
     prefs = [(0.8, 0.1, 0.1), (0.1, 0.8, 0.1)]
     w = torch.tensor(prefs, dtype=torch.float32)
     budget = torch.tensor([0.3, 0.3])
-    elites = [(i, PlanSample(0.3, targets[i], True)) for i in range(2)]
+    elites = [(prefs[i], PlanSample(0.3, targets[i], True)) for i in range(2)]
     uniform = [PlanSample(0.3, np.full(2 * L, 1 / (2 * L)), True)] * 2
 
     def gaps() -> list[float]:
