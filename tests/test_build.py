@@ -62,3 +62,19 @@ def test_rebuild_is_skipped_and_deterministic(root, tmp_path):
     for rel in ("pope/dev/shapes_pope_adversarial.json", "sqa/problems.json"):
         assert (again / rel).read_bytes() == (root / rel).read_bytes()
     assert not is_built(root, BuildConfig())
+
+
+def test_builders_started_together_build_once(tmp_path):
+    """`make app` beside `make test` on a fresh machine: both reach the same root; one builds, the other reuses it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls: dict[int, int] = {0: 0, 1: 0}
+
+    def run(who: int):
+        return build(tmp_path / "sw", SMALL, progress=lambda *_: calls.__setitem__(who, calls[who] + 1))
+
+    with ThreadPoolExecutor(2) as pool:
+        roots = list(pool.map(run, (0, 1)))
+    assert roots == [tmp_path / "sw"] * 2 and is_built(roots[0], SMALL)
+    assert min(calls.values()) == 0 < max(calls.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".sw.lock", "sw"]

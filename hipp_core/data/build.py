@@ -10,7 +10,8 @@ Layout under the dataset root (default `$HIPP_CACHE/data/shapesworld-v<version>`
     manifest.json                                                  sizes, seeds, version
 
 Writing goes to a temporary sibling directory renamed into place at the end, so a killed build leaves no
-half-written dataset; an existing complete build with the same manifest is reused.
+half-written dataset; an existing complete build with the same manifest is reused. Builders of one root take a lock,
+so two processes started together (`make app` beside `make test`) build it once and the second reuses it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from filelock import FileLock
 
 from hipp_core.config import cache_dir
 from hipp_core.data.questions import IMAGE_KINDS, TEXT_KINDS, multiple_choice, presence_question
@@ -61,6 +64,14 @@ def build(root: Path | None = None, cfg: BuildConfig = BuildConfig(), force: boo
     root = Path(root) if root else default_root()
     if is_built(root, cfg) and not force:
         return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(root.parent / f".{root.name}.lock"):
+        if is_built(root, cfg) and not force:  # built by another process while this one waited
+            return root
+        return _build_locked(root, cfg, progress)
+
+
+def _build_locked(root: Path, cfg: BuildConfig, progress: Progress | None) -> Path:
     tmp = root.parent / f".{root.name}.building"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
