@@ -24,7 +24,7 @@ import time
 from results_io import emit
 
 from hipp_core import api
-from hipp_core.config import quiet_libraries, set_threads
+from hipp_core.config import home_dir, quiet_libraries, set_threads
 from hipp_core.errors import HippError
 from hipp_core.evaluation.engine import EvalResult
 from hipp_core.recover import RecoveryConfig
@@ -79,7 +79,7 @@ def row(spec: str, method: str, sparsity: float, dense: EvalResult, cfg: Recover
         "train_seconds": result.seconds,
         "total_seconds": round(time.perf_counter() - t0, 1),
         "from_store": result.cached,
-        "artifact_dir": str(result.artifact_dir),
+        "artifact": str(result.artifact_dir.relative_to(home_dir())),  # under $HIPP_HOME: no machine path in results
     }
 
 
