@@ -142,6 +142,7 @@ def run_model(spec: str, args) -> dict:
             "iterations": last["iter"],
             "distinct_plans_evaluated": n_evals,
             "wall_seconds": round(sum(c["seconds"] for c in curve), 1),
+            "evaluations_from_store": last.get("from_store"),  # read back, not computed: cheap in wall_seconds
             "reward_mean_first_last": [round(curve[0]["reward_mean"], 4), round(last["reward_mean"], 4)],
             "front_size": last["front_size"],
         },

@@ -183,6 +183,9 @@ class TrainState:
     gated: int = 0
     audited: int = 0
     false_gates: int = 0
+    # Evaluations the plan store answered (scored earlier, e.g. by a killed run or another job): wall time in `curve`
+    # counts them at the cost of a read, so a reader needs this count to judge a run's seconds.
+    from_store: int = 0
 
 
 def policy_id_for(model_id: str, config: GRPOConfig) -> str:
@@ -290,6 +293,7 @@ class GRPOTrainer:
                     "gated": self.state.gated,
                     "audited": self.state.audited,
                     "false_gates": self.state.false_gates,
+                    "from_store": self.state.from_store,
                     "budget_mean": float(np.mean([s.budget for s in samples])),
                     "kl": kl,
                     "seconds": time.perf_counter() - t0,
@@ -319,7 +323,9 @@ class GRPOTrainer:
         stable = [stability(bp, self.planner.features) >= cfg.gate_tau for bp in blueprints]
         audit = [not ok and rng.random() < cfg.audit_rate for ok in stable]
         todo = [bp for bp, ok, a in zip(blueprints, stable, audit) if ok or a]
-        results = iter(self.evaluator.evaluate(todo, self.progress))
+        fresh = self.evaluator.evaluate(todo, self.progress)
+        self.state.from_store += sum(r.cached for r in fresh)
+        results = iter(fresh)
         objs, audits = [], []
         for i, (bp, ok, a) in enumerate(zip(blueprints, stable, audit)):
             real = objectives(next(results), dense, bp.achieved) if ok or a else None

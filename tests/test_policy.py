@@ -303,11 +303,13 @@ def test_grpo_resumes_after_interruption_without_recomputing(tiny_llava, tmp_pat
     spec, store = str(tiny_llava), PlanStore()
     config = GRPOConfig(iters=3, prefs_per_iter=2, group_size=3, fixed_budget_groups=1, limit=LIMIT, gate_tau=0.3)
     computed: list[str] = []
+    read_back: list[str] = []  # plans the store answered (a plan sampled again in a later iteration)
 
     class Counting(InProcessEvaluator):
         def evaluate(self, blueprints, progress=None):
             results = super().evaluate(blueprints, progress)
             computed.extend(bp.plan_id if bp else "dense" for bp, r in zip(blueprints, results) if not r.cached)
+            read_back.extend(bp.plan_id for bp, r in zip(blueprints, results) if bp and r.cached)
             return results
 
     def trainer(progress=None) -> GRPOTrainer:
@@ -329,6 +331,7 @@ def test_grpo_resumes_after_interruption_without_recomputing(tiny_llava, tmp_pat
     record = store.latest_policy(first.planner.model_id)
     assert record.policy_id == first.policy_id and len(record.curve) == 3
     assert state.curve[-1]["evaluations"] == len(state.scored) > 0
+    assert state.curve[-1]["from_store"] == len(read_back) > 0  # counted across the interruption too
     trained = planner(spec, store)
     bp = trained.blueprint((0.2, 0.7, 0.1), sparsity=0.3)
     assert bp.source == "policy" and abs(bp.achieved - 0.3) < 0.05 and bp.preference == pytest.approx((0.2, 0.7, 0.1))

@@ -15,7 +15,8 @@ def tradeoff():
 
 
 def test_front_is_reported_on_test_at_the_matched_sparsity(tradeoff, shapes_world, capsys):
-    tradeoff.main(["--models", "embedded", "--evals", "4", "--pop-size", "4", "--limit", "8", "--test-limit", "8"])
+    argv = ["--models", "embedded", "--evals", "4", "--pop-size", "4", "--limit", "8", "--test-limit", "8"]
+    tradeoff.main(argv)
     report = json.loads(capsys.readouterr().out)
     (model,) = report["models"]
     assert model["model"] == "embedded" and model["sparsity"] == 0.3 and report["seed"] == 0
@@ -32,6 +33,11 @@ def test_front_is_reported_on_test_at_the_matched_sparsity(tradeoff, shapes_worl
     # The dev front: no reported plan is beaten on both quality objectives by another.
     dev = [(p["dev"]["utility"], p["dev"]["robustness"]) for p in model["plans"]]
     assert not any(a[0] >= b[0] and a[1] >= b[1] and a != b for a in dev for b in dev)
+    # dense + search + dense and front again, on dev; a rerun reads every one back and says so.
+    calls = 1 + model["n_evals"] + 1 + len(model["plans"])
+    assert model["dev_evaluations"]["computed"] >= 1 and sum(model["dev_evaluations"].values()) == calls
+    tradeoff.main(argv)
+    assert json.loads(capsys.readouterr().out)["models"][0]["dev_evaluations"] == {"computed": 0, "from_store": calls}
 
 
 def test_best_pair_is_the_largest_min_gap_over_ordered_pairs(tradeoff):
