@@ -388,7 +388,7 @@ class GRPOTrainer:
         cfg = self.config
         if not cfg.imitation_coef or not cfg.imitation_replay or not self.state.archive:
             return []
-        rng = np.random.default_rng([cfg.seed, it, 1])
+        rng = np.random.default_rng([cfg.seed, it, 2])  # the audit draws take [seed, it, 1]
         pairs = []
         for _ in range(cfg.imitation_replay):
             pref = tuple(float(x) for x in rng.dirichlet(np.ones(len(NAMES))))
