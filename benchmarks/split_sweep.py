@@ -39,7 +39,7 @@ def scores(result) -> dict:
     }
 
 
-def per_layer(spec: str, plans, dense: dict, limit: int | None) -> list[dict]:
+def per_layer(spec: str, plans, dense: dict, limit: int | None, from_store: list[bool]) -> list[dict]:
     """Each layer's attention, then its MLP, cut by half alone (top units by the planner's scores kept)."""
     rows = []
     for i, shape in enumerate(plans.shapes):
@@ -51,7 +51,9 @@ def per_layer(spec: str, plans, dense: dict, limit: int | None) -> list[dict]:
             blueprint = blueprint_from_layers(
                 plans.model_id, plans.family, plans.shapes, 0.01, layers, plans.m, 0.9, "manual", None, "wanda"
             )
-            result = scores(evaluate_model(spec, "all", "dev", limit, image_free=False, blueprint=blueprint))
+            evaluated = evaluate_model(spec, "all", "dev", limit, image_free=False, blueprint=blueprint)
+            from_store.append(evaluated.cached)
+            result = scores(evaluated)
             change = {key: round(value - dense[key], 4) for key, value in result.items()}
             rows.append({"layer": i, "kind": kind, "achieved": round(blueprint.achieved, 4), **change})
     return rows
@@ -62,6 +64,7 @@ def sweep(spec: str, sparsity: float, shares: list[float], limit: int | None, la
     embedded = spec.startswith("embedded")
     data = None if embedded else DataSource(shapesworld=True)  # a local copy of an embedded model
     dense = evaluate_model(spec, "all", "dev", limit, image_free=False)
+    from_store = [dense.cached]  # per evaluation: read back from the plan store (costs a read, not a forward pass)
     plans = planner(spec, data=data, with_policy=False)
     n_layers = len(plans.shapes)
     rows = []
@@ -72,6 +75,7 @@ def sweep(spec: str, sparsity: float, shares: list[float], limit: int | None, la
         heads = sum(len(layer.heads) for layer in blueprint.layers)
         channels = sum(len(layer.mlp) for layer in blueprint.layers)
         result = evaluate_model(spec, "all", "dev", limit, image_free=False, blueprint=blueprint)
+        from_store.append(result.cached)
         rows.append(
             {
                 "attention_share": share,
@@ -99,8 +103,9 @@ def sweep(spec: str, sparsity: float, shares: list[float], limit: int | None, la
             "pope_gap": round(best_pope["pope_adversarial"] - best_sqa["pope_adversarial"], 4),
             "sqa_gap": round(best_sqa["sqa"] - best_pope["sqa"], 4),
         },
-        **({"per_layer": per_layer(spec, plans, scores(dense), limit)} if layers else {}),
+        **({"per_layer": per_layer(spec, plans, scores(dense), limit, from_store)} if layers else {}),
         "seconds": round(time.perf_counter() - t0, 1),
+        "evaluations": {"computed": from_store.count(False), "from_store": from_store.count(True)},
     }
 
 
