@@ -169,14 +169,16 @@ def zoo_build(
     steps: int | None = None,
     threads: int | None = None,
     progress: Progress | None = None,
+    device: str = AUTO,
 ) -> list[ZooModel]:
     """Make sure the embedded models exist: the shipped checkpoints, or (`retrain`) a reproducible retrain into
-    `$HIPP_CACHE/zoo` that resumes after a kill."""
+    `$HIPP_CACHE/zoo` that resumes after a kill, on a GPU when one is visible (`device`)."""
     archs = zoo.ARCHS if arch == "all" else (arch,)
     if any(a not in zoo.ARCHS for a in archs):
         raise HippError(f"unknown --arch {arch!r}; use {', '.join(zoo.ARCHS)} or all")
     validation.optional_count(steps, "--steps")
     validation.optional_count(threads, "--threads")
+    device = resolve_device(device)  # an unusable device fails here, before anything is built
     rows = []
     for a in archs:
         target = zoo.retrained_dir(a) if retrain else zoo.shipped_dir(a)
@@ -184,7 +186,8 @@ def zoo_build(
             rows.append(ZooModel(a, target, zoo.train_info(target) or {}))
             continue
         cfg = zoo.recipe(a) if steps is None else replace(zoo.recipe(a), steps=steps)
-        rows.append(ZooModel(a, target, zoo.train_embedded(a, target, cfg, progress, threads), trained_now=True))
+        info = zoo.train_embedded(a, target, cfg, progress, threads, device)
+        rows.append(ZooModel(a, target, info, trained_now=True))
     return rows
 
 

@@ -273,18 +273,21 @@ def zoo_build(
         typer.Option(help="Decoder steps with images, after the text-only phases (default: the shipped recipe's)."),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default $HIPP_THREADS or cores - 1).")] = None,
+    device: DeviceOpt = "auto",
 ) -> None:
-    """Make sure the embedded models exist: the shipped checkpoints, or a reproducible retrain."""
+    """Make sure the embedded models exist: the shipped checkpoints, or a reproducible retrain (on a GPU when one is
+    visible: the same recipe, in float32)."""
     from hipp_core import api
 
     def body() -> None:
         with progress_bar() as cb:
-            rows = api.zoo_build(arch, retrain, steps, threads, cb)
+            rows = api.zoo_build(arch, retrain, steps, threads, cb, device)
         for row in rows:
             if row.trained_now:
                 total, now = row.train_seconds, row.info["seconds_this_run"]
                 resumed = f" ({now:.0f} s in this run, which resumed a checkpoint)" if total > now + 1 else ""
-                out.print(f"{row.arch}: trained in {total:.0f} s{resumed} → {row.path}")
+                where = row.info.get("device", "cpu")
+                out.print(f"{row.arch}: trained in {total:.0f} s on {where}{resumed} → {row.path}")
             else:
                 out.print(
                     f"{row.arch}: shipped checkpoint at {row.path} ({row.info.get('parameters', '?')} parameters)"

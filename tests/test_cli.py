@@ -43,6 +43,7 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, tiny_llava):
         (["eval", str(tiny_llava), "--limit", "0"], "at least 1"),
         (["eval", str(tiny_llava), "--sqa-dir", str(tmp_path), "--bench", "sqa"], "problems.json"),
         (["zoo", "build", "--arch", "gpt"], "unknown --arch"),
+        (["zoo", "build", "--retrain", "--device", "tpu"], "unknown device 'tpu'"),
     ]
     for args, fragment in cases:
         result = invoke(*args)

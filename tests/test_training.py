@@ -17,7 +17,7 @@ from hipp_core.models.train import (
     train_decoder,
     train_probe,
 )
-from hipp_core.models.zoo import build_model, build_processor, recipe, shipped_dir, train_info
+from hipp_core.models.zoo import build_model, build_processor, recipe, shipped_dir, train_embedded, train_info
 from tests.conftest import TINY
 
 CFG = TrainConfig(batch_size=4, probe_steps=2, letter_steps=2, text_steps=2, steps=4, warmup=1, checkpoint_every=2)
@@ -138,3 +138,16 @@ def test_retrain_builds_the_shipped_architecture(arch):
     keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size")
     assert {k: built[k] for k in keys} == {k: shipped[k] for k in keys}
     assert built.get("head_dim") == shipped.get("head_dim") and built["rope_parameters"] == shipped["rope_parameters"]
+
+
+def test_train_embedded_records_where_it_trained_and_saves_a_loadable_model(tmp_path):
+    """The record says which device trained the checkpoint (a GPU run is not bit-equal to a CPU one) and the saved
+    folder loads back into the weights that were trained."""
+    from hipp_core.models.loading import load_model
+
+    info = train_embedded("llava", tmp_path / "llava", CFG, threads=1, device="cpu")
+    assert info["device"] == "cpu" and info["train_config"]["steps"] == CFG.steps
+    assert train_info(tmp_path / "llava")["device"] == "cpu"
+    assert not (tmp_path / ".llava.train.pt").exists(), "the training checkpoint is removed once the model is saved"
+    loaded = load_model(str(tmp_path / "llava"))
+    assert sum(p.numel() for p in loaded.model.parameters()) == info["parameters"]

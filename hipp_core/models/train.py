@@ -1,4 +1,4 @@
-"""The project's recipe for training the embedded VLMs on ShapesWorld `train`, deterministically, on a CPU.
+"""The project's recipe for training the embedded VLMs on ShapesWorld `train`, deterministically on one device.
 
 Two stages, after what we measured (docs/design.md, The embedded testbed):
 1. The vision encoder alone learns, through a linear probe, which object (or nothing) sits in each cell. We
@@ -300,7 +300,8 @@ def train_decoder(
     start = 0
     spent = spent or TrainTime()
     if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)  # our own file, written below
+        # Our own file, written below; perhaps on another device (a GPU run resumed on a CPU, say).
+        state = torch.load(checkpoint, weights_only=False, map_location=next(model.parameters()).device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])

@@ -30,6 +30,7 @@ from transformers import (
 from hipp_core.config import SHIPPED_ZOO_DIR, cache_dir, set_threads
 from hipp_core.data.world import CELL, IMAGE_SIZE
 from hipp_core.models.adapters import adapter_class
+from hipp_core.models.device import AUTO, resolve_device
 from hipp_core.models.qwen_processor import Qwen2_5_VLImageProcessorOnly
 from hipp_core.models.tokenizer import SPECIALS, build_tokenizer
 from hipp_core.models.train import Progress, TrainConfig, TrainTime, train_decoder, train_probe
@@ -221,15 +222,20 @@ def train_embedded(
     cfg: TrainConfig | None = None,
     progress: Progress | None = None,
     threads: int | None = None,
+    device: str = AUTO,
 ) -> dict:
-    """Build, train and save one embedded model; resumable (a checkpoint lives beside `out_dir`)."""
+    """Build, train and save one embedded model; resumable (a checkpoint lives beside `out_dir`), also on another
+    device than the one that wrote the checkpoint. Always float32: the shipped checkpoints are float32 and a GPU run
+    of the same recipe differs from a CPU run only by the order of its sums. `threads` serves the CPU share of each
+    step (rendering and encoding the batch), which is most of a step on a GPU."""
     cfg = cfg or recipe(arch)
     n_threads = set_threads(threads)
+    device = resolve_device(device)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir.parent / f".{out_dir.name}.train.pt"
     processor = build_processor(arch)
-    model = build_model(arch, processor, seed=cfg.seed)
+    model = build_model(arch, processor, seed=cfg.seed).to(device)
     adapter = adapter_class(arch)(model, processor)
     t0 = time.perf_counter()
     probe_acc = None
@@ -243,6 +249,7 @@ def train_embedded(
         "seconds": round(spent.earlier + spent.now, 1),  # every run that resumed the checkpoint
         "seconds_this_run": round(time.perf_counter() - t0, 1),
         "torch_threads": n_threads,
+        "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
         "threads_by_run": spent.to_json()["threads"],
         "torch_version": torch.__version__,
         "parameters": sum(p.numel() for p in model.parameters()),
