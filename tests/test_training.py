@@ -151,3 +151,27 @@ def test_train_embedded_records_where_it_trained_and_saves_a_loadable_model(tmp_
     assert not (tmp_path / ".llava.train.pt").exists(), "the training checkpoint is removed once the model is saved"
     loaded = load_model(str(tmp_path / "llava"))
     assert sum(p.numel() for p in loaded.model.parameters()) == info["parameters"]
+
+
+@pytest.mark.parametrize("arch", ["llava", "qwen2_5_vl"])
+def test_batch_workers_train_the_same_weights_and_resume(arch, tmp_path):
+    """Batches drawn and encoded ahead by worker processes (what a GPU run uses) are the batches of the in-process
+    run: the weights after training, and after a kill and a resume with workers, are the same."""
+    torch.manual_seed(0)
+    inline = _adapter(arch)
+    start = {k: v.clone() for k, v in inline.model.state_dict().items()}
+    train_decoder(inline, CFG, tmp_path / "a.pt")
+
+    def die_at_step_5(stage, step, total, metrics):
+        if step == 5:
+            raise Killed
+
+    ahead = _adapter(arch)
+    ahead.model.load_state_dict(start)
+    with pytest.raises(Killed):
+        train_decoder(ahead, CFG, tmp_path / "b.pt", die_at_step_5, workers=2)
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 4
+    resumed = _adapter(arch)
+    train_decoder(resumed, CFG, tmp_path / "b.pt", workers=3)
+    for (name, a), b in zip(inline.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name

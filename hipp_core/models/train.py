@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -47,7 +49,8 @@ from hipp_core.data.questions import (
     multiple_choice,
 )
 from hipp_core.data.world import GRID, OBJECTS, QUADRANTS, Placed, Scene, render, scenes_for_split
-from hipp_core.models.adapters import ModelAdapter
+from hipp_core.models.adapters import Encoded, ModelAdapter
+from hipp_core.models.device import to_model
 
 Progress = Callable[[str, int, int, dict], None]
 
@@ -164,8 +167,15 @@ def answer_loss(
     and pooled with the one-word answers they would drown the answer loss. With `prompt_weight`, the total also
     holds the mean next-token loss on the prompt's text tokens (image placeholders and padding excluded)."""
     enc = adapter.encode(texts, images, answers)  # on the model's device
+    return encoded_loss(adapter.model, enc, is_caption, caption_weight, prompt_weight)
+
+
+def encoded_loss(
+    model: nn.Module, enc: Encoded, is_caption: list[bool], caption_weight: float, prompt_weight: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`answer_loss` of a batch already encoded (and on the model's device)."""
     # No KV cache (nothing reads it); the loss in float32 whatever the model's dtype.
-    logits = adapter.model(**enc.inputs, use_cache=False).logits[:, :-1].float()
+    logits = model(**enc.inputs, use_cache=False).logits[:, :-1].float()
     tokens = enc.inputs["input_ids"][:, 1:]  # equal to the labels wherever they are set
     token_loss = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view_as(tokens)
     mask = enc.labels[:, 1:] != -100
@@ -176,7 +186,7 @@ def answer_loss(
     cap_loss = token_loss[is_cap].mean() if is_cap.any() else zero
     total = qa_loss + caption_weight * cap_loss
     if prompt_weight:
-        is_prompt = (enc.inputs["attention_mask"][:, 1:] == 1) & ~mask & (tokens != adapter.model.config.image_token_id)
+        is_prompt = (enc.inputs["attention_mask"][:, 1:] == 1) & ~mask & (tokens != model.config.image_token_id)
         total = total + prompt_weight * token_loss[is_prompt].mean()
     return total, qa_loss, cap_loss
 
@@ -268,15 +278,108 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
 
 
+@dataclass
+class StepBatch:
+    """One stage-2 step's samples, encoded on the CPU, with the random state right after they were drawn: what a
+    checkpoint taken after this step records, so that a resumed run draws what an unbroken one would have."""
+
+    step: int
+    stage: str
+    enc: Encoded
+    is_caption: list[bool]
+    rng_state: tuple
+
+
+def stage_at(step: int, cfg: TrainConfig) -> str:
+    return "letters" if step < cfg.letter_steps else "text" if step < cfg.text_only_steps else "decoder"
+
+
+def step_batches(
+    encoder: ModelAdapter, cfg: TrainConfig, rng_state: tuple, start: int, worker: int = 0, workers: int = 1
+) -> Iterator[StepBatch]:
+    """Every stage-2 step from `start` on, drawn as an unbroken run draws them: the scene stream restarts at each
+    checkpoint boundary, so a run resumed there sees the same scenes. `encoder` is a tokenizer-only adapter (its
+    batches stay on the CPU). Worker `worker` of `workers` renders and encodes only the steps with
+    step % workers == worker, but draws every step's samples: drawing is cheap, rendering and encoding are most of
+    a step on a GPU, and the random state is one sequence."""
+    rng = random.Random()
+    rng.setstate(rng_state)
+    stream_seed = cfg.seed + 33
+    stream = scenes_for_split("train", seed=stream_seed + start)
+    for step in range(start, cfg.total_steps):
+        stage = stage_at(step, cfg)
+        if stage == "letters":
+            batch = drill_batch(rng, cfg)
+        elif stage == "text":
+            batch = text_batch(rng, cfg)
+        else:
+            batch = draw_batch(stream, rng, cfg, step - cfg.text_only_steps)
+        if (step + 1) % cfg.checkpoint_every == 0:
+            stream = scenes_for_split("train", seed=stream_seed + step + 1)
+        if step % workers == worker:
+            texts, answers = [b.text for b in batch], [b.answer for b in batch]
+            enc = encoder.encode(texts, [b.image() for b in batch], answers)
+            yield StepBatch(step, stage, enc, [b.is_caption for b in batch], rng.getstate())
+
+
+def _encode_worker(adapter_cls, processor, cfg: TrainConfig, rng_state, start: int, worker: int, workers: int, out):
+    torch.set_num_threads(1)
+    for batch in step_batches(adapter_cls(None, processor), cfg, rng_state, start, worker, workers):
+        # As numpy arrays, which pickle by value: torch would pass shared-memory handles that die with this process.
+        inputs = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.enc.inputs.items()}
+        out.put(replace(batch, enc=Encoded(inputs, batch.enc.labels.numpy())))
+
+
+def ordered_batches(
+    adapter: ModelAdapter, cfg: TrainConfig, rng_state: tuple, start: int, workers: int = 0
+) -> Iterator[StepBatch]:
+    """`step_batches` in step order, drawn in this process (`workers=0`) or ahead of the training step by
+    `workers` processes, each a few steps ahead: on a GPU the step waits for the CPU's rendering and encoding
+    otherwise (docs/design.md §2, On a GPU). The batches are the same either way."""
+    encoder = type(adapter)(None, adapter.processor)
+    if workers == 0:
+        yield from step_batches(encoder, cfg, rng_state, start)
+        return
+    ctx = torch.multiprocessing.get_context("spawn")  # a fork would copy the parent's CUDA state
+    queues = [ctx.Queue(maxsize=2) for _ in range(workers)]
+    procs = [
+        ctx.Process(
+            target=_encode_worker,
+            args=(type(adapter), adapter.processor, cfg, rng_state, start, k, workers, q),
+            daemon=True,
+        )
+        for k, q in enumerate(queues)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        for step in range(start, cfg.total_steps):
+            k = step % workers
+            while True:
+                try:
+                    batch = queues[k].get(timeout=5)
+                    break
+                except queue.Empty:
+                    if not procs[k].is_alive():
+                        raise RuntimeError(f"batch worker {k} stopped (exit code {procs[k].exitcode})") from None
+            inputs = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.enc.inputs.items()}
+            yield replace(batch, enc=Encoded(inputs, torch.from_numpy(batch.enc.labels)))
+    finally:
+        for proc in procs:
+            proc.kill()
+
+
 def train_decoder(
     adapter: ModelAdapter,
     cfg: TrainConfig,
     checkpoint: Path,
     progress: Progress | None = None,
     spent: TrainTime | None = None,
+    workers: int = 0,
 ) -> TrainTime:
     """Stage 2 (letter drill, then the task mix), resumable from `checkpoint`. `spent` is the time the probe took
-    in this run; the returned `TrainTime` adds every earlier run's share, as the checkpoint kept it."""
+    in this run; the returned `TrainTime` adds every earlier run's share, as the checkpoint kept it. `workers`
+    processes draw and encode the batches ahead of the step (`ordered_batches`); the weights are the same."""
     model = adapter.model
     for p in adapter.vision_encoder().parameters():
         p.requires_grad_(False)
@@ -295,8 +398,7 @@ def train_decoder(
         weight_decay=cfg.weight_decay,
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    rng = random.Random(cfg.seed + 22)
-    stream_seed = cfg.seed + 33
+    rng_state = random.Random(cfg.seed + 22).getstate()
     start = 0
     spent = spent or TrainTime()
     if checkpoint.exists():
@@ -305,22 +407,14 @@ def train_decoder(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
-        rng.setstate(state["rng"])
+        rng_state = state["rng"]
         start = state["step"]
         spent = TrainTime.resumed(state.get("time"), spent)
     t0 = time.perf_counter()
-    # The scene stream is re-derived from the step so a resumed run sees the same data as an unbroken one.
-    stream = scenes_for_split("train", seed=stream_seed + start)
     model.train()
-    for step in range(start, cfg.total_steps):
-        stage = "letters" if step < cfg.letter_steps else "text" if step < cfg.text_only_steps else "decoder"
-        if stage == "letters":
-            batch = drill_batch(rng, cfg)
-        elif stage == "text":
-            batch = text_batch(rng, cfg)
-        else:
-            batch = draw_batch(stream, rng, cfg, step - cfg.text_only_steps)
-        loss, qa_loss, cap_loss = samples_loss(adapter, batch, cfg.caption_weight, cfg.prompt_weight)
+    for batch in ordered_batches(adapter, cfg, rng_state, start, workers):
+        enc = Encoded(to_model(batch.enc.inputs, model), batch.enc.labels.to(next(model.parameters()).device))
+        loss, qa_loss, cap_loss = encoded_loss(model, enc, batch.is_caption, cfg.caption_weight, cfg.prompt_weight)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -328,16 +422,15 @@ def train_decoder(
         sched.step()
         if progress:
             losses = {"loss": loss.item(), "qa_loss": qa_loss.item(), "caption_loss": cap_loss.item()}
-            progress(stage, step + 1, cfg.total_steps, losses)
-        done = step + 1
+            progress(batch.stage, batch.step + 1, cfg.total_steps, losses)
+        done = batch.step + 1
         if done % cfg.checkpoint_every == 0 and done < cfg.total_steps:
-            stream = scenes_for_split("train", seed=stream_seed + done)
             _save_atomic(
                 {
                     "model": model.state_dict(),
                     "opt": opt.state_dict(),
                     "sched": sched.state_dict(),
-                    "rng": rng.getstate(),
+                    "rng": batch.rng_state,
                     "step": done,
                     "config": asdict(cfg),
                     "time": spent.plus(time.perf_counter() - t0).to_json(),

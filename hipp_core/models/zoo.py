@@ -223,14 +223,18 @@ def train_embedded(
     progress: Progress | None = None,
     threads: int | None = None,
     device: str = AUTO,
+    batch_workers: int | None = None,
 ) -> dict:
     """Build, train and save one embedded model; resumable (a checkpoint lives beside `out_dir`), also on another
     device than the one that wrote the checkpoint. Always float32: the shipped checkpoints are float32 and a GPU run
     of the same recipe differs from a CPU run only by the order of its sums. `threads` serves the CPU share of each
-    step (rendering and encoding the batch), which is most of a step on a GPU."""
+    step (rendering and encoding the batch), which is most of a step on a GPU: there `batch_workers` processes
+    (default 2; none on the CPU, where they would take the training's cores) prepare the batches ahead."""
     cfg = cfg or recipe(arch)
     n_threads = set_threads(threads)
     device = resolve_device(device)
+    if batch_workers is None:
+        batch_workers = 0 if device == "cpu" else 2
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir.parent / f".{out_dir.name}.train.pt"
@@ -241,7 +245,7 @@ def train_embedded(
     probe_acc = None
     if not checkpoint.exists():
         probe_acc = train_probe(adapter, cfg, progress)
-    spent = train_decoder(adapter, cfg, checkpoint, progress, TrainTime(now=time.perf_counter() - t0))
+    spent = train_decoder(adapter, cfg, checkpoint, progress, TrainTime(now=time.perf_counter() - t0), batch_workers)
     info = {
         "arch": arch,
         "train_config": asdict(cfg),
@@ -249,6 +253,7 @@ def train_embedded(
         "seconds": round(spent.earlier + spent.now, 1),  # every run that resumed the checkpoint
         "seconds_this_run": round(time.perf_counter() - t0, 1),
         "torch_threads": n_threads,
+        "batch_workers": batch_workers,
         "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
         "threads_by_run": spent.to_json()["threads"],
         "torch_version": torch.__version__,
