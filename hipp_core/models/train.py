@@ -300,8 +300,8 @@ def step_batches(
     """Every stage-2 step from `start` on, drawn as an unbroken run draws them: the scene stream restarts at each
     checkpoint boundary, so a run resumed there sees the same scenes. `encoder` is a tokenizer-only adapter (its
     batches stay on the CPU). Worker `worker` of `workers` renders and encodes only the steps with
-    step % workers == worker, but draws every step's samples: drawing is cheap, rendering and encoding are most of
-    a step on a GPU, and the random state is one sequence."""
+    step % workers == worker, but draws every step's samples: drawing is cheap, rendering and encoding are about
+    half of a step on a GPU, and the random state is one sequence."""
     rng = random.Random()
     rng.setstate(rng_state)
     stream_seed = cfg.seed + 33
@@ -362,7 +362,7 @@ def ordered_batches(
                 except queue.Empty:
                     if not procs[k].is_alive():
                         raise RuntimeError(f"batch worker {k} stopped (exit code {procs[k].exitcode})") from None
-            inputs = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.enc.inputs.items()}
+            inputs = {n: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for n, v in batch.enc.inputs.items()}
             yield replace(batch, enc=Encoded(inputs, torch.from_numpy(batch.enc.labels)))
     finally:
         for proc in procs:

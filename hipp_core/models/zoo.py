@@ -227,8 +227,8 @@ def train_embedded(
 ) -> dict:
     """Build, train and save one embedded model; resumable (a checkpoint lives beside `out_dir`), also on another
     device than the one that wrote the checkpoint. Always float32: the shipped checkpoints are float32 and a GPU run
-    of the same recipe differs from a CPU run only by the order of its sums. `threads` serves the CPU share of each
-    step (rendering and encoding the batch), which is most of a step on a GPU: there `batch_workers` processes
+    of the same recipe differs from a CPU run in rounding alone (the order of its sums), so not bit for bit. `threads` serves the CPU share of each
+    step (rendering and encoding the batch), about half of a step on a GPU: there `batch_workers` processes
     (default 2; none on the CPU, where they would take the training's cores) prepare the batches ahead."""
     cfg = cfg or recipe(arch)
     n_threads = set_threads(threads)
