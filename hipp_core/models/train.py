@@ -191,12 +191,17 @@ def encoded_loss(
     return total, qa_loss, cap_loss
 
 
+def encode_samples(adapter: ModelAdapter, samples: list[Sample]) -> Encoded:
+    """Prompts, images and answers of `samples` as one training batch (on the model's device, or on the CPU for a
+    tokenizer-only adapter)."""
+    return adapter.encode([s.text for s in samples], [s.image() for s in samples], [s.answer for s in samples])
+
+
 def samples_loss(
     adapter: ModelAdapter, samples: list[Sample], caption_weight: float, prompt_weight: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    texts, answers = [s.text for s in samples], [s.answer for s in samples]
-    images, captions = [s.image() for s in samples], [s.is_caption for s in samples]
-    return answer_loss(adapter, texts, images, answers, captions, caption_weight, prompt_weight)
+    enc = encode_samples(adapter, samples)
+    return encoded_loss(adapter.model, enc, [s.is_caption for s in samples], caption_weight, prompt_weight)
 
 
 def cell_labels(scene: Scene) -> list[int]:
@@ -317,9 +322,7 @@ def step_batches(
         if (step + 1) % cfg.checkpoint_every == 0:
             stream = scenes_for_split("train", seed=stream_seed + step + 1)
         if step % workers == worker:
-            texts, answers = [b.text for b in batch], [b.answer for b in batch]
-            enc = encoder.encode(texts, [b.image() for b in batch], answers)
-            yield StepBatch(step, stage, enc, [b.is_caption for b in batch], rng.getstate())
+            yield StepBatch(step, stage, encode_samples(encoder, batch), [b.is_caption for b in batch], rng.getstate())
 
 
 def _encode_worker(adapter_cls, processor, cfg: TrainConfig, rng_state, start: int, worker: int, workers: int, out):
@@ -398,12 +401,13 @@ def train_decoder(
         weight_decay=cfg.weight_decay,
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    device = next(model.parameters()).device
     rng_state = random.Random(cfg.seed + 22).getstate()
     start = 0
     spent = spent or TrainTime()
     if checkpoint.exists():
         # Our own file, written below; perhaps on another device (a GPU run resumed on a CPU, say).
-        state = torch.load(checkpoint, weights_only=False, map_location=next(model.parameters()).device)
+        state = torch.load(checkpoint, weights_only=False, map_location=device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -413,7 +417,7 @@ def train_decoder(
     t0 = time.perf_counter()
     model.train()
     for batch in ordered_batches(adapter, cfg, rng_state, start, workers):
-        enc = Encoded(to_model(batch.enc.inputs, model), batch.enc.labels.to(next(model.parameters()).device))
+        enc = Encoded(to_model(batch.enc.inputs, model), batch.enc.labels.to(device))
         loss, qa_loss, cap_loss = encoded_loss(model, enc, batch.is_caption, cfg.caption_weight, cfg.prompt_weight)
         opt.zero_grad()
         loss.backward()
